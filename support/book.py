@@ -1,0 +1,384 @@
+"""The chapter executor and the book's hygiene checks (``python -m support.book``).
+
+Chapters are executed only here (papermill underneath), never by Jupyter Book, so that the
+committed notebooks are exactly the default-parameter runs that the HTML shows and that
+``pytest --nbval book/`` compares against. *How to run this book* (``book/how_to_run.md``)
+describes the workflow; the *Status* page is generated from the run log this module keeps.
+
+Commands::
+
+    python -m support.book execute [CHAPTER ...] [-p NAME VALUE ...] [--timeout S] [--out-dir DIR]
+    python -m support.book check
+    python -m support.book status
+
+``execute`` runs each chapter (all notebook chapters of ``_toc.yml`` by default) into a
+temporary file with the notebook's folder as working directory and a per-cell timeout. On
+success it strips volatile metadata, appends duration, device and versions to
+``book/run_log.jsonl``, regenerates ``book/status.md`` and moves the notebook into place; on
+failure the committed notebook is untouched, the failing cell is named and the exit code is 1.
+With ``-p`` the run is a non-default one (e.g. ``-p SCALE paper``): it is written to
+``--out-dir`` (default ``_runs/``) and logged there, never over the committed chapter.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime as _dt
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from support.hardware import cpu_description
+from support.results import RESULTS_DIR, git_commit, load, package_versions
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RUN_LOG = "book/run_log.jsonl"
+STATUS_PAGE = "book/status.md"
+VOLATILE_NB_KEYS = ("papermill",)
+VOLATILE_CELL_KEYS = ("papermill", "execution")
+DEFAULT_CELL_TIMEOUT_S = 1800
+
+
+class BookError(Exception):
+    """A problem with the book's sources that the user must fix (reported as one line)."""
+
+
+# --------------------------------------------------------------------------- table of contents
+def toc_entries(root: Path) -> list[str]:
+    """Every ``file:`` entry of ``_toc.yml`` (the root page first), without extension."""
+    toc_path = root / "_toc.yml"
+    if not toc_path.exists():
+        raise BookError(f"no _toc.yml in {root}")
+    try:
+        toc = yaml.safe_load(toc_path.read_text())
+    except yaml.YAMLError as e:
+        raise BookError(f"_toc.yml is not valid YAML: {e}") from e
+    entries = [toc["root"]] if toc and "root" in toc else []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                entries.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk({k: v for k, v in (toc or {}).items() if k != "root"})
+    return [str(Path(e).with_suffix("")) if Path(e).suffix in (".md", ".ipynb") else e for e in entries]
+
+
+def entry_path(root: Path, entry: str) -> Path | None:
+    """The source file of a ``_toc.yml`` entry (``.ipynb`` or ``.md``), or None if missing."""
+    for suffix in (".ipynb", ".md"):
+        path = root / f"{entry}{suffix}"
+        if path.exists():
+            return path
+    return None
+
+
+def notebook_chapters(root: Path) -> list[Path]:
+    """The notebook chapters listed in ``_toc.yml``, in book order."""
+    paths = [entry_path(root, e) for e in toc_entries(root)]
+    return [p for p in paths if p is not None and p.suffix == ".ipynb"]
+
+
+def resolve_chapter(root: Path, name: str) -> Path:
+    """Find a notebook chapter by name: ``finite_width``, ``book/finite_width`` or a path."""
+    chapters = notebook_chapters(root)
+    wanted = Path(name)
+    for path in chapters:
+        rel = path.relative_to(root)
+        if wanted in (rel, rel.with_suffix(""), Path(rel.stem), Path(rel.name)) or (
+                wanted.is_absolute() and wanted == path):
+            return path
+    known = ", ".join(p.stem for p in chapters) or "none"
+    raise BookError(f"unknown chapter {name!r}: not a notebook chapter in _toc.yml (known: {known})")
+
+
+# --------------------------------------------------------------------------- parameters cell
+def parameters_cells(nb) -> list:
+    return [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+
+
+def parameter_values(cell_source: str) -> dict:
+    """Names and values of a ``parameters`` cell; raise BookError unless it holds plain literals."""
+    try:
+        tree = ast.parse(cell_source)
+    except SyntaxError as e:
+        raise BookError(f"parameters cell is not valid Python: {e}") from e
+    values = {}
+    for stmt in tree.body:
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                and isinstance(stmt.targets[0], ast.Name)):
+            raise BookError(f"parameters cell line {stmt.lineno}: only 'NAME = literal' assignments are allowed")
+        try:
+            values[stmt.targets[0].id] = ast.literal_eval(stmt.value)
+        except ValueError as e:
+            raise BookError(f"parameters cell line {stmt.lineno}: {stmt.targets[0].id} is not a plain literal") from e
+    return values
+
+
+# --------------------------------------------------------------------------- execution
+@dataclass
+class RunRecord:
+    """One line of the run log."""
+
+    chapter: str
+    date: str
+    duration_s: float
+    device: str
+    cpu: str
+    versions: dict
+    commit: str
+    parameters: dict
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+
+def strip_volatile(nb) -> None:
+    """Remove papermill's and per-cell timing metadata that would make every run a diff."""
+    for key in VOLATILE_NB_KEYS:
+        nb.metadata.pop(key, None)
+    for cell in nb.cells:
+        for key in VOLATILE_CELL_KEYS:
+            cell.metadata.pop(key, None)
+
+
+def _gpu_name() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def execute_chapter(root: Path, path: Path, parameters: dict | None = None,
+                    timeout_s: int = DEFAULT_CELL_TIMEOUT_S, out_dir: Path | None = None) -> Path:
+    """Execute one chapter; return where the executed notebook went (see module docstring)."""
+    import nbformat
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    parameters = parameters or {}
+    nb = nbformat.read(path, as_version=4)
+    cells = parameters_cells(nb)
+    if len(cells) != 1:
+        raise BookError(f"{path.relative_to(root)}: needs exactly one cell tagged 'parameters', found {len(cells)}")
+    known = parameter_values(cells[0].source)
+    unknown = sorted(set(parameters) - set(known))
+    if unknown:
+        raise BookError(f"{path.relative_to(root)}: unknown parameter(s) {unknown} "
+                        f"(the chapter's parameters: {sorted(known)})")
+
+    if parameters:
+        out_dir = Path(out_dir or root / "_runs")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target, log_path = out_dir / path.name, out_dir / "run_log.jsonl"
+    else:
+        target, log_path = path, root / RUN_LOG
+
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir) / path.name
+        start = time.perf_counter()
+        try:
+            pm.execute_notebook(str(path), str(tmp), parameters=parameters, cwd=str(path.parent),
+                                kernel_name="python3", execution_timeout=timeout_s,
+                                progress_bar=False, log_output=False, report_mode=False)
+        except PapermillExecutionError as e:
+            raise BookError(f"{path.relative_to(root)}: cell {e.cell_index} (execution count {e.exec_count}) "
+                            f"raised {e.ename}: {e.evalue.splitlines()[0] if e.evalue else ''}") from None
+        except Exception as e:  # kernel death, cell timeout, ...: still one line naming the chapter
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise BookError(f"{path.relative_to(root)}: execution failed with {type(e).__name__}: {first}") from None
+        duration = time.perf_counter() - start
+        executed = nbformat.read(tmp, as_version=4)
+        strip_volatile(executed)
+        staged = target.with_name(f".{target.name}.tmp")
+        nbformat.write(executed, staged)
+        os.replace(staged, target)
+
+    record = RunRecord(
+        chapter=str(path.relative_to(root).with_suffix("")),
+        date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        duration_s=round(duration, 1),
+        device=_gpu_name() or "CPU only",
+        cpu=cpu_description(),
+        versions=package_versions(),
+        commit=git_commit(root),
+        parameters=parameters,
+    )
+    with open(log_path, "a") as log:
+        log.write(record.to_json() + "\n")
+    if not parameters:
+        (root / STATUS_PAGE).write_text(status_page(root))
+    return target
+
+
+# --------------------------------------------------------------------------- status page
+def read_run_log(root: Path) -> list[dict]:
+    path = root / RUN_LOG
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def status_page(root: Path, results_dir: Path | None = None) -> str:
+    """Markdown of the Status page: the latest default run of each chapter, and stored results."""
+    results_dir = Path(results_dir) if results_dir else (
+        RESULTS_DIR if root.resolve() == REPO_ROOT else root / "book" / "results")
+    latest = {}
+    for record in read_run_log(root):
+        if not record.get("parameters"):
+            latest[record["chapter"]] = record
+    lines = [
+        "# Status",
+        "",
+        "This page is generated by `python -m support.book status` from `book/run_log.jsonl`,",
+        "which the chapter executor appends to after every successful default-parameter run.",
+        "Do not edit it by hand; `python -m support.book check` fails when it is out of date.",
+        "",
+        "## Chapters: last default run",
+        "",
+        "| chapter | executed | duration (s) | GPU | CPU | torch | numpy | commit |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for chapter in [e for e in toc_entries(root) if (p := entry_path(root, e)) and p.suffix == ".ipynb"]:
+        r = latest.get(chapter)
+        if r is None:
+            lines.append(f"| {chapter} | never | | | | | | |")
+            continue
+        v = r["versions"]
+        lines.append(f"| {chapter} | {r['date']} | {r['duration_s']:.1f} | {r['device']} | {r['cpu']} "
+                     f"| {v.get('torch', '-')} | {v.get('numpy', '-')} | `{r['commit']}` |")
+    lines += ["", "## Stored results", "",
+              "Long runs store their numbers under `book/results/` with provenance; chapters load them.", ""]
+    names = sorted(p.stem for p in results_dir.glob("*.json")) if results_dir.exists() else []
+    if names:
+        lines += ["| result | computed | device | wall time (s) | seeds | commit |", "|---|---|---|---|---|---|"]
+        for name in names:
+            p = load(name, results_dir).provenance
+            wall = "" if p.get("wall_time_s") is None else f"{p['wall_time_s']:.0f}"
+            lines.append(f"| `{name}` | {p['date']} | {p['device']} | {wall} | {p['seeds']} | `{p['commit']}` |")
+    else:
+        lines.append("No stored results yet.")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- hygiene checks
+def check_notebook(root: Path, path: Path) -> list[str]:
+    """Problems of one executed chapter notebook (empty list when clean)."""
+    import nbformat
+
+    rel = path.relative_to(root)
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as e:  # unreadable JSON, wrong schema
+        return [f"{rel}: cannot be read as a notebook ({e})"]
+    problems = []
+    kernel = nb.metadata.get("kernelspec", {}).get("name")
+    if kernel != "python3":
+        problems.append(f"{rel}: kernel is {kernel!r}, expected 'python3'")
+    if any(k in nb.metadata for k in VOLATILE_NB_KEYS):
+        problems.append(f"{rel}: stale papermill metadata (execute it with `python -m support.book execute`)")
+    code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+    counts = [c.get("execution_count") for c in code]
+    if any(n is None for n in counts):
+        problems.append(f"{rel}: {sum(n is None for n in counts)} code cell(s) never executed")
+    elif counts != list(range(1, len(code) + 1)):
+        problems.append(f"{rel}: code cells were not executed in order from a fresh kernel (counts {counts})")
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+                problems.append(f"{rel}: cell {i} holds an error output")
+            if any(k in cell.metadata for k in VOLATILE_CELL_KEYS):
+                problems.append(f"{rel}: cell {i} has volatile execution metadata")
+        tags = cell.metadata.get("tags", [])
+        if "papermill-error-cell-tag" in tags or "injected-parameters" in tags:
+            problems.append(f"{rel}: cell {i} is a papermill {'error' if 'papermill-error-cell-tag' in tags else 'injected-parameters'} "
+                            "cell (committed chapters are clean default runs)")
+    params = parameters_cells(nb)
+    if len(params) != 1:
+        problems.append(f"{rel}: needs exactly one cell tagged 'parameters', found {len(params)}")
+    else:
+        try:
+            parameter_values(params[0].source)
+        except BookError as e:
+            problems.append(f"{rel}: {e}")
+    return problems
+
+
+def check(root: Path) -> list[str]:
+    """All hygiene problems of the book at ``root`` (see module docstring)."""
+    problems = []
+    entries = toc_entries(root)
+    for entry in entries:
+        if entry_path(root, entry) is None:
+            problems.append(f"_toc.yml lists {entry!r} but neither {entry}.ipynb nor {entry}.md exists")
+    listed = {entry_path(root, e) for e in entries}
+    for path in sorted((root / "book").rglob("*.ipynb")):
+        if any(part.startswith((".", "_")) for part in path.relative_to(root).parts):
+            continue
+        if path not in listed:
+            problems.append(f"{path.relative_to(root)} is not listed in _toc.yml")
+        else:
+            problems += check_notebook(root, path)
+    status = root / STATUS_PAGE
+    if not status.exists() or status.read_text() != status_page(root):
+        problems.append(f"{STATUS_PAGE} is out of date with {RUN_LOG}: run `python -m support.book status`")
+    return problems
+
+
+# --------------------------------------------------------------------------- command line
+def _parse_value(text: str):
+    """A ``-p`` value as YAML: 3 -> int, 0.5 -> float, true -> bool, paper -> str."""
+    return yaml.safe_load(text)
+
+
+def main(argv=None, root: Path = REPO_ROOT) -> int:
+    parser = argparse.ArgumentParser(prog="python -m support.book", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("execute", help="execute chapters (all notebook chapters by default)")
+    ex.add_argument("chapters", nargs="*", help="chapter names, e.g. finite_width or book/finite_width.ipynb")
+    ex.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="override a parameter (non-default run, written to --out-dir)")
+    ex.add_argument("--timeout", type=int, default=DEFAULT_CELL_TIMEOUT_S, help="per-cell timeout in seconds")
+    ex.add_argument("--out-dir", type=Path, default=None, help="where non-default runs go (default _runs/)")
+    sub.add_parser("check", help="hygiene checks of the committed chapters")
+    sub.add_parser("status", help="regenerate book/status.md from the run log")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "execute":
+            paths = [resolve_chapter(root, c) for c in args.chapters] or notebook_chapters(root)
+            parameters = {name: _parse_value(value) for name, value in args.parameter}
+            for path in paths:
+                print(f"executing {path.relative_to(root)} ...", flush=True)
+                target = execute_chapter(root, path, parameters, args.timeout, args.out_dir)
+                print(f"  ok -> {os.path.relpath(target, root)}", flush=True)
+        elif args.command == "check":
+            problems = check(root)
+            for problem in problems:
+                print(f"check: {problem}")
+            if problems:
+                return 1
+            print(f"check: {len(notebook_chapters(root))} chapters clean")
+        elif args.command == "status":
+            (root / STATUS_PAGE).write_text(status_page(root))
+            print(f"wrote {STATUS_PAGE}")
+    except BookError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
