@@ -1,0 +1,105 @@
+"""Tests of the chapter executor and hygiene checks (support/book.py), on a throwaway book,
+plus the hygiene check of the real book."""
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from support import book
+
+
+def make_notebook(path: Path, body: str, params: str = "SCALE = 'quick'\nSEED = 0") -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    p = nbformat.v4.new_code_cell(params)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# A chapter"), p, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def tiny_book(tmp_path):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/good\n  - file: book/bad\n  - file: book/status\n")
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
+    make_notebook(tmp_path / "book" / "good.ipynb", "print(SCALE, SEED + 1)")
+    make_notebook(tmp_path / "book" / "bad.ipynb", "1 / 0")
+    (tmp_path / "book" / "status.md").write_text(book.status_page(tmp_path, tmp_path / "none"))
+    return tmp_path
+
+
+def test_execute_strips_volatile_metadata_and_logs_the_run(tiny_book):
+    assert book.main(["execute", "good"], root=tiny_book) == 0
+    nb = nbformat.read(tiny_book / "book" / "good.ipynb", as_version=4)
+    assert "papermill" not in nb.metadata
+    assert all("execution" not in c.metadata and "papermill" not in c.metadata for c in nb.cells)
+    assert nb.cells[2].outputs[0]["text"] == "quick 1\n"
+    log = [json.loads(line) for line in (tiny_book / book.RUN_LOG).read_text().splitlines()]
+    assert [r["chapter"] for r in log] == ["book/good"]
+    assert log[0]["parameters"] == {} and log[0]["versions"]["python"]
+    assert "| book/good |" in (tiny_book / book.STATUS_PAGE).read_text()
+    assert not [p for p in book.check(tiny_book) if "good" in p]
+
+
+def test_failing_chapter_leaves_the_committed_notebook_untouched(tiny_book, capsys):
+    path = tiny_book / "book" / "bad.ipynb"
+    before = path.read_bytes()
+    assert book.main(["execute", "book/bad.ipynb"], root=tiny_book) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "book/bad.ipynb" in err[0] and "ZeroDivisionError" in err[0]
+    assert path.read_bytes() == before
+    assert not (tiny_book / book.RUN_LOG).exists()
+
+
+def test_parameter_override_goes_to_out_dir_not_over_the_chapter(tiny_book):
+    path = tiny_book / "book" / "good.ipynb"
+    before = path.read_bytes()
+    out = tiny_book / "_runs"
+    assert book.main(["execute", "good", "-p", "SEED", "41", "--out-dir", str(out)], root=tiny_book) == 0
+    assert path.read_bytes() == before
+    nb = nbformat.read(out / "good.ipynb", as_version=4)
+    assert any(o.get("text") == "quick 42\n" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert json.loads((out / "run_log.jsonl").read_text())["parameters"] == {"SEED": 41}
+
+
+def test_unknown_parameter_and_unknown_chapter_give_one_line_errors(tiny_book, capsys):
+    assert book.main(["execute", "good", "-p", "EPOCHS", "3"], root=tiny_book) == 1
+    assert "unknown parameter(s) ['EPOCHS']" in capsys.readouterr().err
+    assert book.main(["execute", "nope"], root=tiny_book) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown chapter 'nope'" in err and "good" in err
+
+
+def test_check_reports_missing_toc_entry_unlisted_and_unexecuted_notebooks(tiny_book):
+    toc = tiny_book / "_toc.yml"
+    toc.write_text(toc.read_text() + "  - file: book/missing\n")
+    make_notebook(tiny_book / "book" / "orphan.ipynb", "pass")
+    problems = book.check(tiny_book)
+    assert any("_toc.yml lists 'book/missing'" in p for p in problems)
+    assert any("book/orphan.ipynb is not listed in _toc.yml" in p for p in problems)
+    assert any("book/good.ipynb: 2 code cell(s) never executed" in p for p in problems)
+
+
+def test_check_rejects_non_literal_parameters_and_out_of_order_execution(tiny_book):
+    path = tiny_book / "book" / "good.ipynb"
+    make_notebook(path, "x = 1", params="import os\nSEED = 0")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].execution_count, nb.cells[2].execution_count = 2, 1
+    nbformat.write(nb, path)
+    problems = [p for p in book.check(tiny_book) if "good" in p]
+    assert any("only 'NAME = literal' assignments" in p for p in problems)
+    assert any("not executed in order" in p for p in problems)
+
+
+def test_parameter_values_reads_plain_literals():
+    assert book.parameter_values("A = 1\nB = 'x'  # comment\nC = [1, -2.5]\nD = True") == {
+        "A": 1, "B": "x", "C": [1, -2.5], "D": True}
+    with pytest.raises(book.BookError, match="N is not a plain literal"):
+        book.parameter_values("N = 2 ** 4")
+
+
+def test_the_real_book_is_clean():
+    problems = book.check(book.REPO_ROOT)
+    assert problems == [], "\n".join(problems)

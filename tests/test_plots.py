@@ -1,0 +1,22 @@
+"""Tests of the book's figure style (support/plots.py)."""
+import matplotlib as mpl
+import pytest
+
+from support import plots
+
+
+def test_apply_style_sets_the_book_defaults():
+    with mpl.rc_context():
+        plots.apply_style()
+        for key, value in plots.STYLE.items():
+            assert mpl.rcParams[key] == (list(value) if isinstance(value, tuple) else value), key
+
+
+def test_depth_colors_are_distinct_and_ordered_light_to_dark():
+    colors = plots.depth_colors([16, 1, 4])
+    assert list(colors) == [1, 4, 16]
+    lum = [0.299 * r + 0.587 * g + 0.114 * b for r, g, b, _ in colors.values()]
+    assert lum[0] > lum[1] > lum[2]
+    assert len(plots.depth_colors([3])) == 1
+    with pytest.raises(ValueError, match="no depths"):
+        plots.depth_colors([])
