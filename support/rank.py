@@ -43,9 +43,14 @@ def singular_values(x):
     """Singular values of ``x`` (shape ``(..., m, n)``), in descending order, as float64.
 
     Torch inputs stay on their device (the SVD runs in the input's precision, then the result
-    is promoted); numpy inputs use LAPACK through numpy.
+    is promoted); integer and boolean tensors are converted to float64 and half-precision ones
+    to float32 first, since torch's SVD accepts neither. Numpy inputs use LAPACK through numpy.
     """
     if _is_torch(x):
+        if not (x.dtype.is_floating_point or x.dtype.is_complex):
+            x = x.to(torch.float64)
+        elif x.dtype in (torch.float16, torch.bfloat16):
+            x = x.to(torch.float32)
         return torch.linalg.svdvals(x).to(torch.float64)
     return np.linalg.svd(np.asarray(x), compute_uv=False).astype(np.float64)
 
