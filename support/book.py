@@ -344,6 +344,7 @@ def _parse_value(text: str):
 
 
 def main(argv=None, root: Path = REPO_ROOT) -> int:
+    """Command-line entry point; returns the exit code (1 with a one-line error on bad input)."""
     parser = argparse.ArgumentParser(prog="python -m support.book", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("execute", help="execute chapters (all notebook chapters by default)")
