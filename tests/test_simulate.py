@@ -1,0 +1,156 @@
+"""Tests of support.simulate: exact reproduction of the sampled matrices, invariance to chunking,
+the Bartlett law, closed-form limits, precision, and input validation."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from support.rank import spectral_entropy
+from support.simulate import (BLOCK, bartlett_, block_generator, sample_gram_entropy,
+                              sample_product_entropy)
+
+
+def _manual_products(n, depth, seed, dist):
+    """The first block's products, formed one sample at a time in numpy float64 from the same stream."""
+    gen = block_generator(seed, 0)
+    draw = (lambda: torch.empty(BLOCK, n, n).normal_(generator=gen)) if dist == "normal" else \
+        (lambda: torch.empty(BLOCK, n, n).uniform_(-1, 1, generator=gen))
+    prod = draw().double().numpy()
+    for _ in range(depth - 1):
+        w = draw().double().numpy()
+        prod = np.stack([w[i] @ prod[i] for i in range(BLOCK)])
+    return prod
+
+
+@pytest.mark.parametrize("dist", ["normal", "uniform"])
+def test_products_match_a_direct_per_sample_computation(dist):
+    rho = sample_product_entropy(6, 3, BLOCK, dist=dist, seed=5, bartlett=False)
+    expected = spectral_entropy(_manual_products(6, 3, 5, dist))
+    np.testing.assert_allclose(rho, expected, atol=1e-10)
+
+
+@pytest.mark.parametrize("spectrum", ["gram", "svd"])
+def test_spectrum_methods_agree(spectrum):
+    ref = spectral_entropy(_manual_products(8, 4, 1, "uniform"))
+    rho = sample_product_entropy(8, 4, BLOCK, dist="uniform", seed=1, spectrum=spectrum)
+    np.testing.assert_allclose(rho, ref, atol=1e-8)
+
+
+@settings(max_examples=12, deadline=None)
+@given(n=st.integers(1, 9), depth=st.integers(1, 5), samples=st.integers(1, 3 * BLOCK),
+       dist=st.sampled_from(["normal", "uniform", "residual"]), chunk=st.integers(1, 3))
+def test_same_seed_same_numbers_whatever_the_chunking(n, depth, samples, dist, chunk):
+    ref = sample_product_entropy(n, depth, samples, dist=dist, seed=3, chunk_size=BLOCK, workers=1)
+    other = sample_product_entropy(n, depth, samples, dist=dist, seed=3, chunk_size=chunk * BLOCK, workers=2)
+    assert ref.shape == (samples,)
+    np.testing.assert_array_equal(ref, other)
+
+
+def test_seeds_give_different_numbers_and_are_reproducible():
+    a = sample_product_entropy(8, 2, 100, seed=0)
+    assert np.array_equal(a, sample_product_entropy(8, 2, 100, seed=0))
+    assert not np.allclose(a, sample_product_entropy(8, 2, 100, seed=1))
+
+
+def test_bartlett_factor_law():
+    n, batch = 6, 20000
+    r = bartlett_(torch.empty(batch, n, n, dtype=torch.float64), block_generator(0, 0))
+    assert torch.equal(r, torch.triu(r)), "Bartlett factors are upper triangular"
+    diag2 = r.diagonal(dim1=-2, dim2=-1).square().numpy()
+    for i in range(n):  # R_ii^2 ~ chi^2 with n - i degrees of freedom
+        assert stats.kstest(diag2[:, i], stats.chi2(n - i).cdf).pvalue > 1e-3
+    above = r[:, 0, 1:].reshape(-1).numpy()
+    assert stats.kstest(above, "norm").pvalue > 1e-3
+
+
+def test_bartlett_products_have_the_gaussian_law_of_rho():
+    bart = sample_product_entropy(8, 4, 3000, seed=0)
+    full = sample_product_entropy(8, 4, 3000, seed=1, bartlett=False)
+    assert stats.ks_2samp(bart, full).pvalue > 1e-3
+    assert abs(bart.mean() - full.mean()) < 4 * math.hypot(bart.std(), full.std()) / math.sqrt(3000)
+
+
+def test_single_factor_approaches_the_quarter_circle_limit():
+    # rho - log n -> log(0.8050) for one N(0,1) n x n matrix as n -> infinity (quarter-circle law)
+    rho = sample_product_entropy(128, 1, BLOCK, seed=0)
+    assert abs(rho.mean() - math.log(128) - math.log(0.8050)) < 0.01
+
+
+def test_depth_lowers_rho_at_n16():
+    means = [sample_product_entropy(16, d, 256, seed=0).mean() for d in (1, 4, 16)]
+    assert means[0] > means[1] + 0.3 > means[2] + 0.6
+
+
+def test_closed_forms_of_the_other_inits():
+    n = 10
+    orth = sample_product_entropy(n, 8, 70, dist="orthogonal")
+    np.testing.assert_allclose(orth, math.log(n), atol=1e-9)
+    ident = sample_product_entropy(n, 5, 70, dist="residual", residual_scale=0.0)
+    np.testing.assert_allclose(ident, math.log(n), atol=1e-12)
+    low = sample_product_entropy(n, 3, 70, dist="lowrank", rank=3)
+    assert np.all(low <= math.log(3) + 1e-6) and np.all(low > 0)
+
+
+def test_float32_agrees_with_float64():
+    r32 = sample_product_entropy(64, 16, BLOCK, dtype=torch.float32)
+    r64 = sample_product_entropy(64, 16, BLOCK, dtype=torch.float64)
+    assert np.abs(r32 - r64).max() < 1e-4
+
+
+@pytest.mark.parametrize("activation,bias,centre", [("linear", False, False), ("relu", True, True)])
+def test_gram_matches_a_direct_computation(activation, bias, centre):
+    inputs, input_dim, width, depth = 7, 3, 5, 2
+    rho = sample_gram_entropy(depth, BLOCK, activation=activation, inputs=inputs, input_dim=input_dim,
+                              width=width, bias=bias, centre=centre, seed=4)
+    gen = block_generator(4, 0)
+    draw = lambda *shape: torch.empty(BLOCK, *shape).normal_(generator=gen).double().numpy()
+    h = draw(inputs, input_dim)
+    fan_in = input_dim
+    for _ in range(depth):
+        w = draw(width, fan_in) / math.sqrt(fan_in)
+        h = np.einsum("bij,bkj->bik", h, w)
+        if bias:
+            h = h + draw(1, width) / math.sqrt(fan_in)
+        if activation == "relu":
+            h = np.maximum(h, 0)
+        fan_in = width
+    if centre:
+        h = h - h.mean(axis=1, keepdims=True)
+    gram = np.einsum("bij,bkj->bik", h, h)
+    np.testing.assert_allclose(rho, spectral_entropy(gram), atol=1e-8)
+
+
+def test_gram_chunking_and_rank_bound():
+    a = sample_gram_entropy(3, 2 * BLOCK, activation="linear", inputs=12, input_dim=4, width=6, chunk_size=BLOCK)
+    b = sample_gram_entropy(3, 2 * BLOCK, activation="linear", inputs=12, input_dim=4, width=6, workers=1)
+    np.testing.assert_array_equal(a, b)
+    assert np.all(a <= math.log(4) + 1e-9)  # a linear network's K has rank <= input_dim
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    (dict(n=0, depth=1, samples=1), "n"), (dict(n=2, depth=0, samples=1), "depth"),
+    (dict(n=2, depth=1, samples=0), "samples"), (dict(n=2, depth=1, samples=1, dist="cauchy"), "dist"),
+    (dict(n=2, depth=1, samples=1, dist="lowrank"), "rank"),
+    (dict(n=2, depth=1, samples=1, dist="lowrank", rank=3), "rank"),
+    (dict(n=2, depth=1, samples=1, chunk_size=10), "chunk_size"),
+    (dict(n=2, depth=1, samples=1, dtype=torch.float16), "dtype"),
+    (dict(n=2, depth=1, samples=1, spectrum="qr"), "spectrum"),
+])
+def test_bad_input_raises_naming_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        sample_product_entropy(**kwargs)
+
+
+def test_bad_gram_input():
+    with pytest.raises(ValueError, match="activation"):
+        sample_gram_entropy(2, 4, activation="softsign")
+    with pytest.raises(ValueError, match="depth"):
+        sample_gram_entropy(0, 4)
+    with pytest.raises(ValueError, match="dist"):
+        sample_gram_entropy(2, 4, dist="orthogonal")
+    with pytest.raises(TypeError, match="n"):
+        sample_product_entropy(2.5, 1, 1)
