@@ -1,0 +1,151 @@
+"""Tests of support.train: schedules, precision choice, training, exact resume, stops, DDP, statistics."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from support import data, train
+from support.expand import expanded_layers
+
+torch.set_num_threads(2)
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"widths": [4, 8]}
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return data.synthetic(96, 48, num_classes=4, seed=0)
+
+
+def _config(**kw):
+    base = dict(epochs=2, batch_size=16, lr=0.05, label_smoothing=0.1, warmup=0.25, check_every=2)
+    base.update(kw)
+    return train.TrainConfig(**base)
+
+
+def test_lr_schedules():
+    cfg = _config(schedule="linear", warmup=0.25)
+    f = [train.lr_factor(s, 8, cfg) for s in range(8)]
+    np.testing.assert_allclose(f, [0.5, 1.0, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])
+    cos = _config(schedule="cosine", warmup=0.0)
+    assert train.lr_factor(0, 10, cos) == pytest.approx(1.0) and train.lr_factor(5, 10, cos) == pytest.approx(0.5)
+    step = _config(schedule="step", milestones=(0.5, 0.75), gamma=0.1)
+    assert [train.lr_factor(s, 4, step) for s in range(4)] == pytest.approx([1, 1, 0.1, 0.01])
+    assert train.lr_factor(3, 4, _config(schedule="constant")) == 1.0
+
+
+def test_config_validation():
+    for bad in (dict(epochs=0), dict(lr=-1.0), dict(schedule="poly"), dict(precision="fp8"),
+                dict(warmup=1.0), dict(label_smoothing=1.0), dict(check_every=0)):
+        with pytest.raises(ValueError):
+            _config(**bad)
+
+
+def test_precision_by_device(monkeypatch):
+    assert train.precision_for("cpu") == "fp32"
+    with pytest.raises(ValueError, match="CPU"):
+        train.precision_for("cpu", "bf16")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # T4
+    assert train.precision_for("cuda") == "fp16"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # H100
+    assert train.precision_for("cuda") == "bf16"
+    assert train.precision_for("cuda", "fp32") == "fp32"
+
+
+def test_training_learns_and_evaluates_the_collapsed_model(tiny_data):
+    model = train.build_model("plain", 4, depth=2, seed=0, model_kwargs=TINY)
+    result = train.train(model, tiny_data, _config(epochs=4, lr=0.1, record_layer="body.4"), device="cpu")
+    assert result.final["test_acc"] > 0.6  # chance is 0.25; the synthetic classes are easy
+    assert result.history["train_loss"][-1] < result.history["train_loss"][0]
+    assert not expanded_layers(result.model)  # collapsed: plain layers only
+    _, _, test_loader = data.loaders(tiny_data, 16)
+    assert train.evaluate(result.model, test_loader)["acc"] == pytest.approx(result.final["test_acc"])
+    assert train.evaluate(model, test_loader)["acc"] == pytest.approx(result.final["test_acc"])  # expanded alike
+    assert result.spectra.shape == (5, 8)  # init + 4 epochs, 8 filters in body.4
+    np.testing.assert_allclose(result.spectra[-1], train.layer_singular_values(result.model, "body.4"))
+    assert np.all(np.diff(result.spectra, axis=1) <= 1e-12)  # descending
+    assert np.isnan(result.history["train_acc"][0]) and 0 <= result.final["train_acc"] <= 1
+
+
+def test_interrupted_then_resumed_run_is_bit_identical(tiny_data, tmp_path):
+    cfg = _config(epochs=3, record_layer="body.0")
+    straight = train.train(train.build_model("plain", 4, depth=2, seed=3, model_kwargs=TINY), tiny_data, cfg,
+                           device="cpu", checkpoint=tmp_path / "a.pt")
+    first = train.train(train.build_model("plain", 4, depth=2, seed=3, model_kwargs=TINY), tiny_data, cfg,
+                        device="cpu", checkpoint=tmp_path / "b.pt", stop_after_epoch=1)
+    assert first.final["epochs_done"] == 1
+    torch.manual_seed(12345)  # a resumed process starts from another RNG state and a fresh model
+    resumed = train.train(train.build_model("plain", 4, depth=2, seed=99, model_kwargs=TINY), tiny_data, cfg,
+                          device="cpu", checkpoint=tmp_path / "b.pt")
+    assert resumed.resumed_from_epoch == 1
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    np.testing.assert_equal(straight.history, resumed.history)  # NaN train_acc entries compare equal
+    np.testing.assert_array_equal(straight.spectra, resumed.spectra)
+    with pytest.raises(ValueError, match="different config"):
+        train.train(train.build_model("plain", 4, seed=0, model_kwargs=TINY), tiny_data, _config(epochs=4),
+                    device="cpu", checkpoint=tmp_path / "b.pt")
+
+
+def test_non_finite_loss_stops_clearly(tiny_data):
+    model = train.build_model("plain", 4, seed=0, model_kwargs={"widths": [4, 8], "batch_norm": False})
+    with pytest.raises(train.NonFiniteLossError, match="non-finite training loss at epoch 1"):
+        train.train(model, tiny_data, _config(lr=1e12, warmup=0.0, schedule="constant", check_every=1), device="cpu")
+
+
+def test_paired_difference_matches_scipy():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.9, 0.01, size=6)
+    treat = base + rng.normal(0.005, 0.003, size=6)
+    got = train.paired_difference(treat, base, confidence=0.9)
+    ci = stats.ttest_rel(treat, base).confidence_interval(0.9)
+    assert got["mean"] == pytest.approx(np.mean(treat - base))
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx((ci.low, ci.high))
+    with pytest.raises(ValueError, match="at least 2"):
+        train.paired_difference([1.0], [0.5])
+    with pytest.raises(ValueError, match="equal length"):
+        train.paired_difference([1.0, 2.0], [0.5])
+
+
+def test_run_experiment_and_summary(tiny_data):
+    cfg = _config(epochs=1, record_layer="body.4")
+    out = train.run_experiment(tiny_data, "plain", depths=(1, 2), seeds=(0, 1), config=cfg, model_kwargs=TINY,
+                               device="cpu", rho_examples=32)
+    assert out["test_acc"].shape == (2, 2) and out["spectra"].shape == (2, 2, 2, 8)
+    assert out["params"][1] > out["params"][0] and out["params_deployed"][1] == out["params_deployed"][0]
+    assert out["flops_deployed"][0] == out["flops_deployed"][1]
+    assert np.all((0 < out["embedding_rho"]) & (out["embedding_rho"] <= np.log(32)))
+    summary = train.summarize(out, (1, 2))
+    d = summary["depth_2"]["test_acc_minus_baseline"]
+    assert d["mean"] == pytest.approx(np.mean(out["test_acc"][1] - out["test_acc"][0]))
+    assert d["ci_low"] <= d["mean"] <= d["ci_high"]
+
+
+def test_ddp_with_gloo_matches_one_process(tiny_data, tmp_path):
+    """torchrun, 2 CPU processes: same final weights as one process with the same global batch."""
+    kwargs = '{"widths": [4, 8], "batch_norm": false}'
+    args = ["--model", "plain", "--model-kwargs", kwargs, "--synthetic", "64", "32", "--epochs", "2",
+            "--batch-size", "16", "--lr", "0.05", "--device", "cpu", "--seed", "1"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "support.train",
+           *args, "--save-state", str(tmp_path / "ddp.pt")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert train.main([*args, "--save-state", str(tmp_path / "one.pt")]) == 0
+    ddp, one = torch.load(tmp_path / "ddp.pt"), torch.load(tmp_path / "one.pt")
+    assert ddp.keys() == one.keys()
+    for k in ddp:
+        torch.testing.assert_close(ddp[k], one[k], atol=1e-5, rtol=1e-4)
+    moved = any(not torch.equal(one[k], v) for k, v in
+                train.build_model("plain", 10, seed=1, model_kwargs={"widths": [4, 8], "batch_norm": False})
+                .state_dict().items())
+    assert moved  # training changed the weights, so agreement is not trivial
