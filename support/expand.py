@@ -671,3 +671,137 @@ def layer_costs(model: nn.Module, example_input: torch.Tensor) -> list:
             acc = (acc[0], w.shape[1], *(a + b - 1 for a, b in zip(w.shape[2:], acc[2:])))
         rows.append(LayerCost(name, p_exp, p_col, int(seq), int(col), int(comp)))
     return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Benchmark: python -m support.expand --bench
+# --------------------------------------------------------------------------------------------
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def benchmark(*, depths=(2, 4), batch: int = 64, widths=(64, 256, 256), reps: int = 7,
+              threads: int = 2, device: str = "auto", seed: int = 0) -> dict:
+    """Training-step time of the CIFAR chapter's network (``support.models.FastCNN``), plain vs
+    expanded through the effective weight vs expanded and run sub-layer by sub-layer
+    (:func:`as_sequential`), plus whole-network collapse time.
+
+    One step = zero_grad, forward, cross-entropy, backward, SGD (momentum) update, on a fixed
+    random batch of 32 x 32 images. Variants are measured interleaved (the order rotates every
+    repetition), so that load from other processes hits them alike; the reported ratio is the
+    median over repetitions of (variant time / plain time in the same repetition).
+    """
+    import statistics
+    import time
+
+    from support import models
+    from support.hardware import resolve_device
+
+    dev = resolve_device(device)
+    torch.set_num_threads(threads)
+    which = lambda n, m: isinstance(m, (nn.Conv2d, nn.Linear)) and n not in models.WHITENING_LAYERS  # noqa: E731
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, 32, 32, generator=gen).to(dev)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(dev)
+
+    def make(depth):
+        torch.manual_seed(seed)
+        return expand(models.FastCNN(widths=tuple(widths)), depth=depth, layers=which).to(dev)
+
+    variants = {"plain": make(1)}
+    for d in depths:
+        variants[f"effective d={d}"] = make(d)
+        variants[f"sequential d={d}"] = as_sequential(variants[f"effective d={d}"])
+    opts = {k: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
+            for k, m in variants.items()}
+
+    def step(k):
+        opts[k].zero_grad(set_to_none=True)
+        F.cross_entropy(variants[k](x), y).backward()
+        opts[k].step()
+
+    for k in variants:  # warm-up (allocator, kernels)
+        step(k)
+    names = list(variants)
+    times = {k: [] for k in names}
+    for r in range(reps):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            _sync(dev)
+            t0 = time.perf_counter()
+            step(k)
+            _sync(dev)
+            times[k].append(time.perf_counter() - t0)
+    rows = []
+    for k in names:
+        ratio = statistics.median(t / p for t, p in zip(times[k], times["plain"]))
+        rows.append({"variant": k, "median_ms": 1e3 * statistics.median(times[k]), "ratio": ratio})
+
+    collapse_ms = {}
+    for d in depths:
+        model = variants[f"effective d={d}"]
+        ts, ts_inplace = [], []
+        for _ in range(5):
+            _sync(dev)
+            t0 = time.perf_counter()
+            collapse(model)
+            _sync(dev)
+            ts.append(time.perf_counter() - t0)
+            victim = copy.deepcopy(model)
+            _sync(dev)
+            t0 = time.perf_counter()
+            collapse(victim, inplace=True)
+            _sync(dev)
+            ts_inplace.append(time.perf_counter() - t0)
+        collapse_ms[f"d={d}"] = {"copy": 1e3 * statistics.median(ts),
+                                 "inplace": 1e3 * statistics.median(ts_inplace)}
+    return {"config": {"depths": list(depths), "batch": batch, "widths": list(widths), "reps": reps,
+                       "threads": threads, "seed": seed, "model": "support.models.FastCNN"},
+            "device": dev, "rows": rows, "collapse_ms": collapse_ms}
+
+
+def format_benchmark(result: dict) -> str:
+    """Markdown table of a :func:`benchmark` result (or its stored scalars)."""
+    lines = ["| variant | median step (ms) | ratio to plain (median of paired) |", "|---|---|---|"]
+    lines += [f"| {r['variant']} | {r['median_ms']:.0f} | {r['ratio']:.3f} |" for r in result["rows"]]
+    lines += ["", "| whole-network collapse | copy (ms) | in place (ms) |", "|---|---|---|"]
+    lines += [f"| {k} | {v['copy']:.1f} | {v['inplace']:.1f} |" for k, v in result["collapse_ms"].items()]
+    return "\n".join(lines)
+
+
+def _main(argv=None):
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(prog="python -m support.expand",
+                                     description="Benchmark of expanded training steps and collapse.")
+    parser.add_argument("--bench", action="store_true", help="run the benchmark")
+    parser.add_argument("--depths", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--widths", type=int, nargs=3, default=[64, 256, 256])
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--save", metavar="NAME", help="store the result as book/results/NAME.json")
+    args = parser.parse_args(argv)
+    if not args.bench:
+        parser.error("nothing to do: pass --bench")
+    t0 = time.perf_counter()
+    result = benchmark(depths=args.depths, batch=args.batch, widths=args.widths, reps=args.reps,
+                       threads=args.threads, device=args.device)
+    wall = time.perf_counter() - t0
+    from support.hardware import describe_device
+    print(f"device: {describe_device(result['device'])}; {result['config']}")
+    print(format_benchmark(result))
+    if args.save:
+        from support import results
+        results.save(args.save, config=result["config"],
+                     scalars={"rows": result["rows"], "collapse_ms": result["collapse_ms"]},
+                     provenance_record=results.provenance(device=result["device"], seeds=[0],
+                                                          wall_time_s=wall))
+        print(f"saved book/results/{args.save}.json")
+
+
+if __name__ == "__main__":
+    _main()

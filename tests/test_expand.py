@@ -467,3 +467,12 @@ def test_factors_rejects_plain_layer():
     with pytest.raises(ValueError, match="not an expanded layer"):
         factors(nn.Linear(2, 2))
     assert math.isclose(count_parameters(nn.Linear(2, 3)), 9)
+
+
+def test_benchmark_smoke():
+    from support.expand import benchmark, format_benchmark
+    res = benchmark(depths=(2,), batch=2, widths=(4, 8, 8), reps=2, threads=1, device="cpu")
+    assert [r["variant"] for r in res["rows"]] == ["plain", "effective d=2", "sequential d=2"]
+    assert res["rows"][0]["ratio"] == 1.0 and all(r["median_ms"] > 0 for r in res["rows"])
+    assert set(res["collapse_ms"]) == {"d=2"}
+    assert "| effective d=2 |" in format_benchmark(res)
