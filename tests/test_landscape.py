@@ -1,0 +1,50 @@
+"""Tests of support.landscape (the rank landscape of book/effective_rank.ipynb)."""
+import numpy as np
+import pytest
+
+from support import landscape
+from support.rank import spectral_entropy
+
+
+def test_surfaces_share_the_origin_and_are_normalised():
+    out = landscape.rank_landscape(n=4, grid=11, seed=3)
+    assert out["one_layer"].shape == out["two_layer"].shape == (11, 11)
+    assert out["one_layer"][5, 5] == pytest.approx(out["two_layer"][5, 5], abs=1e-12)
+    for key in ("one_layer", "two_layer"):
+        assert np.all((out[key] >= -1e-12) & (out[key] <= 1 + 1e-12))
+
+
+def test_surface_matches_direct_computation_at_a_corner():
+    """Rebuild the corner (alpha, beta) = (span, -span) by hand from the same random draws."""
+    n, seed = 3, 7
+    rng = np.random.default_rng(seed)
+    w1 = rng.standard_normal((n, n)) / np.sqrt(n)
+    w2 = rng.standard_normal((n, n)) / np.sqrt(n)
+    w = w2 @ w1
+    dirs = []
+    for ref in (w, w, w1, w1, w2, w2):
+        d = rng.standard_normal(ref.shape)
+        dirs.append(d * np.linalg.norm(ref) / np.linalg.norm(d))
+    u, v, u1, v1, u2, v2 = dirs
+    out = landscape.rank_landscape(n=n, grid=5, span=1.5, seed=seed, normalise=False)
+    a, b = 1.5, -1.5
+    assert out["one_layer"][-1, 0] == pytest.approx(spectral_entropy(w + a * u + b * v))
+    assert out["two_layer"][-1, 0] == pytest.approx(spectral_entropy((w2 + a * u2 + b * v2) @ (w1 + a * u1 + b * v1)))
+
+
+def test_low_rho_fraction():
+    surface = np.array([[0.1, 0.5], [0.7, 0.9]])
+    np.testing.assert_allclose(landscape.low_rho_fraction(surface, [0.0, 0.6, 1.0]), [0.0, 0.5, 1.0])
+    stacked = np.stack([surface, 1 - surface])
+    assert landscape.low_rho_fraction(stacked, 0.55).shape == (2, 1)
+
+
+@pytest.mark.parametrize("kwargs", [{"n": 1}, {"grid": 1}, {"span": 0.0}, {"n": 2.5}])
+def test_bad_input(kwargs):
+    with pytest.raises(ValueError):
+        landscape.rank_landscape(**kwargs)
+
+
+def test_low_rho_fraction_needs_a_surface():
+    with pytest.raises(ValueError):
+        landscape.low_rho_fraction(np.ones(3), 0.5)
