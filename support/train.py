@@ -514,6 +514,86 @@ def summarize(results: dict, depths, confidence: float = 0.95) -> dict:
     return summary
 
 
+@dataclass(frozen=True)
+class Experiment:
+    """One architecture of a grid: result-name ``stem``, model name and kwargs, and its recipe."""
+
+    stem: str
+    model: str
+    model_kwargs: dict
+    epochs: int
+    batch_size: int
+    lr: float
+    record_layer: str
+
+    def config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, record_layer=self.record_layer)
+
+
+# The chapter's grids (``benchmarks/cifar_paper_scale.py`` runs them; the chapter estimates their
+# cost from them). "gpu": full CIFAR, 5 seeds, ResNet-18 last (only if the time budget allows);
+# "cpu": the stand-in that fits about 45 minutes on 2 shared CPU cores.
+GRIDS = {
+    "gpu": {"subset": None, "seeds": (0, 1, 2, 3, 4), "depths": (1, 2, 4), "experiments": (
+        Experiment("fast", "fast", {"widths": [64, 256, 256]}, 10, 1024, 0.4, "groups.2.conv2"),
+        Experiment("plain", "plain", {"widths": [64, 128, 256, 512]}, 15, 512, 0.1, "body.12"),
+        Experiment("resnet18", "resnet18", {"width": 64}, 10, 512, 0.1, "blocks.7.conv2"),
+    )},
+    "cpu": {"subset": (4000, 1000), "seeds": (0, 1, 2), "depths": (1, 2, 4), "experiments": (
+        Experiment("plain", "plain", {"widths": [16, 32, 64, 128]}, 10, 128, 0.05, "body.12"),
+    )},
+}
+
+
+def run_grid(scale: str, dataset: str = "cifar10", *, device="auto", budget_s: float | None = None, only=None,
+             checkpoint_dir=".cache/checkpoints", results_dir=None, log=None) -> list:
+    """Run the experiments of ``GRIDS[scale]`` on ``dataset`` and store each one as soon as it is done.
+
+    Results go through ``support.results`` as ``cifar_<dataset>_<stem>_<scale>`` (config, the
+    :func:`summarize` scalars, the :func:`run_experiment` arrays, provenance with the wall time).
+    ``budget_s``: start no new experiment once this many seconds have passed. ``only``: stems to run.
+    Every run checkpoints under ``checkpoint_dir``, so repeating a cut-off call resumes it.
+    Returns the names stored. ``benchmarks/cifar_paper_scale.py`` is the command-line front end.
+    """
+    from support import results
+
+    if scale not in GRIDS:
+        raise ValueError(f"scale must be one of {sorted(GRIDS)}, got {scale!r}")
+    grid, t0, saved = GRIDS[scale], time.perf_counter(), []
+    data = data_mod.load_cifar(dataset)
+    if grid["subset"]:
+        data = data.subset(*grid["subset"], seed=0)
+    if log is not None:
+        log(f"data: {data.source}; loaded in {time.perf_counter() - t0:.1f} s")
+    for exp in grid["experiments"]:
+        if only and exp.stem not in only:
+            continue
+        if budget_s is not None and time.perf_counter() - t0 > budget_s:
+            if log is not None:
+                log(f"time budget of {budget_s} s spent: {exp.stem} not started")
+            continue
+        config, start = exp.config(), time.perf_counter()
+        out = run_experiment(data, exp.model, depths=grid["depths"], seeds=grid["seeds"], config=config,
+                             model_kwargs=exp.model_kwargs, device=device, log=log,
+                             checkpoint_dir=None if checkpoint_dir is None else f"{checkpoint_dir}/{scale}-{dataset}")
+        wall = time.perf_counter() - start
+        name = f"cifar_{dataset}_{exp.stem}_{scale}"
+        results.save(name, config={
+            "scale": scale, "dataset": dataset, "data_source": data.source, "n_train": int(len(data.train_labels)),
+            "n_test": int(len(data.test_labels)), "model": exp.model, "model_kwargs": exp.model_kwargs,
+            "depths": list(grid["depths"]), "width": 1.0, "train_config": config.to_dict(),
+            "precision": out["precision"]},
+            scalars=summarize(out, grid["depths"]),
+            arrays={k: v for k, v in out.items() if isinstance(v, np.ndarray)},
+            provenance_record=results.provenance(device=None if device == "auto" else device, seeds=grid["seeds"],
+                                                 wall_time_s=wall),
+            **({} if results_dir is None else {"directory": results_dir}))
+        saved.append(name)
+        if log is not None:
+            log(f"stored {name} ({wall:.0f} s)")
+    return saved
+
+
 # ------------------------------------------------------------------------------------- the CLI
 def _parse(argv):
     p = argparse.ArgumentParser(prog="python -m support.train",

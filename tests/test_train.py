@@ -149,3 +149,20 @@ def test_ddp_with_gloo_matches_one_process(tiny_data, tmp_path):
                 train.build_model("plain", 10, seed=1, model_kwargs={"widths": [4, 8], "batch_norm": False})
                 .state_dict().items())
     assert moved  # training changed the weights, so agreement is not trivial
+
+
+def test_run_grid_stores_results_with_provenance(tmp_path, monkeypatch):
+    from support import results
+
+    tiny = train.Experiment("tiny", "plain", TINY, 1, 16, 0.05, "body.0")
+    monkeypatch.setitem(train.GRIDS, "test", {"subset": (40, 20), "seeds": (0, 1), "depths": (1, 2),
+                                              "experiments": (tiny,)})
+    monkeypatch.setattr(data, "load_cifar", lambda name: data.synthetic(96, 48, num_classes=4, seed=0))
+    names = train.run_grid("test", device="cpu", checkpoint_dir=None, results_dir=tmp_path)
+    assert names == ["cifar_cifar10_tiny_test"]
+    stored = results.load(names[0], directory=tmp_path)
+    assert stored.config["n_train"] == 40 and stored.config["train_config"]["epochs"] == 1
+    assert stored.arrays["test_acc"].shape == (2, 2) and stored.provenance["seeds"] == [0, 1]
+    assert "test_acc_minus_baseline" in stored.scalars["depth_2"]
+    with pytest.raises(ValueError, match="scale"):
+        train.run_grid("huge")
