@@ -49,7 +49,7 @@ ACTIVATIONS = {
     "tanh": torch.tanh,
     "gelu": torch.nn.functional.gelu,
 }
-_CHUNK_BYTES = 48 * 2**20  # per worker, CPU; large enough for efficient batched kernels
+_CHUNK_BYTES = 8 * 2**20  # per worker on CPU (cache-sized chunks measured fastest); 128x on GPU
 
 
 # ----------------------------------------------------------------------------- validation
@@ -92,7 +92,7 @@ def _plan(samples: int, chunk_size: int | None, bytes_per_sample: int, workers: 
     """Split ``samples`` into chunks of whole blocks; returns one range of block indices per chunk."""
     blocks = math.ceil(samples / BLOCK)
     if chunk_size is None:
-        budget = _CHUNK_BYTES if device.type == "cpu" else 16 * _CHUNK_BYTES
+        budget = _CHUNK_BYTES if device.type == "cpu" else 128 * _CHUNK_BYTES
         per_chunk = max(1, budget // (bytes_per_sample * BLOCK))
         per_chunk = min(per_chunk, math.ceil(blocks / workers))  # keep every worker busy
     else:
@@ -104,13 +104,15 @@ def _plan(samples: int, chunk_size: int | None, bytes_per_sample: int, workers: 
 
 
 def _map_chunks(fn, chunks, workers: int, device: torch.device) -> list:
-    """Run ``fn`` over chunks; on CPU with ``workers > 1`` each chunk runs in its own thread with
-    one intra-op thread (small LAPACK calls do not use several cores, whole chunks do)."""
-    if device.type != "cpu" or workers == 1 or len(chunks) == 1:
+    """Run ``fn`` over chunks; on CPU each chunk runs with one intra-op thread, ``workers`` chunks at
+    a time in Python threads (small LAPACK calls do not use several cores, whole chunks do)."""
+    if device.type != "cpu":
         return [fn(c) for c in chunks]
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # intra-op threads on tiny LAPACK calls only spin, worst on a busy machine
     try:
+        if workers == 1 or len(chunks) == 1:
+            return [fn(c) for c in chunks]
         with ThreadPoolExecutor(workers) as pool:
             return list(pool.map(fn, chunks))
     finally:
@@ -131,6 +133,27 @@ def _draw(shape, gen: torch.Generator, dtype: torch.dtype, device, kind: str = "
     return x if dtype == torch.float32 else x.to(dtype)
 
 
+def _bartlett_blocks_(top: torch.Tensor, r22: torch.Tensor, gen: torch.Generator) -> None:
+    """Draw ``B`` Bartlett factors in block form, in place: ``top`` (``(B, a, n)``) gets the top
+    ``a = ceil(n/2)`` rows, ``r22`` (``(B, b, b)``, ``b = n - a``) the bottom-right block; the
+    bottom-left block is zero. Streams: ``B * a * n`` float32 normals, then the ``B * n`` chi
+    variates (as square roots of twice Gamma(df/2) variates)."""
+    batch, a, n = top.shape
+    b = n - a
+    x = top if top.dtype == torch.float32 else torch.empty(top.shape, dtype=torch.float32, device=top.device)
+    x.normal_(generator=gen)
+    half_df = torch.arange(n, 0, -1, dtype=torch.float32, device=top.device).div_(2).expand(batch, n)
+    chi = torch._standard_gamma(half_df, generator=gen).mul_(2.0).sqrt_()
+    if b:  # strict lower triangle of the last b rows of x, transposed (disjoint from x's strict upper part)
+        r22.copy_(x[:, a - b:, :b].mT)
+        r22.triu_(1)
+        r22.diagonal(dim1=-2, dim2=-1).copy_(chi[:, a:])
+    x.triu_(1)
+    x.diagonal(dim1=-2, dim2=-1).copy_(chi[:, :a])
+    if x is not top:
+        top.copy_(x)
+
+
 def bartlett_(out: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Fill ``out`` (shape ``(B, n, n)``) with independent Bartlett factors, in place.
 
@@ -141,25 +164,58 @@ def bartlett_(out: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     strict lower triangle, transposed, the bottom-right ``b x b`` block (``b = n - a``).
     """
     batch, n = out.shape[0], out.shape[-1]
-    a, b = (n + 1) // 2, n // 2
-    x = _draw((batch, a, n), gen, torch.float32, out.device)
-    out[:, :a, :] = torch.triu(x, 1)
-    out[:, a:, :a] = 0
-    if b:
-        out[:, a:, a:] = torch.tril(x[:, a - b:, :b], -1).mT
-    half_df = torch.arange(n, 0, -1, dtype=torch.float32, device=out.device).div_(2).expand(batch, n)
-    chi = torch._standard_gamma(half_df, generator=gen).mul_(2.0).sqrt_()
-    out.diagonal(dim1=-2, dim2=-1).copy_(chi)
+    a = (n + 1) // 2
+    top = torch.empty(batch, a, n, dtype=out.dtype, device=out.device)
+    r22 = torch.empty(batch, n - a, n - a, dtype=out.dtype, device=out.device)
+    _bartlett_blocks_(top, r22, gen)
+    out.zero_()
+    out[:, :a, :] = top
+    out[:, a:, a:] = r22
     return out
 
 
+def _bartlett_product(gens, n: int, depth: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """Products ``R_depth ... R_1`` of Bartlett factors, one per sample (``BLOCK`` samples per
+    generator), kept in block form: an upper-triangular product ``[[T, X], [0, Z]]`` is stored as its
+    top rows ``[T, X]`` and ``Z``, and ``R P`` costs three half-size products (half the FLOPs of a
+    dense product): ``[T', X'] = R11 [T, X] + [0, R12 Z]``, ``Z' = R22 Z``."""
+    a = (n + 1) // 2
+    b = n - a
+    size = len(gens) * BLOCK
+
+    def parts():
+        return (torch.empty(size, a, n, dtype=dtype, device=device),
+                torch.empty(size, b, b, dtype=dtype, device=device))
+
+    def draw(top, r22):
+        for i, gen in enumerate(gens):
+            _bartlett_blocks_(top[i * BLOCK:(i + 1) * BLOCK], r22[i * BLOCK:(i + 1) * BLOCK], gen)
+
+    (ptop, p22), (ftop, f22), (ntop, n22) = parts(), parts(), parts()
+    draw(ptop, p22)
+    tiny = torch.finfo(dtype).tiny
+    for _ in range(depth - 1):
+        norm = torch.linalg.vector_norm(ptop, dim=(1, 2)).hypot_(torch.linalg.vector_norm(p22, dim=(1, 2)))
+        norm.clamp_min_(tiny)
+        ptop.div_(norm[:, None, None])
+        p22.div_(norm[:, None, None])
+        draw(ftop, f22)
+        torch.bmm(ftop[:, :, :a], ptop, out=ntop)
+        if b:
+            ntop[:, :, a:].baddbmm_(ftop[:, :, a:], p22)
+            torch.bmm(f22, p22, out=n22)
+        ptop, ntop, p22, n22 = ntop, ptop, n22, p22
+    prod = torch.zeros(size, n, n, dtype=dtype, device=device)
+    prod[:, :a, :] = ptop
+    prod[:, a:, a:] = p22
+    return prod
+
+
 def _fill_factor(out: torch.Tensor, gen: torch.Generator, dist: str, rank: int | None,
-                 residual_scale: float, bartlett: bool) -> None:
+                 residual_scale: float) -> None:
     """Fill ``out`` (shape ``(B, n, n)``) with one random factor per sample."""
     n, batch, dtype, device = out.shape[-1], out.shape[0], out.dtype, out.device
-    if dist == "normal" and bartlett:
-        bartlett_(out, gen)
-    elif dist in ("normal", "uniform"):
+    if dist in ("normal", "uniform"):
         out.copy_(_draw(out.shape, gen, dtype, device, dist))
     elif dist == "orthogonal":
         q, r = torch.linalg.qr(_draw(out.shape, gen, dtype, device))
@@ -172,6 +228,27 @@ def _fill_factor(out: torch.Tensor, gen: torch.Generator, dist: str, rank: int |
         out.diagonal(dim1=-2, dim2=-1).add_(1.0)
     else:  # pragma: no cover - validated by the caller
         raise ValueError(f"unknown dist {dist!r}")
+
+
+def _dense_product(gens, n: int, depth: int, dtype: torch.dtype, device, dist: str, rank,
+                   residual_scale: float) -> torch.Tensor:
+    """Products ``W_depth ... W_1`` of dense random factors (``BLOCK`` samples per generator),
+    renormalised to unit Frobenius norm before each multiplication."""
+    size = len(gens) * BLOCK
+    factor, prod, spare = (torch.empty(size, n, n, dtype=dtype, device=device) for _ in range(3))
+
+    def draw(buffer):
+        for i, gen in enumerate(gens):
+            _fill_factor(buffer[i * BLOCK:(i + 1) * BLOCK], gen, dist, rank, residual_scale)
+
+    draw(prod)
+    tiny = torch.finfo(dtype).tiny
+    for _ in range(depth - 1):
+        prod.div_(torch.linalg.matrix_norm(prod).clamp_min_(tiny)[:, None, None])
+        draw(factor)
+        torch.bmm(factor, prod, out=spare)
+        prod, spare = spare, prod
+    return prod
 
 
 def _spectrum(p: torch.Tensor, method: str) -> torch.Tensor:
@@ -230,22 +307,11 @@ def sample_product_entropy(n: int, depth: int, samples: int, *, dist: str = "nor
     chunks = _plan(samples, chunk_size, 3 * n * n * itemsize, workers, device)
 
     def run(blocks: range) -> torch.Tensor:
-        size = len(blocks) * BLOCK
         gens = [block_generator(seed, b, device) for b in blocks]
-        factor = torch.empty(size, n, n, dtype=dtype, device=device)
-        prod = torch.empty_like(factor)
-        spare = torch.empty_like(factor)
-
-        def draw(buffer):
-            for i, gen in enumerate(gens):
-                _fill_factor(buffer[i * BLOCK:(i + 1) * BLOCK], gen, dist, rank, residual_scale, bartlett)
-
-        draw(prod)
-        for _ in range(depth - 1):
-            prod.div_(torch.linalg.matrix_norm(prod).clamp_min(torch.finfo(dtype).tiny)[:, None, None])
-            draw(factor)
-            torch.bmm(factor, prod, out=spare)
-            prod, spare = spare, prod
+        if dist == "normal" and bartlett:
+            prod = _bartlett_product(gens, n, depth, dtype, device)
+        else:
+            prod = _dense_product(gens, n, depth, dtype, device, dist, rank, residual_scale)
         return entropy_of_spectrum(_spectrum(prod, spectrum)).cpu()
 
     rho = torch.cat(_map_chunks(run, chunks, workers, device))[:samples]
@@ -311,3 +377,146 @@ def sample_gram_entropy(depth: int, samples: int, *, activation: str = "relu", i
 
     rho = torch.cat(_map_chunks(run, chunks, workers, device))[:samples]
     return rho.numpy()
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+def _plain_loop(n: int, depth: int, samples: int, seed: int) -> np.ndarray:
+    """The reference the engine is timed against: numpy's default generator, one float32 product
+    and one SVD per sample (entropies computed once at the end)."""
+    rng = np.random.default_rng(seed)
+    spectra = np.empty((samples, n))
+    for i in range(samples):
+        w = rng.standard_normal((depth, n, n), dtype=np.float32)
+        prod = w[0]
+        for k in range(1, depth):
+            prod = w[k] @ prod
+        spectra[i] = np.linalg.svd(prod, compute_uv=False)
+    return entropy_of_spectrum(spectra)
+
+
+def _timed(fn) -> float:
+    import time
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _split2(fn, total: int):
+    """Run ``fn(count)`` on two Python threads with one torch thread each (half the work each)."""
+    def both():
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(fn, [total // 2, total - total // 2]))
+        finally:
+            torch.set_num_threads(previous)
+    return both
+
+
+def floor_times(n: int, depth: int, samples: int) -> dict:
+    """Seconds the machine needs, at best, for the engine's work (float32): drawing its random
+    variates with the fastest generator found, the ``depth - 1`` dense products per sample at the
+    measured batched matmul rate, and one batched SVD per sample. Each stage is timed in the best of
+    a few configurations (torch intra-op threads, two Python threads, numpy)."""
+    a = (n + 1) // 2
+    variates = samples * depth * (a * n + n)  # Bartlett: normals of the (a, n) block plus the chi diagonal
+    piece = 1 << 22
+    buf = torch.empty(piece)
+    gen = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
+    nbuf = np.empty(piece, dtype=np.float32)
+
+    def torch_normals(count):
+        local = torch.empty(piece)
+        g = torch.Generator().manual_seed(count)
+        for _ in range(max(1, count // piece)):
+            local.normal_(generator=g)
+    reps = max(2, variates // piece // 4)  # time a quarter of the work, extrapolate
+    rng_rate = max(
+        reps * piece / _timed(lambda: [buf.normal_(generator=gen) for _ in range(reps)]),
+        reps * piece / _timed(_split2(torch_normals, reps * piece)),
+        reps * piece / _timed(lambda: [rng.standard_normal(out=nbuf, dtype=np.float32) for _ in range(reps)]),
+    )
+    batch = min(samples, 1024)
+    x, y = torch.randn(batch, n, n), torch.randn(batch, n, n)
+    out = torch.empty(batch, n, n)
+
+    def bmm_half(count):
+        torch.bmm(x[:count], y[:count])
+    flops = 2.0 * n ** 3 * batch
+    mm_rate = max(flops / _timed(lambda: torch.bmm(x, y, out=out)),
+                  flops / _timed(_split2(bmm_half, batch)))
+    mats = torch.randn(samples, n, n)
+
+    def svd_half(count):
+        torch.linalg.svdvals(mats[:count])
+    svd_s = min(_timed(lambda: torch.linalg.svdvals(mats)), _timed(_split2(svd_half, samples)),
+                _timed(lambda: np.linalg.svd(mats.numpy(), compute_uv=False)))
+    t = {"rng_s": variates / rng_rate, "products_s": 2.0 * n ** 3 * samples * (depth - 1) / mm_rate,
+         "svd_s": svd_s}
+    t["floor_s"] = sum(t.values())
+    t.update(variates=variates, rng_rate_per_s=rng_rate, matmul_gflops=mm_rate / 1e9)
+    return t
+
+
+def benchmark(n: int = 64, depth: int = 16, samples: int = 4096, repeats: int = 3, seed: int = 0) -> dict:
+    """Time the engine (float32) against the plain per-sample numpy loop and against the floor of
+    :func:`floor_times`, interleaved ``repeats`` times (the machine may be shared: medians count),
+    and measure the largest float32-vs-float64 difference of rho on the same samples."""
+    rows = []
+    for _ in range(repeats):
+        row = {"plain_loop_s": _timed(lambda: _plain_loop(n, depth, samples, seed)),
+               "engine_s": _timed(lambda: sample_product_entropy(n, depth, samples, seed=seed,
+                                                                  dtype=torch.float32))}
+        row.update({k: v for k, v in floor_times(n, depth, samples).items()})
+        rows.append(row)
+    med = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
+    r32 = sample_product_entropy(n, depth, samples, seed=seed, dtype=torch.float32)
+    r64 = sample_product_entropy(n, depth, samples, seed=seed, dtype=torch.float64)
+    ref = _plain_loop(n, depth, min(samples, 1024), seed + 1)
+    med.update(speedup_vs_loop=med["plain_loop_s"] / med["engine_s"], engine_over_floor=med["engine_s"] / med["floor_s"],
+               max_abs_f32_f64=float(np.abs(r32 - r64).max()), engine_mean_rho=float(r64.mean()),
+               loop_mean_rho=float(ref.mean()), repeats=repeats, n=n, depth=depth, samples=samples)
+    if torch.cuda.is_available():
+        dev = torch.device("cuda")
+        sample_product_entropy(n, depth, samples, device=dev, dtype=torch.float32)  # warm-up
+        def gpu():
+            sample_product_entropy(n, depth, samples, device=dev, dtype=torch.float32)
+            torch.cuda.synchronize()
+        med.update(gpu_engine_s=float(np.median([_timed(gpu) for _ in range(repeats)])),
+                   gpu_name=torch.cuda.get_device_name(dev))
+    return med
+
+
+def main(argv=None) -> None:
+    """``python -m support.simulate --bench [--n 64 --depth 16 --samples 4096 --repeats 3 --save]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bench", action="store_true", help="run the benchmark")
+    parser.add_argument("--n", type=int, default=64)
+    parser.add_argument("--depth", type=int, default=16)
+    parser.add_argument("--samples", type=int, default=4096)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--save", action="store_true",
+                        help="store the result as book/results/finite_width_benchmark.json")
+    args = parser.parse_args(argv)
+    if not args.bench:
+        parser.error("nothing to do: pass --bench")
+    import time
+    from support import results
+    start = time.perf_counter()
+    res = benchmark(args.n, args.depth, args.samples, args.repeats)
+    wall = time.perf_counter() - start
+    print(f"n={args.n} depth={args.depth} samples={args.samples} float32, "
+          f"medians of {args.repeats} interleaved repeats, {torch.get_num_threads()} torch threads")
+    for key, value in res.items():
+        print(f"  {key:22s} {value:.6g}" if isinstance(value, float) else f"  {key:22s} {value}")
+    if args.save:
+        path = results.save("finite_width_benchmark", config=vars(args), scalars=res,
+                            provenance_record=results.provenance(device="cpu", seeds=[0], wall_time_s=wall))
+        print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -154,3 +154,15 @@ def test_bad_gram_input():
         sample_gram_entropy(2, 4, dist="orthogonal")
     with pytest.raises(TypeError, match="n"):
         sample_product_entropy(2.5, 1, 1)
+
+
+def test_block_triangular_products_equal_dense_products_of_bartlett_factors():
+    from support.simulate import _bartlett_product
+    n, depth = 7, 4
+    prod = _bartlett_product([block_generator(2, 0)], n, depth, torch.float64, "cpu")
+    gen = block_generator(2, 0)
+    dense = bartlett_(torch.empty(BLOCK, n, n, dtype=torch.float64), gen)
+    for _ in range(depth - 1):
+        dense = bartlett_(torch.empty(BLOCK, n, n, dtype=torch.float64), gen) @ dense
+    np.testing.assert_allclose(spectral_entropy(prod), spectral_entropy(dense), atol=1e-10)
+    assert torch.equal(prod, torch.triu(prod))
