@@ -379,6 +379,42 @@ def sample_gram_entropy(depth: int, samples: int, *, activation: str = "relu", i
     return rho.numpy()
 
 
+# ----------------------------------------------------------------------------- summaries
+
+def product_entropy_sweep(widths, depths, samples: int, **kwargs) -> np.ndarray:
+    """rho samples for every (width, depth): array of shape ``(len(widths), len(depths), samples)``.
+
+    Keyword arguments go to :func:`sample_product_entropy`; every cell uses the same ``seed`` (so
+    cells at the same width share the first factors' streams: a depth sweep of one population of
+    networks is not a sum of independent experiments, which the chapter keeps in mind)."""
+    return np.stack([np.stack([sample_product_entropy(int(n), int(d), samples, **kwargs) for d in depths])
+                     for n in widths])
+
+
+def volume_fraction(rho, thresholds) -> np.ndarray:
+    """Fraction of samples with ``rho < tau`` for each threshold: the "percent volume" of the paper's
+    claim under the initialisation measure. ``rho`` has shape ``(..., samples)``; the result
+    ``(..., len(thresholds))``."""
+    rho = np.asarray(rho, dtype=np.float64)
+    tau = np.asarray(thresholds, dtype=np.float64)
+    if tau.ndim != 1 or tau.size == 0:
+        raise ValueError("thresholds must be a non-empty 1-d sequence")
+    return (rho[..., :, None] < tau).mean(axis=-2)
+
+
+def distribution_mode(samples) -> float:
+    """Location of the peak of a Gaussian kernel density estimate (Scott's bandwidth) of ``samples``,
+    the quantity read off the paper's density plots."""
+    from scipy.stats import gaussian_kde
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim != 1 or x.size < 2:
+        raise ValueError("samples must be a 1-d array of at least 2 values")
+    if np.ptp(x) == 0:
+        return float(x[0])
+    grid = np.linspace(x.min(), x.max(), 2001)
+    return float(grid[np.argmax(gaussian_kde(x)(grid))])
+
+
 # ----------------------------------------------------------------------------- benchmark
 
 def _plain_loop(n: int, depth: int, samples: int, seed: int) -> np.ndarray:

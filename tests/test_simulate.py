@@ -166,3 +166,25 @@ def test_block_triangular_products_equal_dense_products_of_bartlett_factors():
         dense = bartlett_(torch.empty(BLOCK, n, n, dtype=torch.float64), gen) @ dense
     np.testing.assert_allclose(spectral_entropy(prod), spectral_entropy(dense), atol=1e-10)
     assert torch.equal(prod, torch.triu(prod))
+
+
+def test_sweep_shape_and_cells():
+    from support.simulate import product_entropy_sweep
+    rho = product_entropy_sweep([4, 6], [1, 3], 10, seed=2)
+    assert rho.shape == (2, 2, 10)
+    np.testing.assert_array_equal(rho[1, 1], sample_product_entropy(6, 3, 10, seed=2))
+
+
+def test_volume_fraction_counts():
+    from support.simulate import volume_fraction
+    rho = np.array([[0.1, 0.5, 0.9, 1.3], [1.0, 1.0, 1.0, 2.0]])
+    np.testing.assert_allclose(volume_fraction(rho, [0.5, 1.0, 5.0]), [[0.25, 0.75, 1.0], [0.0, 0.0, 1.0]])
+    with pytest.raises(ValueError, match="thresholds"):
+        volume_fraction(rho, [])
+
+
+def test_distribution_mode_of_a_normal_sample():
+    from support.simulate import distribution_mode
+    x = np.random.default_rng(0).normal(1.5, 0.1, 20000)
+    assert abs(distribution_mode(x) - 1.5) < 0.03  # KDE mode noise ~ 0.01 here
+    assert distribution_mode([2.0, 2.0, 2.0]) == 2.0
