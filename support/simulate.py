@@ -415,6 +415,53 @@ def distribution_mode(samples) -> float:
     return float(grid[np.argmax(gaussian_kde(x)(grid))])
 
 
+SWEEP_SIZES = {
+    "quick": {"widths": [16, 32, 64, 128], "depths": [1, 2, 4, 8, 16, 32, 64], "samples": [256, 128, 64, 32]},
+    "paper": {"widths": [16, 32, 64, 128, 256], "depths": [1, 2, 4, 8, 16, 32, 64, 128],
+              "samples": [4096, 2048, 1024, 512, 256]},
+}
+"""Sizes of the width x depth sweep of the chapter (samples per width)."""
+
+
+def width_depth_sweep(scale: str = "quick", *, seed: int = 0, device=None) -> dict:
+    """rho of Gaussian products over the widths and depths of ``SWEEP_SIZES[scale]`` (float32, the
+    precision the benchmark validates against float64). Returns ``{"config": ..., "arrays": {"rho_n16":
+    (len(depths), samples), ...}, "scalars": {"max_abs_f32_f64_deepest_widest": ...}}``; the last is
+    a float32-vs-float64 check on 32 samples of the widest, deepest cell."""
+    if scale not in SWEEP_SIZES:
+        raise ValueError(f"scale must be one of {tuple(SWEEP_SIZES)}, got {scale!r}")
+    size = SWEEP_SIZES[scale]
+    arrays = {f"rho_n{n}": product_entropy_sweep([n], size["depths"], s, seed=seed, device=device,
+                                                 dtype=torch.float32)[0]
+              for n, s in zip(size["widths"], size["samples"])}
+    n, d = size["widths"][-1], size["depths"][-1]
+    check = {dt: sample_product_entropy(n, d, 32, seed=seed, device=device, dtype=dt)
+             for dt in (torch.float32, torch.float64)}
+    diff = float(np.abs(check[torch.float32] - check[torch.float64]).max())
+    return {"config": {"scale": scale, **size, "dist": "normal", "dtype": "float32", "seed": seed},
+            "arrays": arrays, "scalars": {"max_abs_f32_f64_deepest_widest": diff}}
+
+
+def stored_width_depth_sweep(scale: str = "quick", *, recompute: bool = False, seed: int = 0, device=None):
+    """The chapter's sweep: the stored ``book/results/finite_width_sweep`` when present (and not
+    ``recompute``), else computed now; a paper-scale computation is stored with provenance.
+    Returns ``(config, scalars, arrays, note)`` where ``note`` says where the numbers come from."""
+    import time
+    from support import results
+    stored = None if recompute else results.load("finite_width_sweep")
+    if stored is not None:
+        return stored.config, stored.scalars, stored.arrays, results.describe(stored)
+    start = time.perf_counter()
+    run = width_depth_sweep(scale, seed=seed, device=device)
+    if scale == "paper":
+        results.save("finite_width_sweep", config=run["config"], scalars=run["scalars"], arrays=run["arrays"],
+                      provenance_record=results.provenance(device=_resolve(device), seeds=[seed],
+                                                           wall_time_s=time.perf_counter() - start))
+        stored = results.load("finite_width_sweep")
+        return stored.config, stored.scalars, stored.arrays, results.describe(stored)
+    return run["config"], run["scalars"], run["arrays"], f"no stored result: computed now at scale {scale!r}"
+
+
 # ----------------------------------------------------------------------------- benchmark
 
 def _plain_loop(n: int, depth: int, samples: int, seed: int) -> np.ndarray:
