@@ -320,7 +320,7 @@ def sample_product_entropy(n: int, depth: int, samples: int, *, dist: str = "nor
 
 def sample_gram_entropy(depth: int, samples: int, *, activation: str = "relu", inputs: int = 64,
                         input_dim: int = 16, width: int = 64, dist: str = "normal", bias: bool = False,
-                        centre: bool = False, seed: int = 0, device=None,
+                        centre: bool = False, activate_last: bool = True, seed: int = 0, device=None,
                         dtype: torch.dtype = torch.float64, chunk_size: int | None = None,
                         workers: int | None = None) -> np.ndarray:
     """rho (nats) of Gram matrices ``K = H H^T`` of random networks' embeddings at initialisation.
@@ -328,8 +328,9 @@ def sample_gram_entropy(depth: int, samples: int, *, activation: str = "relu", i
     Per sample: ``inputs`` random inputs ``X`` (``inputs x input_dim``, i.i.d. N(0, 1)) go through
     a fresh random fully connected network of ``depth`` layers ``h <- act(h W^T + b)`` (the first
     ``input_dim -> width``, the rest ``width -> width``); ``H`` is the last layer's output
-    (``inputs x width``), ``K = H H^T`` (``inputs x inputs``), optionally after centring ``H``
-    over the inputs (``centre=True``). Weights have variance ``1/fan_in``: ``dist="normal"``
+    (``inputs x width``; with ``activate_last=False`` the last layer's pre-activation, so that a
+    depth-1 network is linear whatever the activation), ``K = H H^T`` (``inputs x inputs``),
+    optionally after centring ``H`` over the inputs (``centre=True``). Weights have variance ``1/fan_in``: ``dist="normal"``
     N(0, 1/fan_in) or ``"uniform"`` U(-1, 1) * sqrt(3/fan_in); biases (``bias=True``) the same
     law with fan_in = 1 scaled like the weights' rows (N(0, 1/fan_in)). rho(K) is the entropy of
     K's eigenvalues, computed as squared singular values of ``H`` (float64 entropy).
@@ -363,12 +364,13 @@ def sample_gram_entropy(depth: int, samples: int, *, activation: str = "relu", i
             gen = block_generator(seed, b, device)
             h = _draw((BLOCK, inputs, input_dim), gen, dtype, device)
             fan_in = input_dim
-            for _ in range(depth):
+            for layer in range(depth):
                 w = draw(gen, (BLOCK, width, fan_in), fan_in)
                 h = torch.bmm(h, w.mT)
                 if bias:
                     h = h + draw(gen, (BLOCK, 1, width), fan_in)
-                h = act(h)
+                if activate_last or layer < depth - 1:
+                    h = act(h)
                 fan_in = width
             if centre:
                 h = h - h.mean(dim=1, keepdim=True)
