@@ -318,11 +318,12 @@ def _paper_factors(module, ks, hidden, negative_slope):
 def _grow_kernel(module, k_eff, name):
     """Make ``module`` a layer with kernel ``k_eff`` whose outputs keep their shape."""
     k = tuple(module.kernel_size)
-    if isinstance(module.padding, str):
+    if module.padding == "same":
         new_padding = module.padding
     else:
+        old = (0,) * len(k) if module.padding == "valid" else module.padding
         new_padding = []
-        for p, a, b, d in zip(module.padding, k, k_eff, module.dilation):
+        for p, a, b, d in zip(old, k, k_eff, module.dilation):
             if (b - a) % 2:
                 raise ValueError(f"expand: module '{name}': effective kernel {k_eff} differs from "
                                  f"{k} by an odd amount, so no symmetric padding keeps the output "
@@ -682,8 +683,8 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def benchmark(*, depths=(2, 4), batch: int = 64, widths=(64, 256, 256), reps: int = 7,
-              threads: int = 2, device: str = "auto", seed: int = 0) -> dict:
+def benchmark(*, depths=(2, 4), batch: int = 64, widths=(64, 256, 256), reps: int = 9,
+              threads: int = 1, device: str = "auto", seed: int = 0) -> dict:
     """Training-step time of the CIFAR chapter's network (``support.models.FastCNN``), plain vs
     expanded through the effective weight vs expanded and run sub-layer by sub-layer
     (:func:`as_sequential`), plus whole-network collapse time.
@@ -692,6 +693,11 @@ def benchmark(*, depths=(2, 4), batch: int = 64, widths=(64, 256, 256), reps: in
     random batch of 32 x 32 images. Variants are measured interleaved (the order rotates every
     repetition), so that load from other processes hits them alike; the reported ratio is the
     median over repetitions of (variant time / plain time in the same repetition).
+
+    ``threads`` defaults to one intra-op thread: on a shared, oversubscribed CPU two threads wait
+    on each other at every operation (measured on the project's 2-core machine under load: the
+    plain step 3x slower, forming the composites 20x slower than with one thread), which measures
+    the scheduler rather than the work. Use ``--threads 2`` on an idle machine.
     """
     import statistics
     import time
@@ -780,8 +786,8 @@ def _main(argv=None):
     parser.add_argument("--depths", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--widths", type=int, nargs=3, default=[64, 256, 256])
-    parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--save", metavar="NAME", help="store the result as book/results/NAME.json")
     args = parser.parse_args(argv)

@@ -266,6 +266,8 @@ def test_kernel_lists_preserve_summed_variance_and_change_kernel_only_on_request
     with torch.no_grad():  # per-(out, in) energy summed over taps = 2 / out, as for the base init
         energy = conv.weight.pow(2).sum((-1, -2)).mean().item()
     assert abs(energy / (2 / 64) - 1) < 0.1
+    valid = expand(nn.Conv1d(2, 2, 3, padding="valid"), kernel_sizes=[3, 3], allow_kernel_change=True)
+    assert valid.padding == (1,) and valid(torch.randn(1, 2, 9)).shape == (1, 2, 7)
     with pytest.raises(ValueError, match="odd amount"):
         expand(nn.Conv2d(4, 4, 3, padding=1), kernel_sizes=[2, 1], allow_kernel_change=True)
 
