@@ -50,13 +50,25 @@ def test_config_validation():
 
 def test_precision_by_device(monkeypatch):
     assert train.precision_for("cpu") == "fp32"
-    with pytest.raises(ValueError, match="CPU"):
-        train.precision_for("cpu", "bf16")
+    with pytest.raises(ValueError, match="precision"):
+        train.precision_for("cpu", "int8")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # T4
     assert train.precision_for("cuda") == "fp16"
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # H100
     assert train.precision_for("cuda") == "bf16"
     assert train.precision_for("cuda", "fp32") == "fp32"
+
+
+def test_mixed_precision_paths_track_fp32(tiny_data):
+    """bf16 autocast and fp16 autocast with the gradient scaler (the GPU code paths, run on the CPU)."""
+    runs = {}
+    for precision in ("fp32", "bf16", "fp16"):
+        model = train.build_model("plain", 4, depth=2, seed=0, model_kwargs=TINY)
+        runs[precision] = train.train(model, tiny_data, _config(epochs=2, precision=precision), device="cpu")
+        assert runs[precision].precision == precision
+        assert next(runs[precision].model.parameters()).dtype == torch.float32  # master weights stay fp32
+    for precision in ("bf16", "fp16"):
+        np.testing.assert_allclose(runs[precision].history["train_loss"], runs["fp32"].history["train_loss"], rtol=0.05)
 
 
 def test_training_learns_and_evaluates_the_collapsed_model(tiny_data):
