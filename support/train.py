@@ -621,6 +621,10 @@ def _parse(argv):
 
 
 def main(argv=None) -> int:
+    """Command line: train one model (``--help`` lists the options); under ``torchrun`` with DDP.
+
+    Prints one line per epoch and, last, a JSON line with the final metrics (rank 0 only).
+    """
     import json
 
     args = _parse(argv)

@@ -1,6 +1,7 @@
 """Tests of support.train: schedules, precision choice, training, exact resume, stops, DDP, statistics."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -142,7 +143,7 @@ def test_run_experiment_and_summary(tiny_data):
     assert d["ci_low"] <= d["mean"] <= d["ci_high"]
 
 
-def test_ddp_with_gloo_matches_one_process(tiny_data, tmp_path):
+def test_ddp_with_gloo_matches_one_process(tiny_data, tmp_path, capsys):
     """torchrun, 2 CPU processes: same final weights as one process with the same global batch."""
     kwargs = '{"widths": [4, 8], "batch_norm": false}'
     args = ["--model", "plain", "--model-kwargs", kwargs, "--synthetic", "64", "32", "--epochs", "2",
@@ -153,6 +154,10 @@ def test_ddp_with_gloo_matches_one_process(tiny_data, tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert train.main([*args, "--save-state", str(tmp_path / "one.pt")]) == 0
+    final_one = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["final"]
+    final_ddp = json.loads(proc.stdout.strip().splitlines()[-1])["final"]
+    for key in ("test_acc", "train_acc", "test_loss", "train_loss"):  # evaluations summed over processes
+        assert final_ddp[key] == pytest.approx(final_one[key], abs=1e-4), key
     ddp, one = torch.load(tmp_path / "ddp.pt"), torch.load(tmp_path / "one.pt")
     assert ddp.keys() == one.keys()
     for k in ddp:
