@@ -174,11 +174,12 @@ def bartlett_(out: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
-def _bartlett_product(gens, n: int, depth: int, dtype: torch.dtype, device) -> torch.Tensor:
-    """Products ``R_depth ... R_1`` of Bartlett factors, one per sample (``BLOCK`` samples per
-    generator), kept in block form: an upper-triangular product ``[[T, X], [0, Z]]`` is stored as its
-    top rows ``[T, X]`` and ``Z``, and ``R P`` costs three half-size products (half the FLOPs of a
-    dense product): ``[T', X'] = R11 [T, X] + [0, R12 Z]``, ``Z' = R22 Z``."""
+def _bartlett_products(gens, n: int, depths, dtype: torch.dtype, device):
+    """Yield the products ``R_d ... R_1`` of Bartlett factors at each depth ``d`` in ``depths``
+    (increasing), one per sample (``BLOCK`` samples per generator), all along one chain. The product
+    is kept in block form: an upper-triangular ``[[T, X], [0, Z]]`` is stored as its top rows
+    ``[T, X]`` and ``Z``, and ``R P`` costs three half-size products (half the FLOPs of a dense
+    product): ``[T', X'] = R11 [T, X] + [0, R12 Z]``, ``Z' = R22 Z``."""
     a = (n + 1) // 2
     b = n - a
     size = len(gens) * BLOCK
@@ -194,21 +195,23 @@ def _bartlett_product(gens, n: int, depth: int, dtype: torch.dtype, device) -> t
     (ptop, p22), (ftop, f22), (ntop, n22) = parts(), parts(), parts()
     draw(ptop, p22)
     tiny = torch.finfo(dtype).tiny
-    for _ in range(depth - 1):
-        norm = torch.linalg.vector_norm(ptop, dim=(1, 2)).hypot_(torch.linalg.vector_norm(p22, dim=(1, 2)))
-        norm.clamp_min_(tiny)
-        ptop.div_(norm[:, None, None])
-        p22.div_(norm[:, None, None])
-        draw(ftop, f22)
-        torch.bmm(ftop[:, :, :a], ptop, out=ntop)
-        if b:
-            ntop[:, :, a:].baddbmm_(ftop[:, :, a:], p22)
-            torch.bmm(f22, p22, out=n22)
-        ptop, ntop, p22, n22 = ntop, ptop, n22, p22
-    prod = torch.zeros(size, n, n, dtype=dtype, device=device)
-    prod[:, :a, :] = ptop
-    prod[:, a:, a:] = p22
-    return prod
+    for depth in range(1, depths[-1] + 1):
+        if depth > 1:
+            norm = torch.linalg.vector_norm(ptop, dim=(1, 2)).hypot_(torch.linalg.vector_norm(p22, dim=(1, 2)))
+            norm.clamp_min_(tiny)
+            ptop.div_(norm[:, None, None])
+            p22.div_(norm[:, None, None])
+            draw(ftop, f22)
+            torch.bmm(ftop[:, :, :a], ptop, out=ntop)
+            if b:
+                ntop[:, :, a:].baddbmm_(ftop[:, :, a:], p22)
+                torch.bmm(f22, p22, out=n22)
+            ptop, ntop, p22, n22 = ntop, ptop, n22, p22
+        if depth in depths:
+            prod = torch.zeros(size, n, n, dtype=dtype, device=device)
+            prod[:, :a, :] = ptop
+            prod[:, a:, a:] = p22
+            yield prod
 
 
 def _fill_factor(out: torch.Tensor, gen: torch.Generator, dist: str, rank: int | None,
@@ -230,10 +233,11 @@ def _fill_factor(out: torch.Tensor, gen: torch.Generator, dist: str, rank: int |
         raise ValueError(f"unknown dist {dist!r}")
 
 
-def _dense_product(gens, n: int, depth: int, dtype: torch.dtype, device, dist: str, rank,
-                   residual_scale: float) -> torch.Tensor:
-    """Products ``W_depth ... W_1`` of dense random factors (``BLOCK`` samples per generator),
-    renormalised to unit Frobenius norm before each multiplication."""
+def _dense_products(gens, n: int, depths, dtype: torch.dtype, device, dist: str, rank,
+                    residual_scale: float):
+    """Yield the products ``W_d ... W_1`` of dense random factors at each depth ``d`` in ``depths``
+    (increasing), ``BLOCK`` samples per generator, renormalised to unit Frobenius norm before each
+    multiplication."""
     size = len(gens) * BLOCK
     factor, prod, spare = (torch.empty(size, n, n, dtype=dtype, device=device) for _ in range(3))
 
@@ -243,12 +247,14 @@ def _dense_product(gens, n: int, depth: int, dtype: torch.dtype, device, dist: s
 
     draw(prod)
     tiny = torch.finfo(dtype).tiny
-    for _ in range(depth - 1):
-        prod.div_(torch.linalg.matrix_norm(prod).clamp_min_(tiny)[:, None, None])
-        draw(factor)
-        torch.bmm(factor, prod, out=spare)
-        prod, spare = spare, prod
-    return prod
+    for depth in range(1, depths[-1] + 1):
+        if depth > 1:
+            prod.div_(torch.linalg.matrix_norm(prod).clamp_min_(tiny)[:, None, None])
+            draw(factor)
+            torch.bmm(factor, prod, out=spare)
+            prod, spare = spare, prod
+        if depth in depths:
+            yield prod
 
 
 def _spectrum(p: torch.Tensor, method: str) -> torch.Tensor:
@@ -285,8 +291,25 @@ def sample_product_entropy(n: int, depth: int, samples: int, *, dist: str = "nor
     (``torch.linalg.svdvals`` in ``dtype``). Returns a float64 numpy array of length ``samples``.
     See book/finite_width.ipynb.
     """
+    return sample_product_entropy_depths(
+        n, [depth], samples, dist=dist, seed=seed, device=device, dtype=dtype, rank=rank,
+        residual_scale=residual_scale, bartlett=bartlett, spectrum=spectrum, chunk_size=chunk_size,
+        workers=workers)[0]
+
+
+def sample_product_entropy_depths(n: int, depths, samples: int, *, dist: str = "normal", seed: int = 0,
+                                  device=None, dtype: torch.dtype = torch.float64, rank: int | None = None,
+                                  residual_scale: float = 1.0, bartlett: bool = True,
+                                  spectrum: str = "gram", chunk_size: int | None = None,
+                                  workers: int | None = None) -> np.ndarray:
+    """rho at several depths along the same chains: row ``k`` of the result (shape
+    ``(len(depths), samples)``) equals ``sample_product_entropy(n, depths[k], samples, ...)`` with the
+    same arguments, but all depths cost one chain of ``max(depths)`` factors (the depth-``d`` product
+    is the first ``d`` factors of the deepest one). ``depths`` must be strictly increasing."""
     n = _check_int(n, "n")
-    depth = _check_int(depth, "depth")
+    depths = [_check_int(d, "depth") for d in depths]
+    if not depths or any(b <= a for a, b in zip(depths, depths[1:])):
+        raise ValueError(f"depths must be a non-empty strictly increasing sequence, got {depths}")
     samples = _check_int(samples, "samples")
     if dist not in PRODUCT_DISTS:
         raise ValueError(f"dist must be one of {PRODUCT_DISTS}, got {dist!r}")
@@ -309,12 +332,12 @@ def sample_product_entropy(n: int, depth: int, samples: int, *, dist: str = "nor
     def run(blocks: range) -> torch.Tensor:
         gens = [block_generator(seed, b, device) for b in blocks]
         if dist == "normal" and bartlett:
-            prod = _bartlett_product(gens, n, depth, dtype, device)
+            products = _bartlett_products(gens, n, depths, dtype, device)
         else:
-            prod = _dense_product(gens, n, depth, dtype, device, dist, rank, residual_scale)
-        return entropy_of_spectrum(_spectrum(prod, spectrum)).cpu()
+            products = _dense_products(gens, n, depths, dtype, device, dist, rank, residual_scale)
+        return torch.stack([entropy_of_spectrum(_spectrum(p, spectrum)).cpu() for p in products])
 
-    rho = torch.cat(_map_chunks(run, chunks, workers, device))[:samples]
+    rho = torch.cat(_map_chunks(run, chunks, workers, device), dim=1)[:, :samples]
     return rho.numpy()
 
 
@@ -386,10 +409,10 @@ def sample_gram_entropy(depth: int, samples: int, *, activation: str = "relu", i
 def product_entropy_sweep(widths, depths, samples: int, **kwargs) -> np.ndarray:
     """rho samples for every (width, depth): array of shape ``(len(widths), len(depths), samples)``.
 
-    Keyword arguments go to :func:`sample_product_entropy`; every cell uses the same ``seed`` (so
-    cells at the same width share the first factors' streams: a depth sweep of one population of
-    networks is not a sum of independent experiments, which the chapter keeps in mind)."""
-    return np.stack([np.stack([sample_product_entropy(int(n), int(d), samples, **kwargs) for d in depths])
+    Keyword arguments go to :func:`sample_product_entropy_depths`: at each width the depths are
+    checkpoints along the same chains (one population of networks made deeper, not independent
+    experiments per depth)."""
+    return np.stack([sample_product_entropy_depths(int(n), [int(d) for d in depths], samples, **kwargs)
                      for n in widths])
 
 
@@ -418,8 +441,9 @@ def distribution_mode(samples) -> float:
 
 
 SWEEP_SIZES = {
-    "quick": {"widths": [16, 32, 64, 128], "depths": [1, 2, 4, 8, 16, 32, 64], "samples": [256, 128, 64, 32]},
-    "paper": {"widths": [16, 32, 64, 128, 256], "depths": [1, 2, 4, 8, 16, 32, 64, 128],
+    "quick": {"widths": [16, 32, 64, 128], "depths": [1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64],
+              "samples": [256, 128, 64, 32]},
+    "paper": {"widths": [16, 32, 64, 128, 256], "depths": [1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, 91, 128],
               "samples": [4096, 2048, 1024, 512, 256]},
 }
 """Sizes of the width x depth sweep of the chapter (samples per width)."""
@@ -549,19 +573,25 @@ def floor_times(n: int, depth: int, samples: int) -> dict:
 def benchmark(n: int = 64, depth: int = 16, samples: int = 4096, repeats: int = 3, seed: int = 0) -> dict:
     """Time the engine (float32) against the plain per-sample numpy loop and against the floor of
     :func:`floor_times`, interleaved ``repeats`` times (the machine may be shared: medians count),
-    and measure the largest float32-vs-float64 difference of rho on the same samples."""
+    and measure the largest float32-vs-float64 difference of rho on the same samples. The engine is
+    timed with its default workers (one per core) and with one worker: the plain loop runs on one
+    core, so the second ratio is the per-core speed-up, the first what the machine delivers now."""
     rows = []
     for _ in range(repeats):
         row = {"plain_loop_s": _timed(lambda: _plain_loop(n, depth, samples, seed)),
                "engine_s": _timed(lambda: sample_product_entropy(n, depth, samples, seed=seed,
-                                                                  dtype=torch.float32))}
+                                                                  dtype=torch.float32)),
+               "engine_1worker_s": _timed(lambda: sample_product_entropy(n, depth, samples, seed=seed,
+                                                                         dtype=torch.float32, workers=1))}
         row.update({k: v for k, v in floor_times(n, depth, samples).items()})
         rows.append(row)
     med = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
     r32 = sample_product_entropy(n, depth, samples, seed=seed, dtype=torch.float32)
     r64 = sample_product_entropy(n, depth, samples, seed=seed, dtype=torch.float64)
     ref = _plain_loop(n, depth, min(samples, 1024), seed + 1)
-    med.update(speedup_vs_loop=med["plain_loop_s"] / med["engine_s"], engine_over_floor=med["engine_s"] / med["floor_s"],
+    med.update(speedup_vs_loop=med["plain_loop_s"] / med["engine_s"],
+               speedup_vs_loop_1worker=med["plain_loop_s"] / med["engine_1worker_s"],
+               engine_over_floor=med["engine_s"] / med["floor_s"],
                max_abs_f32_f64=float(np.abs(r32 - r64).max()), engine_mean_rho=float(r64.mean()),
                loop_mean_rho=float(ref.mean()), repeats=repeats, n=n, depth=depth, samples=samples)
     if torch.cuda.is_available():
@@ -576,7 +606,8 @@ def benchmark(n: int = 64, depth: int = 16, samples: int = 4096, repeats: int = 
 
 
 def main(argv=None) -> None:
-    """``python -m support.simulate --bench [--n 64 --depth 16 --samples 4096 --repeats 3 --save]``."""
+    """``python -m support.simulate --bench [--n 64 --depth 16 --samples 4096 --repeats 3 --save]``; the
+    machine's load average is printed and stored with the result (the machine may be shared)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bench", action="store_true", help="run the benchmark")
     parser.add_argument("--n", type=int, default=64)
@@ -591,8 +622,10 @@ def main(argv=None) -> None:
     import time
     from support import results
     start = time.perf_counter()
+    load_before = os.getloadavg()[0]
     res = benchmark(args.n, args.depth, args.samples, args.repeats)
     wall = time.perf_counter() - start
+    res.update(load_average_before=load_before, load_average_after=os.getloadavg()[0], cpu_count=os.cpu_count())
     print(f"n={args.n} depth={args.depth} samples={args.samples} float32, "
           f"medians of {args.repeats} interleaved repeats, {torch.get_num_threads()} torch threads")
     for key, value in res.items():

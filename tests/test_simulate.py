@@ -157,9 +157,9 @@ def test_bad_gram_input():
 
 
 def test_block_triangular_products_equal_dense_products_of_bartlett_factors():
-    from support.simulate import _bartlett_product
+    from support.simulate import _bartlett_products
     n, depth = 7, 4
-    prod = _bartlett_product([block_generator(2, 0)], n, depth, torch.float64, "cpu")
+    prod = next(_bartlett_products([block_generator(2, 0)], n, [depth], torch.float64, "cpu"))
     gen = block_generator(2, 0)
     dense = bartlett_(torch.empty(BLOCK, n, n, dtype=torch.float64), gen)
     for _ in range(depth - 1):
@@ -188,3 +188,15 @@ def test_distribution_mode_of_a_normal_sample():
     x = np.random.default_rng(0).normal(1.5, 0.1, 20000)
     assert abs(distribution_mode(x) - 1.5) < 0.03  # KDE mode noise ~ 0.01 here
     assert distribution_mode([2.0, 2.0, 2.0]) == 2.0
+
+
+@pytest.mark.parametrize("dist", ["normal", "uniform"])
+def test_depth_checkpoints_equal_separate_runs(dist):
+    from support.simulate import sample_product_entropy_depths
+    depths = [1, 2, 5]
+    path = sample_product_entropy_depths(5, depths, 70, dist=dist, seed=9, chunk_size=BLOCK)
+    assert path.shape == (3, 70)
+    for row, d in zip(path, depths):
+        np.testing.assert_array_equal(row, sample_product_entropy(5, d, 70, dist=dist, seed=9))
+    with pytest.raises(ValueError, match="increasing"):
+        sample_product_entropy_depths(5, [2, 2], 4)
