@@ -45,7 +45,8 @@ computed once per pass.
 
 Benchmark (training-step time, effective weight vs sequential vs plain; collapse time)::
 
-    python -m support.expand --bench            # options: --help
+    python -m support.expand --bench                              # options: --help
+    python -m support.expand --bench --save expand_benchmark      # store for the chapter
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Tests of support.expand against an independent sequential reference.
 
-The reference runs the sub-layers one after another with ``F.pad`` + ``F.conv{1,2}d`` /
+The reference runs the sub-layers one after another with ``F.pad`` + ``F.conv{1,2,3}d`` /
 ``F.linear`` (padding on the input, valid convolutions, stride on the last), which is the
 definition of the expanded layer; the library never calls it.
 """
@@ -21,8 +21,16 @@ from torch.nn.utils import parametrize
 from support.expand import (as_sequential, collapse, compose_kernels, count_parameters, expand,
                             expanded_layers, factors, layer_costs)
 
-torch.set_num_threads(1)
-CONV = {1: F.conv1d, 2: F.conv2d}
+CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster on the shared cores; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def reference_forward(x, ws, bs, *, nd, stride=1, pads=None, mode="zeros", dilation=1, groups=1):
@@ -41,7 +49,7 @@ def reference_forward(x, ws, bs, *, nd, stride=1, pads=None, mode="zeros", dilat
 
 @st.composite
 def layer_configs(draw):
-    nd = draw(st.sampled_from([0, 1, 2, 2]))
+    nd = draw(st.sampled_from([0, 1, 2, 2, 3]))
     groups = draw(st.sampled_from([1, 1, 2])) if nd else 1
     cin = groups * draw(st.integers(1, 3))
     cout = groups * draw(st.integers(1, 3))
@@ -94,7 +102,7 @@ def build(cfg):
     torch.manual_seed(cfg["seed"])
     if cfg["nd"] == 0:
         return nn.Linear(cfg["cin"], cfg["cout"], bias=cfg["bias"], dtype=torch.float64)
-    cls = {1: nn.Conv1d, 2: nn.Conv2d}[cfg["nd"]]
+    cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[cfg["nd"]]
     return cls(cfg["cin"], cfg["cout"], cfg["k"], stride=cfg["stride"], padding=cfg["padding"],
                dilation=cfg["dilation"], groups=cfg["groups"], bias=cfg["bias"],
                padding_mode=cfg["mode"], dtype=torch.float64)
