@@ -1,0 +1,373 @@
+"""Embeddings and Gram matrices of multilayer perceptrons, at initialisation and after training.
+
+The chapter *Non-linear networks* (``book/nonlinear_networks.ipynb``) explains and uses
+everything here (paper rev2/v4 Observations 1 and 2). For a non-linear network the paper
+measures rank on a kernel: the Gram matrix ``K = Phi Phi^T`` of the embeddings ``Phi``
+(``N x width``, one row per input) that the network's last hidden layer gives ``N`` inputs.
+``rho(K)`` is the entropy of K's normalised eigenvalues, i.e. of the squared singular values of
+``Phi`` (our reading; the paper does not say which layer, how many inputs, or whether it centres).
+
+Design
+------
+* An MLP of ``depth`` linear layers: ``depth - 1`` hidden layers of ``width`` units with the
+  chosen activation, then a linear read-out. The embedding is the last hidden layer's output
+  (the read-out's input).
+* **Batched over seeds**: weights are tensors ``(S, out, in)``, seed ``s`` owns slice ``s``, and
+  training minimises the SUM of per-seed losses with Adam (elementwise), so every seed trains
+  independently of the others.
+* Initialisation: Gaussian with variance ``gain^2 / fan_in`` (gain 1 for linear and SELU,
+  5/3 for tanh, sqrt(2) for ReLU and GELU, sqrt(2 / (1 + 0.01^2)) for leaky ReLU), zero biases;
+  SIREN (``"sine"``) uses ``sin(30 z)`` with Sitzmann et al.'s uniform initialisation.
+* Data: scikit-learn's handwritten digits (ships offline; 1797 8x8 images, 10 classes) and a
+  synthetic low-rank regression ``y = x A B``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from support.rank import spectral_entropy
+
+ACTIVATIONS = ("linear", "tanh", "relu", "leaky_relu", "selu", "gelu", "sine")
+SIREN_OMEGA = 30.0
+LEAKY_SLOPE = 0.01
+DTYPE = torch.float32
+_GAINS = {"linear": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0), "gelu": math.sqrt(2.0),
+          "leaky_relu": math.sqrt(2.0 / (1.0 + LEAKY_SLOPE ** 2)), "selu": 1.0}
+
+
+def _check_activation(activation: str) -> str:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    return activation
+
+
+def _check_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_seeds(seeds) -> list[int]:
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {seeds}")
+    return seeds
+
+
+def activate(z: torch.Tensor, activation: str) -> torch.Tensor:
+    """Apply the named activation (``"sine"`` is SIREN's ``sin(30 z)``)."""
+    _check_activation(activation)
+    if activation == "linear":
+        return z
+    if activation == "tanh":
+        return torch.tanh(z)
+    if activation == "relu":
+        return torch.relu(z)
+    if activation == "leaky_relu":
+        return torch.nn.functional.leaky_relu(z, LEAKY_SLOPE)
+    if activation == "selu":
+        return torch.selu(z)
+    if activation == "gelu":
+        return torch.nn.functional.gelu(z)
+    return torch.sin(SIREN_OMEGA * z)
+
+
+# --------------------------------------------------------------------------------------------
+# Networks
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class MLP:
+    """A batch of ``S`` MLPs with one activation: ``weights[i]`` is ``(S, out_i, in_i)``,
+    ``biases[i]`` is ``(S, out_i)``; the last pair is the linear read-out."""
+
+    weights: list
+    biases: list
+    activation: str
+
+    @property
+    def depth(self) -> int:
+        return len(self.weights)
+
+    def parameters(self) -> list:
+        return [*self.weights, *self.biases]
+
+
+def init_mlp(in_dim: int, width: int, out_dim: int, depth: int, activation: str, seeds) -> MLP:
+    """Random MLPs (one per seed) with ``depth`` linear layers, ``depth >= 2``.
+
+    Seed ``s`` always gets the same network whatever other seeds are in the batch.
+    """
+    in_dim, width, out_dim = (_check_int(v, k) for v, k in ((in_dim, "in_dim"), (width, "width"), (out_dim, "out_dim")))
+    depth = _check_int(depth, "depth", 2)
+    _check_activation(activation)
+    seeds = _check_seeds(seeds)
+    dims = [in_dim] + [width] * (depth - 1) + [out_dim]
+    weights, biases = [], []
+    for layer in range(depth):
+        fan_in, fan_out = dims[layer], dims[layer + 1]
+        ws = []
+        for s in seeds:
+            gen = torch.Generator().manual_seed(10_007 * int(s) + layer)
+            if activation == "sine" and layer == 0:
+                w = (torch.rand(fan_out, fan_in, generator=gen) * 2 - 1) / fan_in
+            elif activation == "sine":
+                bound = math.sqrt(6.0 / fan_in) / SIREN_OMEGA
+                w = (torch.rand(fan_out, fan_in, generator=gen) * 2 - 1) * bound
+            else:
+                gain = _GAINS[activation] if layer < depth - 1 else 1.0
+                w = torch.randn(fan_out, fan_in, generator=gen) * gain / math.sqrt(fan_in)
+            ws.append(w)
+        weights.append(torch.stack(ws).to(DTYPE))
+        biases.append(torch.zeros(len(seeds), fan_out, dtype=DTYPE))
+    return MLP(weights, biases, activation)
+
+
+def embed(net: MLP, x: torch.Tensor) -> torch.Tensor:
+    """Embeddings ``(S, N, width)``: the last hidden layer's output for inputs ``x`` (``(N, in)``)."""
+    if x.ndim != 2 or x.shape[1] != net.weights[0].shape[2]:
+        raise ValueError(f"x must have shape (N, {net.weights[0].shape[2]}), got {tuple(x.shape)}")
+    h = x.to(DTYPE).expand(net.weights[0].shape[0], *x.shape)
+    for w, b in zip(net.weights[:-1], net.biases[:-1]):
+        h = activate(torch.baddbmm(b[:, None, :], h, w.mT), net.activation)
+    return h
+
+
+def forward(net: MLP, x: torch.Tensor) -> torch.Tensor:
+    """Network outputs ``(S, N, out)``."""
+    return torch.baddbmm(net.biases[-1][:, None, :], embed(net, x), net.weights[-1].mT)
+
+
+def gram(phi: torch.Tensor) -> torch.Tensor:
+    """Gram matrices ``K = Phi Phi^T`` of embeddings ``(..., N, width)``: ``(..., N, N)``."""
+    if phi.ndim < 2:
+        raise ValueError(f"phi must have shape (..., N, width), got {tuple(phi.shape)}")
+    return phi @ phi.mT
+
+
+def gram_entropy(phi: torch.Tensor, centre: bool = False) -> np.ndarray:
+    """rho(K) (nats) for the Gram matrices of embeddings ``phi``: the spectral entropy of
+    ``K = Phi Phi^T`` (computed on K in float64). ``centre=True`` first subtracts the mean
+    embedding over the inputs (so K is a covariance-like kernel and the shared mean direction,
+    large for ReLU-type activations, no longer dominates the spectrum)."""
+    phi = phi.to(torch.float64)
+    if centre:
+        phi = phi - phi.mean(dim=-2, keepdim=True)
+    return np.asarray(spectral_entropy(gram(phi)))
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train/test tensors. ``task`` is "classification" (integer labels) or "regression"."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    task: str
+
+    @property
+    def in_dim(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.y_train.max()) + 1 if self.task == "classification" else self.y_train.shape[1]
+
+
+def load_digits_dataset(seed: int = 0, test_fraction: float = 0.25) -> Dataset:
+    """scikit-learn's handwritten digits, stratified split, features standardised with the
+    training set's mean and standard deviation (constant pixels left at zero)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    x, y = load_digits(return_X_y=True)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction, random_state=int(seed), stratify=y)
+    mean, std = x_tr.mean(0), x_tr.std(0)
+    std[std == 0] = 1.0
+    tr = torch.as_tensor((x_tr - mean) / std, dtype=DTYPE)
+    te = torch.as_tensor((x_te - mean) / std, dtype=DTYPE)
+    return Dataset(tr, torch.as_tensor(y_tr), te, torch.as_tensor(y_te), "classification")
+
+
+def lowrank_regression_dataset(n_train: int = 512, n_test: int = 512, in_dim: int = 32, out_dim: int = 32,
+                               rank: int = 4, seed: int = 0) -> Dataset:
+    """Synthetic low-rank regression ``y = x A B / ||A B||`` with Gaussian ``x`` (``in_dim``),
+    ``A`` (``in_dim x rank``), ``B`` (``rank x out_dim``), normalised to unit output power."""
+    n_train, n_test, in_dim, out_dim = (_check_int(v, k) for v, k in (
+        (n_train, "n_train"), (n_test, "n_test"), (in_dim, "in_dim"), (out_dim, "out_dim")))
+    rank = _check_int(rank, "rank")
+    if rank > min(in_dim, out_dim):
+        raise ValueError(f"rank must be <= min(in_dim, out_dim) = {min(in_dim, out_dim)}, got {rank}")
+    gen = torch.Generator().manual_seed(int(seed))
+    m = torch.randn(in_dim, rank, generator=gen) @ torch.randn(rank, out_dim, generator=gen)
+    m = m * math.sqrt(out_dim) / torch.linalg.matrix_norm(m)
+    x = torch.randn(n_train + n_test, in_dim, generator=gen)
+    y = x @ m
+    return Dataset(x[:n_train].to(DTYPE), y[:n_train].to(DTYPE), x[n_train:].to(DTYPE), y[n_train:].to(DTYPE),
+                   "regression")
+
+
+def class_sorted_subset(labels: torch.Tensor, per_class: int) -> torch.Tensor:
+    """Indices of the first ``per_class`` examples of every class, grouped by class (so that a
+    Gram matrix over them shows class blocks on its diagonal)."""
+    per_class = _check_int(per_class, "per_class")
+    idx = []
+    for c in torch.unique(labels):
+        members = torch.nonzero(labels == c).flatten()
+        if len(members) < per_class:
+            raise ValueError(f"class {int(c)} has {len(members)} examples, fewer than per_class={per_class}")
+        idx.append(members[:per_class])
+    return torch.cat(idx)
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+def _per_seed_loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    if task == "classification":
+        s, n, c = out.shape
+        return torch.nn.functional.cross_entropy(out.reshape(s * n, c), y.repeat(s), reduction="none").reshape(s, n).mean(1)
+    return ((out - y) ** 2).mean(dim=(1, 2))
+
+
+def evaluate(net: MLP, data: Dataset) -> dict:
+    """Per-seed train/test loss, and test accuracy for classification (numpy arrays)."""
+    with torch.no_grad():
+        out_tr, out_te = forward(net, data.x_train), forward(net, data.x_test)
+        result = {"train_loss": _per_seed_loss(out_tr, data.y_train, data.task).numpy(),
+                  "test_loss": _per_seed_loss(out_te, data.y_test, data.task).numpy()}
+        if data.task == "classification":
+            result["test_accuracy"] = (out_te.argmax(-1) == data.y_test).float().mean(1).numpy()
+    return result
+
+
+def train_mlp(data: Dataset, depth: int, activation: str, seeds, *, width: int = 64, steps: int = 500,
+              lr: float = 1e-3) -> MLP:
+    """Train one MLP per seed on ``data`` with full-batch Adam (cosine decay to zero) on the sum
+    over seeds of the per-seed loss (cross-entropy or mean squared error)."""
+    steps = _check_int(steps, "steps")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    net = init_mlp(data.in_dim, width, data.out_dim, depth, activation, seeds)
+    params = [p.requires_grad_(True) for p in net.parameters()]
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        _per_seed_loss(forward(net, data.x_train), data.y_train, data.task).sum().backward()
+        opt.step()
+        sched.step()
+    for p in params:
+        p.requires_grad_(False)
+    return net
+
+
+# --------------------------------------------------------------------------------------------
+# Sweeps (``python -m support.kernels`` stores the paper-scale run)
+# --------------------------------------------------------------------------------------------
+
+PAPER_DEPTHS = (2, 4, 8, 16)
+SWEEP_CONFIG = {"width": 64, "steps": 600, "lr": 1e-3, "lr_overrides": {"sine": 3e-4}, "heatmap_per_class": 6,
+                "synthetic": {"n_train": 512, "n_test": 512, "in_dim": 32, "out_dim": 32, "rank": 4}}
+SCALES = {
+    "quick": {"seeds": (0, 1), "depths": (2, 8), "activations": ("linear", "relu", "tanh"), "steps": 300},
+    "paper": {"seeds": (0, 1, 2, 3, 4), "depths": PAPER_DEPTHS, "activations": ACTIVATIONS},
+}
+
+
+def sweep_settings(scale: str) -> dict:
+    """Settings of the trained-network sweep at ``scale`` ("quick" or "paper")."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {tuple(SCALES)}, got {scale!r}")
+    return {**SWEEP_CONFIG, **SCALES[scale]}
+
+
+def trained_sweep(settings: dict, dataset: str = "digits", data_seed: int = 0) -> dict:
+    """Train every (activation, depth) of ``settings`` on ``dataset`` ("digits" or "synthetic");
+    returns arrays ``rho_init``, ``rho_trained`` (and their ``_centred`` versions), ``train_loss``, ``test_loss`` (and
+    ``test_accuracy`` for digits) of shape ``(n_activations, n_depths, S)``, and for digits
+    ``heatmaps`` ``(n_activations, n_depths, M, M)``: the first seed's trained Gram matrix on a
+    class-sorted test subset, divided by its largest absolute entry.
+
+    rho is measured on the embeddings of the whole test set. Every activation uses
+    ``settings["lr"]`` unless ``settings["lr_overrides"]`` names it (SIREN needs a smaller step).
+    """
+    if dataset == "digits":
+        data = load_digits_dataset(data_seed)
+        subset = class_sorted_subset(data.y_test, settings["heatmap_per_class"])
+    elif dataset == "synthetic":
+        data = lowrank_regression_dataset(**settings["synthetic"], seed=data_seed)
+        subset = None
+    else:
+        raise ValueError(f"dataset must be 'digits' or 'synthetic', got {dataset!r}")
+    keys = ["rho_init", "rho_trained", "rho_init_centred", "rho_trained_centred", "train_loss", "test_loss"] + (["test_accuracy"] if subset is not None else [])
+    out = {k: np.zeros((len(settings["activations"]), len(settings["depths"]), len(settings["seeds"]))) for k in keys}
+    maps = []
+    for a, act in enumerate(settings["activations"]):
+        row = []
+        for d, depth in enumerate(settings["depths"]):
+            init = init_mlp(data.in_dim, settings["width"], data.out_dim, depth, act, settings["seeds"])
+            phi = embed(init, data.x_test)
+            out["rho_init"][a, d] = gram_entropy(phi)
+            out["rho_init_centred"][a, d] = gram_entropy(phi, centre=True)
+            net = train_mlp(data, depth, act, settings["seeds"], width=settings["width"],
+                            steps=settings["steps"], lr=settings["lr_overrides"].get(act, settings["lr"]))
+            with torch.no_grad():
+                phi = embed(net, data.x_test)
+                out["rho_trained"][a, d] = gram_entropy(phi)
+                out["rho_trained_centred"][a, d] = gram_entropy(phi, centre=True)
+                if subset is not None:
+                    k = gram(embed(net, data.x_test[subset])[0].double())
+                    row.append((k / k.abs().max()).float().numpy())
+            for key, value in evaluate(net, data).items():
+                out[key][a, d] = value
+        if row:
+            maps.append(np.stack(row))
+    if maps:
+        out["heatmaps"] = np.stack(maps)
+        out["heatmap_labels"] = data.y_test[subset].numpy()
+    return out
+
+
+def main(argv=None) -> None:
+    """``python -m support.kernels --scale paper``: train the sweep on digits and on synthetic
+    low-rank data on the CPU and store it in ``book/results/nonlinear_trained_<scale>``."""
+    from support import results as store
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--scale", choices=tuple(SCALES), default="paper")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    settings = sweep_settings(args.scale)
+    start = time.time()
+    arrays = {}
+    for dataset in ("digits", "synthetic"):
+        for key, value in trained_sweep(settings, dataset).items():
+            arrays[f"{dataset}_{key}"] = value
+        print(f"  {dataset} done after {time.time() - start:.0f} s", flush=True)
+    store.save(f"nonlinear_trained_{args.scale}", config=settings, arrays=arrays,
+               provenance_record=store.provenance(device="cpu", seeds=settings["seeds"],
+                                                  wall_time_s=time.time() - start))
+
+
+if __name__ == "__main__":
+    main()
