@@ -150,12 +150,11 @@ class _ExpandedWeight(nn.Module):
     through ``_pending``, at registration.
     """
 
-    def __init__(self, *, kernel_sizes, hidden: int, groups: int, is_conv: bool):
+    def __init__(self, *, kernel_sizes, hidden: int, groups: int):
         super().__init__()
         self.kernel_sizes = [tuple(k) for k in kernel_sizes]
         self.hidden = hidden
         self.groups = groups
-        self.is_conv = is_conv
         self._pending = None
 
     @property
@@ -213,16 +212,13 @@ def _exact_factors(weight, kernel_sizes, hidden, groups):
     """Factors whose composite is exactly ``weight``: ``[W; 0]`` (per group), then identities."""
     out = weight.shape[0]
     k_eff = tuple(weight.shape[2:])
-    if any(tuple(k) != k_eff for k in kernel_sizes[:1]) or any(
-            any(x != 1 for x in k) for k in kernel_sizes[1:]):
+    if tuple(kernel_sizes[0]) != k_eff or any(any(x != 1 for x in k) for k in kernel_sizes[1:]):
         raise ValueError(f"exact factorisation needs the kernel list [k, 1, ..., 1] with k = {k_eff}; "
                          f"got {list(kernel_sizes)} (use init='paper' for other kernel lists)")
     if hidden < out:
         raise ValueError(f"exact factorisation needs hidden width >= out features ({hidden} < {out}); "
                          "use width >= 1 or init='paper'")
     depth = len(kernel_sizes)
-    if depth == 1:
-        return (weight.detach().clone(),)
     h_g, o_g = hidden // groups, out // groups
     ones = (1,) * len(k_eff)
     w = weight.detach().reshape(groups, o_g, *weight.shape[1:])
@@ -418,7 +414,7 @@ def expand(model: nn.Module, depth: int | None = None, width: float = 1.0, kerne
             continue
         if is_conv and k_eff != tuple(module.kernel_size):
             _grow_kernel(module, k_eff, name)
-        wp = _ExpandedWeight(kernel_sizes=ks, hidden=hidden, groups=groups, is_conv=is_conv)
+        wp = _ExpandedWeight(kernel_sizes=ks, hidden=hidden, groups=groups)
         if init == "paper":
             wp._pending = tuple(ws)
         parametrize.register_parametrization(module, "weight", wp)
