@@ -193,6 +193,7 @@ def _bartlett_products(gens, n: int, depths, dtype: torch.dtype, device):
             _bartlett_blocks_(top[i * BLOCK:(i + 1) * BLOCK], r22[i * BLOCK:(i + 1) * BLOCK], gen)
 
     (ptop, p22), (ftop, f22), (ntop, n22) = parts(), parts(), parts()
+    cross = torch.empty(size, a, b, dtype=dtype, device=device)
     draw(ptop, p22)
     tiny = torch.finfo(dtype).tiny
     for depth in range(1, depths[-1] + 1):
@@ -203,8 +204,9 @@ def _bartlett_products(gens, n: int, depths, dtype: torch.dtype, device):
             p22.div_(norm[:, None, None])
             draw(ftop, f22)
             torch.bmm(ftop[:, :, :a], ptop, out=ntop)
-            if b:
-                ntop[:, :, a:].baddbmm_(ftop[:, :, a:], p22)
+            if b:  # (baddbmm_ into the strided view ntop[:, :, a:] would loop over the batch on CPU)
+                torch.bmm(ftop[:, :, a:], p22, out=cross)
+                ntop[:, :, a:] += cross
                 torch.bmm(f22, p22, out=n22)
             ptop, ntop, p22, n22 = ntop, ptop, n22, p22
         if depth in depths:
