@@ -355,10 +355,10 @@ def sample_gram_entropy(depth: int, samples: int, *, activation: str = "relu", i
     ``input_dim -> width``, the rest ``width -> width``); ``H`` is the last layer's output
     (``inputs x width``; with ``activate_last=False`` the last layer's pre-activation, so that a
     depth-1 network is linear whatever the activation), ``K = H H^T`` (``inputs x inputs``),
-    optionally after centring ``H`` over the inputs (``centre=True``). Weights have variance ``1/fan_in``: ``dist="normal"``
-    N(0, 1/fan_in) or ``"uniform"`` U(-1, 1) * sqrt(3/fan_in); biases (``bias=True``) the same
-    law with fan_in = 1 scaled like the weights' rows (N(0, 1/fan_in)). rho(K) is the entropy of
-    K's eigenvalues, computed as squared singular values of ``H`` (float64 entropy).
+    optionally after centring ``H`` over the inputs (``centre=True``). Weights and biases
+    (``bias=True``) have variance ``1/fan_in``: N(0, 1/fan_in) for ``dist="normal"``,
+    U(-1, 1) * sqrt(3/fan_in) for ``"uniform"``. rho(K) is the entropy of K's eigenvalues,
+    computed as squared singular values of ``H`` (float64 entropy).
     Returns a float64 numpy array of length ``samples``. See book/finite_width.ipynb.
     """
     depth = _check_int(depth, "depth")
