@@ -150,9 +150,11 @@ def init_factors(depth: int, n: int, seeds, init: str = "normal", init_rank: int
     """Initial factors ``(S, depth, n, n)`` for each seed.
 
     ``"normal"``: i.i.d. ``N(0, 1/n)`` entries (Kaiming fan-in, gain 1: the expected output norm
-    equals the input norm at every depth). ``"lowrank"``: every factor is a Gaussian rank-``init_rank``
-    product ``A B`` scaled to the same expected Frobenius norm, so ``W_e`` starts with rank at
-    most ``init_rank``. ``init_scale`` multiplies every factor by ``init_scale ** (1 / depth)``, so
+    equals the input norm at every depth). ``"lowrank"``: the first factor (the one that acts first)
+    is a Gaussian rank-``init_rank`` product ``A B`` scaled to the same expected Frobenius norm, the
+    others are normal, so ``W_e`` starts with rank at most ``init_rank`` while every later factor
+    is full-rank (making *every* factor low-rank collapses deep products to rank one, from which
+    gradient methods cannot recover). ``init_scale`` multiplies every factor by ``init_scale ** (1 / depth)``, so
     the expected norm of ``W_e`` at initialisation is ``init_scale`` times the Kaiming value at
     every depth (the distribution of rho is unchanged: rho is scale invariant).
     """
@@ -166,16 +168,15 @@ def init_factors(depth: int, n: int, seeds, init: str = "normal", init_rank: int
     out = []
     for s in seeds:
         gen = _generator(s, 2)
-        if init == "normal":
-            w = torch.randn(depth, n, n, generator=gen, dtype=DTYPE) / math.sqrt(n)
-        else:
+        w = torch.randn(depth, n, n, generator=gen, dtype=DTYPE) / math.sqrt(n)
+        if init == "lowrank":
             init_rank = _check_positive_int(init_rank, "init_rank")
             if init_rank > n:
                 raise ValueError(f"init_rank must be <= n = {n}, got {init_rank}")
-            a = torch.randn(depth, n, init_rank, generator=gen, dtype=DTYPE)
-            b = torch.randn(depth, init_rank, n, generator=gen, dtype=DTYPE)
+            a = torch.randn(n, init_rank, generator=gen, dtype=DTYPE)
+            b = torch.randn(init_rank, n, generator=gen, dtype=DTYPE)
             # E||A B||_F^2 = n^2 r: scale to E||W||_F^2 = n like the normal init.
-            w = a @ b / math.sqrt(n * init_rank)
+            w[0] = a @ b / math.sqrt(n * init_rank)
         out.append(w)
     return torch.stack(out) * float(init_scale) ** (1.0 / depth)
 
@@ -522,7 +523,9 @@ def optimizer_sweep(settings: dict, methods=OPTIMIZERS) -> dict:
             for m in methods}
 
 
-def _store_depth(init: str, scale: str) -> None:
+def store_depth_sweep(init: str, scale: str) -> None:
+    """Run :func:`depth_sweep` for both targets from ``init`` and store it as
+    ``book/results/deep_linear_depth_<init>_<scale>`` (arrays prefixed by the target name)."""
     from support import results as store
 
     settings = sweep_settings(scale)
@@ -537,7 +540,9 @@ def _store_depth(init: str, scale: str) -> None:
                    device="cpu", seeds=settings["seeds"], wall_time_s=time.time() - start))
 
 
-def _store_optimizers(scale: str) -> None:
+def store_optimizer_sweep(scale: str) -> None:
+    """Run :func:`optimizer_sweep` and store it as ``book/results/deep_linear_optimizers_<scale>``
+    (arrays prefixed by the method name)."""
     from support import results as store
 
     settings = sweep_settings(scale)
@@ -563,9 +568,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.sweep == "depth":
-        _store_depth(args.init, args.scale)
+        store_depth_sweep(args.init, args.scale)
     else:
-        _store_optimizers(args.scale)
+        store_optimizer_sweep(args.scale)
 
 
 if __name__ == "__main__":

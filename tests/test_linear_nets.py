@@ -97,11 +97,11 @@ def test_normal_init_variance_and_scale():
 
 def test_lowrank_init_has_low_rank_and_comparable_norm():
     f = ln.init_factors(4, 32, seeds=range(3), init="lowrank", init_rank=4)
-    assert (numerical_rank(f.reshape(-1, 32, 32)) == 4).all()
-    assert (numerical_rank(ln.end_to_end(f)) <= 4).all()
+    assert (numerical_rank(f[:, 0]) == 4).all() and (numerical_rank(f[:, 1:].reshape(-1, 32, 32)) == 32).all()
+    assert (numerical_rank(ln.end_to_end(f)) == 4).all()
     normal = ln.init_factors(4, 32, seeds=range(3))
-    ratio = float(f.pow(2).mean() / normal.pow(2).mean())
-    assert 0.7 < ratio < 1.4
+    ratio = float(f[:, 0].pow(2).mean() / normal[:, 0].pow(2).mean())
+    assert 0.6 < ratio < 1.5
 
 
 @pytest.mark.parametrize("kwargs, error", [
