@@ -2,7 +2,8 @@
 
 One module per concept; each docstring names the chapter that explains it:
 
-- ``rank``: spectral entropy (the paper's rho), effective, stable and numerical rank.
+- ``rank``: spectral entropy (the paper's rho), effective, stable and numerical rank;
+  ``landscape``: rho over a 2-D slice of parameter space (the paper's v1 Figure 1).
 - ``rmt``: random-matrix theory of Gaussian products (Lyapunov spectra, large-width and
   large-depth limits of rho).
 - ``simulate``: batched Monte Carlo of rho at initialisation.

@@ -345,7 +345,7 @@ class DeviceLoader:
 
     @property
     def per_rank(self) -> int:
-        """Examples this process sees per epoch (training: a multiple of ``world_size`` is used)."""
+        """Examples this process sees per epoch (in training, a multiple of ``world_size`` is used)."""
         n = self.num_examples
         return n // self.world_size if self.train else len(range(self.rank, n, self.world_size))
 

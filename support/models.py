@@ -14,7 +14,7 @@ contain can be expanded into a product of linear maps and collapsed back afterwa
   one whose layer spectrum the paper plots (v1 Insight 3: 512 singular values).
 
 Every model has ``features(x)`` (the penultimate embedding, whose Gram-matrix rho the chapter
-measures) and ``forward(x) = head(features(x))``; :data:`WHITENING_LAYERS` names layers that must
+measures) and ``forward(x) = head(features(x))``; ``WHITENING_LAYERS`` names layers that must
 not be expanded (fixed, data-dependent filters).
 """
 from __future__ import annotations

@@ -39,7 +39,7 @@ import torch
 from support.rank import entropy_of_spectrum
 
 BLOCK = 64
-"""Samples per random stream: the unit of reproducibility (chunks are whole blocks)."""
+"""Samples per random stream, the unit of reproducibility (chunks are whole blocks)."""
 
 PRODUCT_DISTS = ("normal", "uniform", "orthogonal", "lowrank", "residual")
 ACTIVATIONS = {
