@@ -386,7 +386,7 @@ def train(problem: CompletionProblem, depth: int, method: str = "adam", *, init:
           sigma0: float | None = None, popsize: int = 32) -> TrainResult:
     """Train depth-``depth`` linear networks (one per seed of ``problem``) with ``method``.
 
-    ``method`` is one of :data:`OPTIMIZERS`. For ``sgd``, ``nesterov`` (momentum 0.9), ``adam``
+    ``method`` is one of ``OPTIMIZERS``. For ``sgd``, ``nesterov`` (momentum 0.9), ``adam``
     ``steps`` counts full-batch gradient steps; for ``lbfgs`` it counts inner L-BFGS iterations
     (one ``step`` call per ``record_every``); for ``cma`` and ``random_search`` it counts loss
     evaluations per seed. ``sigma0`` (gradient-free only) is the initial per-entry search scale,
@@ -457,8 +457,8 @@ SCALES = {
 
 
 def sweep_settings(scale: str) -> dict:
-    """Full settings of a sweep at ``scale`` ("quick" or "paper"): :data:`SWEEP_CONFIG` overridden
-    by :data:`SCALES`."""
+    """Full settings of a sweep at ``scale`` ("quick" or "paper"): ``SWEEP_CONFIG`` overridden
+    by ``SCALES``."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {tuple(SCALES)}, got {scale!r}")
     return {**SWEEP_CONFIG, **SCALES[scale]}
@@ -481,7 +481,7 @@ def _stack_results(results) -> dict:
 
 def depth_sweep(settings: dict, init: str, target: str) -> dict:
     """Train every depth of ``settings["depths"]`` from ``init`` on the ``target`` problem
-    ("lowrank" or "fullrank") with the main optimizer; returns :func:`_stack_results` arrays
+    ("lowrank" or "fullrank") with the main optimizer; returns ``_stack_results`` arrays
     plus ``target_rho`` (per seed)."""
     if target not in TARGETS:
         raise ValueError(f"target must be one of {tuple(TARGETS)}, got {target!r}")
@@ -518,7 +518,7 @@ def optimizer_run(settings: dict, method: str, depth: int) -> TrainResult:
 
 def optimizer_sweep(settings: dict, methods=OPTIMIZERS) -> dict:
     """:func:`optimizer_run` for every method and depth of ``settings["optimizer_depths"]``;
-    returns ``{method: arrays}`` as in :func:`_stack_results`."""
+    returns ``{method: arrays}`` as in ``_stack_results``."""
     return {m: _stack_results([optimizer_run(settings, m, d) for d in settings["optimizer_depths"]])
             for m in methods}
 
