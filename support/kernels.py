@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from support.checks import check_int, check_seeds
 from support.rank import spectral_entropy
 
 ACTIVATIONS = ("linear", "tanh", "relu", "leaky_relu", "selu", "gelu", "sine")
@@ -47,21 +48,6 @@ def _check_activation(activation: str) -> str:
     return activation
 
 
-def _check_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_seeds(seeds) -> list[int]:
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must name at least one seed")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct, got {seeds}")
-    return seeds
 
 
 def activate(z: torch.Tensor, activation: str) -> torch.Tensor:
@@ -108,10 +94,10 @@ def init_mlp(in_dim: int, width: int, out_dim: int, depth: int, activation: str,
 
     Seed ``s`` always gets the same network whatever other seeds are in the batch.
     """
-    in_dim, width, out_dim = (_check_int(v, k) for v, k in ((in_dim, "in_dim"), (width, "width"), (out_dim, "out_dim")))
-    depth = _check_int(depth, "depth", 2)
+    in_dim, width, out_dim = (check_int(v, k) for v, k in ((in_dim, "in_dim"), (width, "width"), (out_dim, "out_dim")))
+    depth = check_int(depth, "depth", 2)
     _check_activation(activation)
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
     dims = [in_dim] + [width] * (depth - 1) + [out_dim]
     weights, biases = [], []
     for layer in range(depth):
@@ -210,9 +196,9 @@ def lowrank_regression_dataset(n_train: int = 512, n_test: int = 512, in_dim: in
                                rank: int = 4, seed: int = 0) -> Dataset:
     """Synthetic low-rank regression ``y = x A B / ||A B||`` with Gaussian ``x`` (``in_dim``),
     ``A`` (``in_dim x rank``), ``B`` (``rank x out_dim``), normalised to unit output power."""
-    n_train, n_test, in_dim, out_dim = (_check_int(v, k) for v, k in (
+    n_train, n_test, in_dim, out_dim = (check_int(v, k) for v, k in (
         (n_train, "n_train"), (n_test, "n_test"), (in_dim, "in_dim"), (out_dim, "out_dim")))
-    rank = _check_int(rank, "rank")
+    rank = check_int(rank, "rank")
     if rank > min(in_dim, out_dim):
         raise ValueError(f"rank must be <= min(in_dim, out_dim) = {min(in_dim, out_dim)}, got {rank}")
     gen = torch.Generator().manual_seed(int(seed))
@@ -227,7 +213,7 @@ def lowrank_regression_dataset(n_train: int = 512, n_test: int = 512, in_dim: in
 def class_sorted_subset(labels: torch.Tensor, per_class: int) -> torch.Tensor:
     """Indices of the first ``per_class`` examples of every class, grouped by class (so that a
     Gram matrix over them shows class blocks on its diagonal)."""
-    per_class = _check_int(per_class, "per_class")
+    per_class = check_int(per_class, "per_class")
     idx = []
     for c in torch.unique(labels):
         members = torch.nonzero(labels == c).flatten()
@@ -263,7 +249,7 @@ def train_mlp(data: Dataset, depth: int, activation: str, seeds, *, width: int =
               lr: float = 1e-3) -> MLP:
     """Train one MLP per seed on ``data`` with full-batch Adam (cosine decay to zero) on the sum
     over seeds of the per-seed loss (cross-entropy or mean squared error)."""
-    steps = _check_int(steps, "steps")
+    steps = check_int(steps, "steps")
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr}")
     net = init_mlp(data.in_dim, width, data.out_dim, depth, activation, seeds)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from support.checks import check_int, check_seeds
 from support.rank import spectral_entropy
 
 GRADIENT_OPTIMIZERS = ("sgd", "nesterov", "adam", "lbfgs")
@@ -46,21 +47,6 @@ INITS = ("normal", "lowrank")
 DTYPE = torch.float64
 
 
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
-def _check_seeds(seeds) -> list[int]:
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must name at least one seed")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct, got {seeds}")
-    return seeds
 
 
 def _generator(seed: int, stream: int) -> torch.Generator:
@@ -104,12 +90,12 @@ def make_target(n: int, rank: int | None, seed: int) -> torch.Tensor:
     """An ``n x n`` target: ``A B`` with Gaussian ``A`` (n x rank), ``B`` (rank x n), or a full-rank
     Gaussian matrix when ``rank`` is None; rescaled to mean squared entry 1 (``||W*||_F^2 = n^2``),
     so that predicting zero costs a loss of 1."""
-    n = _check_positive_int(n, "n")
+    n = check_int(n, "n")
     gen = _generator(seed, 0)
     if rank is None:
         w = torch.randn(n, n, generator=gen, dtype=DTYPE)
     else:
-        rank = _check_positive_int(rank, "target_rank")
+        rank = check_int(rank, "target_rank")
         if rank > n:
             raise ValueError(f"target_rank must be <= n = {n}, got {rank}")
         w = torch.randn(n, rank, generator=gen, dtype=DTYPE) @ torch.randn(rank, n, generator=gen, dtype=DTYPE)
@@ -124,13 +110,13 @@ def make_problem(n: int = 32, target_rank: int | None = 8, observed_fraction: fl
     With ``observed_fraction < 1`` there are fewer observations than the ``n^2`` unknowns of the
     end-to-end map: infinitely many maps fit the observed entries exactly.
     """
-    n = _check_positive_int(n, "n")
+    n = check_int(n, "n")
     if not 0 < observed_fraction <= 1:
         raise ValueError(f"observed_fraction must lie in (0, 1], got {observed_fraction}")
     m = round(observed_fraction * n * n)
     if m < 1:
         raise ValueError(f"observed_fraction={observed_fraction} observes no entry of a {n}x{n} map")
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
     targets, masks = [], []
     for s in seeds:
         targets.append(make_target(n, target_rank, s))
@@ -158,9 +144,9 @@ def init_factors(depth: int, n: int, seeds, init: str = "normal", init_rank: int
     the expected norm of ``W_e`` at initialisation is ``init_scale`` times the Kaiming value at
     every depth (the distribution of rho is unchanged: rho is scale invariant).
     """
-    depth = _check_positive_int(depth, "depth")
-    n = _check_positive_int(n, "n")
-    seeds = _check_seeds(seeds)
+    depth = check_int(depth, "depth")
+    n = check_int(n, "n")
+    seeds = check_seeds(seeds)
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     if not init_scale > 0:
@@ -170,7 +156,7 @@ def init_factors(depth: int, n: int, seeds, init: str = "normal", init_rank: int
         gen = _generator(s, 2)
         w = torch.randn(depth, n, n, generator=gen, dtype=DTYPE) / math.sqrt(n)
         if init == "lowrank":
-            init_rank = _check_positive_int(init_rank, "init_rank")
+            init_rank = check_int(init_rank, "init_rank")
             if init_rank > n:
                 raise ValueError(f"init_rank must be <= n = {n}, got {init_rank}")
             a = torch.randn(n, init_rank, generator=gen, dtype=DTYPE)
@@ -256,7 +242,7 @@ def curvature_lr(problem: CompletionProblem, depth: int, eta: float = 0.5) -> fl
     ``(2 / n_observed) * d * sigma_max(W*)^(2 (d-1) / d)``, so stability needs ``lr`` below
     ``2 / that``. Using the largest ``sigma_max`` over seeds keeps every seed stable.
     """
-    depth = _check_positive_int(depth, "depth")
+    depth = check_int(depth, "depth")
     top = float(torch.linalg.matrix_norm(problem.target, ord=2).max())
     curvature = 2.0 / problem.n_observed * depth * top ** (2.0 * (depth - 1) / depth)
     return float(eta) / curvature
@@ -392,9 +378,9 @@ def train(problem: CompletionProblem, depth: int, method: str = "adam", *, init:
     evaluations per seed. ``sigma0`` (gradient-free only) is the initial per-entry search scale,
     by default a tenth of the initial per-entry standard deviation ``1/sqrt(n)``.
     """
-    depth = _check_positive_int(depth, "depth")
-    steps = _check_positive_int(steps, "steps")
-    record_every = _check_positive_int(record_every, "record_every")
+    depth = check_int(depth, "depth")
+    steps = check_int(steps, "steps")
+    record_every = check_int(record_every, "record_every")
     if method not in OPTIMIZERS:
         raise ValueError(f"method must be one of {OPTIMIZERS}, got {method!r}")
     factors = init_factors(depth, problem.n, problem.seeds, init, init_rank, init_scale)
@@ -417,7 +403,7 @@ def train(problem: CompletionProblem, depth: int, method: str = "adam", *, init:
             raise ValueError(f"sigma0 must be positive, got {sigma0}")
         hyper["sigma0"] = sigma0
         if method == "cma":
-            popsize = _check_positive_int(popsize, "popsize")
+            popsize = check_int(popsize, "popsize")
             hyper["popsize"] = popsize
             w, records = _train_cma(problem, factors, steps, record_every, sigma0, popsize)
         else:

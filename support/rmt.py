@@ -27,6 +27,7 @@ import math
 import numpy as np
 from scipy import integrate, special
 
+from support.checks import check_int
 from support.rank import entropy_of_spectrum
 
 __all__ = [
@@ -37,13 +38,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- argument checks
-def _check_width(n, name: str = "n") -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"{name} must be >= 1, got {n}")
-    return int(n)
-
 
 def _check_variance(variance, n: int) -> float:
     if variance is None:
@@ -78,7 +72,7 @@ def lyapunov_spectrum(n: int, variance: float | None = None) -> np.ndarray:
     diagonal entries ``R_ii^2`` are independent ``variance * chi^2_{n-i+1}`` variables, and
     ``E log chi^2_k = log 2 + digamma(k/2)``. See book/rank_volume_theorem.ipynb.
     """
-    n = _check_width(n)
+    n = check_int(n, "n")
     variance = _check_variance(variance, n)
     k = np.arange(n, 0, -1, dtype=np.float64)  # n - i + 1 for i = 1..n
     return 0.5 * (math.log(2.0 * variance) + special.digamma(k / 2.0))
@@ -111,9 +105,9 @@ def lyapunov_qr(n: int, depth: int, batch: int = 16, variance: float | None = No
     column ``i`` estimates ``lambda_{i+1}`` because QR orders the exponents itself. See
     book/rank_volume_theorem.ipynb.
     """
-    n = _check_width(n)
-    depth = _check_width(depth, "depth")
-    batch = _check_width(batch, "batch")
+    n = check_int(n, "n")
+    depth = check_int(depth, "depth")
+    batch = check_int(batch, "batch")
     variance = _check_variance(variance, n)
     torch, device, dtype, gen = _torch_setup(device, dtype, seed)
     q = torch.eye(n, dtype=dtype, device=device).expand(batch, n, n)
@@ -138,9 +132,9 @@ def gaussian_products(n: int, depths, batch: int = 1, variance: float | None = N
     that the true product is ``exp(log_scale) * P``. Scale-invariant quantities (rho) use ``P``;
     growth rates (Furstenberg-Kesten) use ``log_scale``. See book/rank_volume_theorem.ipynb.
     """
-    n = _check_width(n)
-    batch = _check_width(batch, "batch")
-    wanted = sorted({_check_width(d, "depth") for d in np.atleast_1d(depths).tolist()})
+    n = check_int(n, "n")
+    batch = check_int(batch, "batch")
+    wanted = sorted({check_int(d, "depth") for d in np.atleast_1d(depths).tolist()})
     variance = _check_variance(variance, n)
     torch, device, dtype, gen = _torch_setup(device, dtype, seed)
     std = math.sqrt(variance)
@@ -258,7 +252,7 @@ def entropy_gap_large_depth(depth, n: int | None = None):
     if n is None:
         gap = d / (d + 2.0) - np.log1p(d / 2.0)
         return _scalar_or_array(gap, depth)
-    n = _check_width(n)
+    n = check_int(n, "n")
     lam = lyapunov_spectrum(n)
     logits = d[..., None] * (lam - lam[0])           # shape (..., n), max 0: exp never overflows
     gap = entropy_of_spectrum(np.exp(logits)) - math.log(n)

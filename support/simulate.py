@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from support.checks import check_int
 from support.rank import entropy_of_spectrum
 
 BLOCK = 64
@@ -53,13 +54,6 @@ _CHUNK_BYTES = 8 * 2**20  # per worker on CPU (cache-sized chunks measured faste
 
 
 # ----------------------------------------------------------------------------- validation
-
-def _check_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _check_dtype(dtype) -> torch.dtype:
@@ -96,7 +90,7 @@ def _plan(samples: int, chunk_size: int | None, bytes_per_sample: int, workers: 
         per_chunk = max(1, budget // (bytes_per_sample * BLOCK))
         per_chunk = min(per_chunk, math.ceil(blocks / workers))  # keep every worker busy
     else:
-        chunk_size = _check_int(chunk_size, "chunk_size")
+        chunk_size = check_int(chunk_size, "chunk_size")
         if chunk_size % BLOCK:
             raise ValueError(f"chunk_size must be a multiple of BLOCK={BLOCK}, got {chunk_size}")
         per_chunk = chunk_size // BLOCK
@@ -308,17 +302,17 @@ def sample_product_entropy_depths(n: int, depths, samples: int, *, dist: str = "
     ``(len(depths), samples)``) equals ``sample_product_entropy(n, depths[k], samples, ...)`` with the
     same arguments, but all depths cost one chain of ``max(depths)`` factors (the depth-``d`` product
     is the first ``d`` factors of the deepest one). ``depths`` must be strictly increasing."""
-    n = _check_int(n, "n")
-    depths = [_check_int(d, "depth") for d in depths]
+    n = check_int(n, "n")
+    depths = [check_int(d, "depth") for d in depths]
     if not depths or any(b <= a for a, b in zip(depths, depths[1:])):
         raise ValueError(f"depths must be a non-empty strictly increasing sequence, got {depths}")
-    samples = _check_int(samples, "samples")
+    samples = check_int(samples, "samples")
     if dist not in PRODUCT_DISTS:
         raise ValueError(f"dist must be one of {PRODUCT_DISTS}, got {dist!r}")
     if dist == "lowrank":
         if rank is None:
             raise ValueError("dist='lowrank' needs rank")
-        rank = _check_int(rank, "rank")
+        rank = check_int(rank, "rank")
         if rank > n:
             raise ValueError(f"rank must be <= n={n}, got {rank}")
     if not math.isfinite(residual_scale):
@@ -327,7 +321,7 @@ def sample_product_entropy_depths(n: int, depths, samples: int, *, dist: str = "
         raise ValueError(f"spectrum must be 'gram' or 'svd', got {spectrum!r}")
     dtype = _check_dtype(dtype)
     device = _resolve(device)
-    workers = _default_workers(device) if workers is None else _check_int(workers, "workers")
+    workers = _default_workers(device) if workers is None else check_int(workers, "workers")
     itemsize = torch.finfo(dtype).bits // 8
     chunks = _plan(samples, chunk_size, 3 * n * n * itemsize, workers, device)
 
@@ -361,11 +355,11 @@ def sample_gram_entropy(depth: int, samples: int, *, activation: str = "relu", i
     computed as squared singular values of ``H`` (float64 entropy).
     Returns a float64 numpy array of length ``samples``. See book/finite_width.ipynb.
     """
-    depth = _check_int(depth, "depth")
-    samples = _check_int(samples, "samples")
-    inputs = _check_int(inputs, "inputs")
-    input_dim = _check_int(input_dim, "input_dim")
-    width = _check_int(width, "width")
+    depth = check_int(depth, "depth")
+    samples = check_int(samples, "samples")
+    inputs = check_int(inputs, "inputs")
+    input_dim = check_int(input_dim, "input_dim")
+    width = check_int(width, "width")
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
     if dist not in ("normal", "uniform"):
@@ -373,7 +367,7 @@ def sample_gram_entropy(depth: int, samples: int, *, activation: str = "relu", i
     dtype = _check_dtype(dtype)
     device = _resolve(device)
     act = ACTIVATIONS[activation]
-    workers = _default_workers(device) if workers is None else _check_int(workers, "workers")
+    workers = _default_workers(device) if workers is None else check_int(workers, "workers")
     itemsize = torch.finfo(dtype).bits // 8
     per_sample = (width * max(width, input_dim) + 2 * inputs * max(width, input_dim)) * itemsize
     chunks = _plan(samples, chunk_size, per_sample, workers, device)

@@ -24,13 +24,7 @@ from support.expand import (as_sequential, collapse, compose_kernels, count_para
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster on the shared cores; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def reference_forward(x, ws, bs, *, nd, stride=1, pads=None, mode="zeros", dilation=1, groups=1):
