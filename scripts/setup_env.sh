@@ -6,6 +6,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-python3}
 "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is required")'
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+# Offline CIFAR-10 (JPEG archive) for the CIFAR chapter when the caller named none and the
+# project's shared data folder sits beside the repository; elsewhere torchvision downloads it.
+if [ -z "${CIFAR10_JPEG:-}" ] && [ -d ../shared/data/cifar10-jpeg ]; then
+    export CIFAR10_JPEG="$(cd ../shared/data/cifar10-jpeg && pwd)"
+fi
 [ -x .venv/bin/python ] || { echo "::: creating .venv with $("$PY" --version)"; "$PY" -m venv .venv; }
 . .venv/bin/activate
 

@@ -228,7 +228,8 @@ def load_torchvision(name: str = "cifar10", root=None, download: bool = True) ->
     """CIFAR-10 or CIFAR-100 through ``torchvision.datasets`` (the original arrays).
 
     ``root`` defaults to ``.cache/torchvision``; ``download=True`` fetches the files where a
-    network exists (Colab). torchvision raises its own error when they are absent offline.
+    network exists (Colab). Raises FileNotFoundError, naming the offline alternative, when the files
+    are neither present nor downloadable.
     """
     import torchvision
 
@@ -236,8 +237,13 @@ def load_torchvision(name: str = "cifar10", root=None, download: bool = True) ->
     if name not in classes:
         raise ValueError(f"name must be one of {sorted(classes)}, got {name!r}")
     root = Path(root) if root is not None else DEFAULT_CACHE_DIR / "torchvision"
-    train = classes[name](str(root), train=True, download=download)
-    test = classes[name](str(root), train=False, download=download)
+    try:
+        train = classes[name](str(root), train=True, download=download)
+        test = classes[name](str(root), train=False, download=download)
+    except (OSError, RuntimeError) as e:  # URLError is an OSError; a missing offline copy a RuntimeError
+        raise FileNotFoundError(
+            f"{name} is not in {root} and could not be downloaded ({type(e).__name__}: {e}); "
+            f"offline, set {ENV_VAR} to the CIFAR-10 JPEG archive (CIFAR-10 only)") from e
     return ImageArrays(name, np.asarray(train.data, dtype=np.uint8), np.asarray(train.targets, dtype=np.int64),
                        np.asarray(test.data, dtype=np.uint8), np.asarray(test.targets, dtype=np.int64),
                        tuple(train.classes), source=f"torchvision.datasets.{classes[name].__name__}")

@@ -233,3 +233,17 @@ def test_loader_argument_errors():
         data.DeviceLoader(d.train_images, d.train_labels, 64, train=True)
     with pytest.raises(ValueError, match="rank"):
         data.DeviceLoader(d.train_images, d.train_labels, 4, train=True, rank=2, world_size=2)
+
+
+def test_missing_dataset_without_network_names_the_offline_alternative(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    with pytest.raises(FileNotFoundError, match=f"could not be downloaded.*set {data.ENV_VAR}"):
+        data.load_cifar("cifar10", cache_dir=tmp_path)
