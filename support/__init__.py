@@ -11,7 +11,8 @@ One module per concept; each docstring names the chapter that explains it:
 - ``expand``: linear over-parameterization (expand, train through the effective weight, collapse).
 - ``data``, ``models``, ``train``: CIFAR pipeline for the expanded-CNN chapter.
 - ``results``: stored results with provenance; ``hardware``: device choice and description;
-  ``plots``: the book's figure style; ``book``: chapter executor and hygiene checks.
+  ``plots``: the book's figure style; ``checks``: shared argument checks; ``book``: chapter
+  executor and hygiene checks.
 
 Modules are imported on demand (``from support import rank``) so that importing the package
 never pulls in torch.
