@@ -200,3 +200,14 @@ def test_depth_checkpoints_equal_separate_runs(dist):
         np.testing.assert_array_equal(row, sample_product_entropy(5, d, 70, dist=dist, seed=9))
     with pytest.raises(ValueError, match="increasing"):
         sample_product_entropy_depths(5, [2, 2], 4)
+
+
+def test_benchmark_smoke_reports_ratios_and_precision():
+    from support import simulate
+
+    res = simulate.benchmark(n=8, depth=3, samples=128, repeats=1)
+    for key in ("plain_loop_s", "engine_s", "floor_s", "speedup_vs_loop", "engine_over_floor"):
+        assert res[key] > 0, key
+    assert res["speedup_vs_loop"] == pytest.approx(res["plain_loop_s"] / res["engine_s"])
+    assert res["max_abs_f32_f64"] < 1e-4
+    assert abs(res["engine_mean_rho"] - res["loop_mean_rho"]) < 0.05
