@@ -161,9 +161,24 @@ def _gpu_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
+def source_commit(root: Path) -> str:
+    """The commit chapters are executed from, taken once before a batch of executions starts.
+
+    The run log and status page do not count as changes: recording runs modifies them.
+    """
+    return git_commit(root, ignore=(RUN_LOG, STATUS_PAGE))
+
+
 def execute_chapter(root: Path, path: Path, parameters: dict | None = None,
-                    timeout_s: int = DEFAULT_CELL_TIMEOUT_S, out_dir: Path | None = None) -> Path:
-    """Execute one chapter; return where the executed notebook went (see module docstring)."""
+                    timeout_s: int = DEFAULT_CELL_TIMEOUT_S, out_dir: Path | None = None,
+                    commit: str | None = None) -> Path:
+    """Execute one chapter; return where the executed notebook went (see module docstring).
+
+    ``commit`` is what the run log records (default: :func:`source_commit` now); ``main`` takes
+    it once before executing several chapters, so that rewriting one chapter does not mark the
+    next one's source as modified.
+    """
+    commit = commit or source_commit(root)
     import nbformat
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -213,7 +228,7 @@ def execute_chapter(root: Path, path: Path, parameters: dict | None = None,
         device=_gpu_name() or "CPU only",
         cpu=cpu_description(),
         versions=package_versions(),
-        commit=git_commit(root),
+        commit=commit,
         parameters=parameters,
     )
     with open(log_path, "a") as log:
@@ -361,9 +376,10 @@ def main(argv=None, root: Path = REPO_ROOT) -> int:
         if args.command == "execute":
             paths = [resolve_chapter(root, c) for c in args.chapters] or notebook_chapters(root)
             parameters = {name: _parse_value(value) for name, value in args.parameter}
+            commit = source_commit(root)
             for path in paths:
                 print(f"executing {path.relative_to(root)} ...", flush=True)
-                target = execute_chapter(root, path, parameters, args.timeout, args.out_dir)
+                target = execute_chapter(root, path, parameters, args.timeout, args.out_dir, commit)
                 print(f"  ok -> {os.path.relpath(target, root)}", flush=True)
         elif args.command == "check":
             problems = check(root)

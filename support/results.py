@@ -24,13 +24,17 @@ RESULTS_DIR = REPO_ROOT / "book" / "results"
 _VERSIONED = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "cma", "matplotlib")
 
 
-def git_commit(repo: Path = REPO_ROOT) -> str:
-    """Current commit of ``repo``, suffixed ``-dirty`` when tracked files differ; 'unknown' outside git."""
+def git_commit(repo: Path = REPO_ROOT, ignore: tuple[str, ...] = ()) -> str:
+    """Current commit of ``repo``, suffixed ``-dirty`` when tracked files differ; 'unknown' outside git.
+
+    ``ignore``: paths whose changes do not count (logs that recording a run itself modifies).
+    """
+    exclude = [f":(exclude){path}" for path in ignore]
     try:
         head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, check=True,
                               capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               check=True, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *exclude],
+                               cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("-dirty" if dirty else "")

@@ -54,3 +54,22 @@ def test_every_stored_result_in_the_book_has_complete_provenance():
         assert prov["commit"] != "unknown", f"{path.name}: computed outside the repository"
         for name in record["arrays"]:
             assert name in np.load(path.with_suffix(".npz")).files, f"{path.name}: array {name} missing"
+
+
+def test_git_commit_marks_changes_dirty_except_ignored_paths(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "log.txt").write_text("")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    assert not results.git_commit(tmp_path).endswith("-dirty")
+    (tmp_path / "log.txt").write_text("a run\n")
+    assert results.git_commit(tmp_path).endswith("-dirty")
+    assert not results.git_commit(tmp_path, ignore=("log.txt",)).endswith("-dirty")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert results.git_commit(tmp_path, ignore=("log.txt",)).endswith("-dirty")
