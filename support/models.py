@@ -4,8 +4,8 @@ The chapter *Expanded CNNs on CIFAR* (``book/cifar_expanded.ipynb``) trains each
 without linear over-parameterization (``support.expand``): every ``nn.Conv2d`` / ``nn.Linear`` they
 contain can be expanded into a product of linear maps and collapsed back afterwards.
 
-* :class:`FastCNN`: a network in the spirit of the CIFAR-10 speed records (airbench94, see
-  ``/work/shared/notes/performance.md`` section 1.2): a frozen 2x2 patch-whitening convolution,
+* :class:`FastCNN`: a network in the spirit of the CIFAR-10 speed records (airbench94, Jordan 2024,
+  arXiv:2404.00498): a frozen 2x2 patch-whitening convolution,
   three conv groups (conv3x3 -> max-pool -> BN -> GELU -> conv3x3 -> BN -> GELU), global max-pool,
   a scaled linear head. Widths (64, 256, 256) by default.
 * :class:`ResNet18`: the usual CIFAR ResNet-18 (3x3 stem, no stem pooling, four stages of two
