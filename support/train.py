@@ -29,7 +29,6 @@ What :func:`train` does, and why:
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import math
 import os
