@@ -35,9 +35,9 @@ from pathlib import Path
 import yaml
 
 from support.hardware import cpu_description
-from support.results import RESULTS_DIR, git_commit, load, package_versions
+from support import paths
+from support.results import git_commit, load, package_versions
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_LOG = "book/run_log.jsonl"
 STATUS_PAGE = "book/status.md"
 VOLATILE_NB_KEYS = ("papermill",)
@@ -248,8 +248,7 @@ def read_run_log(root: Path) -> list[dict]:
 
 def status_page(root: Path, results_dir: Path | None = None) -> str:
     """Markdown of the Status page: the latest default run of each chapter, and stored results."""
-    results_dir = Path(results_dir) if results_dir else (
-        RESULTS_DIR if root.resolve() == REPO_ROOT else root / "book" / "results")
+    results_dir = Path(results_dir) if results_dir else root / "book" / "results"
     latest = {}
     for record in read_run_log(root):
         if not record.get("parameters"):
@@ -358,7 +357,7 @@ def _parse_value(text: str):
     return yaml.safe_load(text)
 
 
-def main(argv=None, root: Path = REPO_ROOT) -> int:
+def main(argv=None, root: Path | None = None) -> int:
     """Command-line entry point; returns the exit code (1 with a one-line error on bad input)."""
     parser = argparse.ArgumentParser(prog="python -m support.book", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -373,11 +372,16 @@ def main(argv=None, root: Path = REPO_ROOT) -> int:
     args = parser.parse_args(argv)
 
     try:
+        root = Path(root) if root is not None else paths.repository_root()
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    try:
         if args.command == "execute":
-            paths = [resolve_chapter(root, c) for c in args.chapters] or notebook_chapters(root)
+            chapters = [resolve_chapter(root, c) for c in args.chapters] or notebook_chapters(root)
             parameters = {name: _parse_value(value) for name, value in args.parameter}
             commit = source_commit(root)
-            for path in paths:
+            for path in chapters:
                 print(f"executing {path.relative_to(root)} ...", flush=True)
                 target = execute_chapter(root, path, parameters, args.timeout, args.out_dir, commit)
                 print(f"  ok -> {os.path.relpath(target, root)}", flush=True)

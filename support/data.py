@@ -23,10 +23,13 @@ import hashlib
 import io
 import os
 import tarfile
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
+from support import paths, seeding
 
 ENV_VAR = "CIFAR10_JPEG"
 ARCHIVE_NAME = "cifar10-jpg.tar.xz"
@@ -34,7 +37,8 @@ ARCHIVE_SHA256 = "18ee257832403cf6f3f79ff7db1e971124c3f510d031eb5c9213eee4dab66e
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 SPLIT_SIZES = {"train": 50_000, "test": 10_000}
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache"
+# Bumped whenever decoding changes, so caches written by another decoder are rebuilt.
+CACHE_FORMAT = 2
 
 # Per-channel mean and std of the training images (the usual published figures).
 NORMALIZATION = {
@@ -68,7 +72,7 @@ class ImageArrays:
 
         ``None`` keeps a split whole. The kept images stay in their original order.
         """
-        rng = np.random.default_rng(seed)
+        rng = seeding.generator(seed, "cifar-subset")
         out = {}
         for split, n in (("train", n_train), ("test", n_test)):
             images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
@@ -93,6 +97,18 @@ class ImageArrays:
                        test_images=out["test"][0], test_labels=out["test"][1],
                        source=f"{self.source}; subset train={len(out['train'][1])} "
                               f"test={len(out['test'][1])} (seed {seed})")
+
+    def fingerprint(self) -> dict:
+        """What identifies this data for a checkpoint: name, sizes and SHA-256 of images and labels.
+
+        A training run resumed from a checkpoint must see the same data it started with; the
+        trainer compares this record (chapter *Expanded CNNs on CIFAR*).
+        """
+        digest = hashlib.sha256()
+        for array in (self.train_images, self.train_labels, self.test_images, self.test_labels):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return {"name": self.name, "n_train": int(len(self.train_labels)), "n_test": int(len(self.test_labels)),
+                "num_classes": self.num_classes, "sha256": digest.hexdigest()}
 
 
 def resolve_archive(path=None) -> Path:
@@ -194,40 +210,66 @@ def load_cifar10_jpeg(path=None, cache_dir=None, expected_sha256: str | None = A
     """CIFAR-10 from the offline JPEG archive, decoded once and cached by checksum.
 
     ``path``: the archive or its folder (default: the ``CIFAR10_JPEG`` variable). ``cache_dir``
-    (default ``.cache/`` at the repository root) receives ``cifar10-jpeg-<sha256[:16]>.npz`` holding
-    the decoded arrays; a damaged cache file is decoded again. Raises FileNotFoundError for a
-    missing archive and ValueError for a corrupt one (checksum or split sizes, ``expected_sizes``).
+    (default :func:`support.paths.cache_dir`) receives ``cifar10-jpeg-<sha256[:16]>.npz`` with
+    the decoded arrays. A cache is used only when it reads back completely and passes
+    :func:`_valid_cache` (format, shapes, dtypes, label range, class names); anything else --
+    truncated, corrupt, stale, or from another decoder -- is decoded again and rewritten. A
+    failed cache write only warns: the decoded data is returned all the same. Raises
+    FileNotFoundError for a missing archive and ValueError for a corrupt one (checksum or split
+    sizes, ``expected_sizes``).
     """
     archive = resolve_archive(path)
     checksum = verify_archive(archive, expected_sha256)
-    cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
+    cache_dir = Path(cache_dir) if cache_dir is not None else paths.cache_dir()
     cache = cache_dir / f"cifar10-jpeg-{checksum[:16]}.npz"
     source = f"CIFAR-10 JPEG archive {archive.name} (sha256 {checksum[:12]}...)"
     if cache.exists():
         try:
-            with np.load(cache) as data:
-                loaded = ImageArrays("cifar10", data["train_images"], data["train_labels"],
-                                     data["test_images"], data["test_labels"],
-                                     tuple(str(c) for c in data["classes"]), source)
-            if (len(loaded.train_labels), len(loaded.test_labels)) == (expected_sizes["train"], expected_sizes["test"]) \
-                    and loaded.train_images.dtype == np.uint8:
-                return loaded
-        except (OSError, KeyError, ValueError):
-            pass  # unreadable cache: decode again below and overwrite it
+            with np.load(cache, allow_pickle=False) as stored:
+                fields = {k: stored[k] for k in stored.files}
+        except Exception:  # noqa: BLE001 - any unreadable cache (truncated zip, bad header, ...) is rebuilt
+            fields = None
+        if fields is not None and _valid_cache(fields, expected_sizes):
+            return ImageArrays("cifar10", fields["train_images"], fields["train_labels"], fields["test_images"],
+                               fields["test_labels"], tuple(str(c) for c in fields["classes"]), source)
     decoded = replace(decode_jpeg_archive(archive, expected_sizes=expected_sizes), source=source)
-    cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_dir / f".{cache.stem}.{os.getpid()}.tmp.npz"
-    np.savez(tmp, train_images=decoded.train_images, train_labels=decoded.train_labels,
-             test_images=decoded.test_images, test_labels=decoded.test_labels,
-             classes=np.asarray(decoded.classes))
-    tmp.replace(cache)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        np.savez(tmp, format=np.int64(CACHE_FORMAT), train_images=decoded.train_images,
+                 train_labels=decoded.train_labels, test_images=decoded.test_images,
+                 test_labels=decoded.test_labels, classes=np.asarray(decoded.classes))
+        tmp.replace(cache)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        warnings.warn(f"could not write the decoded CIFAR-10 cache {cache} ({exc}); "
+                      f"continuing without it (the next run decodes again)", RuntimeWarning, stacklevel=2)
     return decoded
+
+
+def _valid_cache(fields: dict, expected_sizes: dict) -> bool:
+    """Whether decoded arrays read from a cache are complete and plausible: the current format,
+    the expected split sizes of 32x32 RGB uint8 images, int64 labels within the class list."""
+    try:
+        classes = fields["classes"]
+        if int(fields["format"]) != CACHE_FORMAT or classes.ndim != 1 or len(classes) < 2:
+            return False
+        for split in ("train", "test"):
+            images, labels = fields[f"{split}_images"], fields[f"{split}_labels"]
+            n = expected_sizes[split]
+            if images.shape != (n, 32, 32, 3) or images.dtype != np.uint8:
+                return False
+            if labels.shape != (n,) or labels.dtype != np.int64 or labels.min() < 0 or labels.max() >= len(classes):
+                return False
+    except (KeyError, TypeError, ValueError):
+        return False
+    return True
 
 
 def load_torchvision(name: str = "cifar10", root=None, download: bool = True) -> ImageArrays:
     """CIFAR-10 or CIFAR-100 through ``torchvision.datasets`` (the original arrays).
 
-    ``root`` defaults to ``.cache/torchvision``; ``download=True`` fetches the files where a
+    ``root`` defaults to ``torchvision/`` in :func:`support.paths.cache_dir`; ``download=True`` fetches the files where a
     network exists (Colab). Raises FileNotFoundError, naming the offline alternative, when the files
     are neither present nor downloadable.
     """
@@ -236,7 +278,7 @@ def load_torchvision(name: str = "cifar10", root=None, download: bool = True) ->
     classes = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}
     if name not in classes:
         raise ValueError(f"name must be one of {sorted(classes)}, got {name!r}")
-    root = Path(root) if root is not None else DEFAULT_CACHE_DIR / "torchvision"
+    root = Path(root) if root is not None else paths.cache_dir() / "torchvision"
     try:
         train = classes[name](str(root), train=True, download=download)
         test = classes[name](str(root), train=False, download=download)
@@ -365,11 +407,7 @@ class DeviceLoader:
         self.epoch = int(epoch)
 
     def _generator(self):
-        import torch
-
-        g = torch.Generator(device=self.device)
-        g.manual_seed(self.seed * 1_000_003 + self.epoch)
-        return g
+        return seeding.torch_generator(self.seed, "loader-epoch", self.epoch, device=self.device)
 
     def _augmented(self, g):
         """The whole split translated and flipped for this epoch (identical on every rank)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.special import xlogy
 
 try:  # torch is optional for the library as a whole; numpy inputs never need it
     import torch
@@ -58,24 +59,26 @@ def singular_values(x):
 def entropy_of_spectrum(s):
     """Shannon entropy (nats) of a nonnegative spectrum ``s`` normalised to sum 1, with 0 log 0 = 0.
 
-    ``s`` has shape ``(..., k)``; reduction is over the last axis. Raises ValueError where a
-    spectrum is identically zero (the entropy of an all-zero matrix is undefined).
+    ``s`` has shape ``(..., k)``; reduction is over the last axis. The spectrum is divided by
+    its largest value before it is summed, so huge values (1e308) do not overflow. Raises
+    ValueError where a spectrum is identically zero (the entropy of an all-zero matrix is
+    undefined).
     """
     if _is_torch(s):
         s = s.to(torch.float64)
-        total = s.sum(-1, keepdim=True)
-        if bool((total <= 0).any()):
+        top = s.amax(-1, keepdim=True)
+        if bool((top <= 0).any()):
             raise ValueError("spectral entropy is undefined for an all-zero matrix")
-        p = s / total
+        scaled = s / top
+        p = scaled / scaled.sum(-1, keepdim=True)
         return -torch.xlogy(p, p).sum(-1)
     s = np.asarray(s, dtype=np.float64)
-    total = s.sum(-1, keepdims=True)
-    if np.any(total <= 0):
+    top = s.max(-1, keepdims=True)
+    if np.any(top <= 0):
         raise ValueError("spectral entropy is undefined for an all-zero matrix")
-    p = s / total
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-    return -terms.sum(-1)
+    scaled = s / top
+    p = scaled / scaled.sum(-1, keepdims=True)
+    return -xlogy(p, p).sum(-1)
 
 
 def spectral_entropy(x):
@@ -96,39 +99,69 @@ def effective_rank(x):
 
 
 def stable_rank(x):
-    """Stable rank ``||x||_F^2 / ||x||_2^2`` (sum of squared singular values over the largest one)."""
+    """Stable rank ``||x||_F^2 / ||x||_2^2`` (sum of squared singular values over the largest one).
+
+    Computed from the singular values divided by the largest, so it cannot overflow."""
     x = _validate(x, "stable_rank")
-    s2 = singular_values(x) ** 2
-    top = s2[..., 0]
+    s = singular_values(x)
+    top = s[..., :1]
     if bool((top <= 0).any()):
         raise ValueError("stable_rank is undefined for an all-zero matrix")
-    return s2.sum(-1) / top
+    return ((s / top) ** 2).sum(-1)
 
 
 def numerical_rank(x, rtol: float | None = None):
     """Number of singular values above ``rtol * sigma_max``.
 
-    The default tolerance is numpy's: ``max(m, n) * eps`` of the input's precision. Returns
-    integers (numpy int64 or torch int64).
+    The default tolerance is numpy's: ``max(m, n) * eps`` of the input's precision (for complex
+    input, the precision of its real and imaginary parts). ``rtol`` must be a finite number
+    >= 0. Returns integers (numpy int64 or torch int64).
     """
     x = _validate(x, "numerical_rank")
     m, n = x.shape[-2], x.shape[-1]
     if rtol is None:
-        eps = _machine_epsilon(x)
-        rtol = max(m, n) * eps
+        rtol = max(m, n) * _machine_epsilon(x)
+    elif isinstance(rtol, bool) or not isinstance(rtol, (int, float, np.floating)) \
+            or not math.isfinite(rtol) or rtol < 0:
+        raise ValueError(f"numerical_rank: rtol must be a finite number >= 0, got {rtol!r}")
     s = singular_values(x)
     above = s > rtol * s[..., :1]
     return above.sum(-1) if _is_torch(x) else above.sum(-1).astype(np.int64)
 
 
 def _machine_epsilon(x) -> float:
-    """Machine epsilon of a floating input's precision (float64's for integer inputs)."""
+    """Machine epsilon of a floating (or complex) input's precision; float64's for integers."""
     dtype = x.dtype
     if _is_torch(x):
-        return torch.finfo(dtype).eps if dtype.is_floating_point else np.finfo(np.float64).eps
-    return np.finfo(dtype).eps if np.issubdtype(dtype, np.floating) else np.finfo(np.float64).eps
+        if dtype.is_floating_point or dtype.is_complex:
+            return torch.finfo(dtype).eps
+        return float(np.finfo(np.float64).eps)
+    if np.issubdtype(dtype, np.inexact):
+        return float(np.finfo(dtype).eps)
+    return float(np.finfo(np.float64).eps)
 
 
 def max_entropy(m: int, n: int) -> float:
     """Largest possible spectral entropy of an m x n matrix: ``log(min(m, n))``."""
     return math.log(min(m, n))
+
+
+def gram_entropy(phi, centre: bool = False):
+    """rho(K) (nats) of the Gram matrix ``K = Phi Phi^T`` of embeddings ``phi`` (``(..., N, width)``).
+
+    The eigenvalues of K are the squared singular values of Phi, so rho(K) is computed from
+    those without forming K (cheaper, and accurate where K's small eigenvalues would drown in
+    rounding). ``centre=True`` first subtracts the mean embedding over the N inputs, which
+    removes the direction every embedding shares (large after ReLU-like activations; chapter
+    *Non-linear networks* explains why the paper's values need it). Batched like the rest.
+    """
+    phi = _validate(phi, "gram_entropy")
+    if _is_torch(phi):
+        phi = phi.to(torch.complex128 if phi.dtype.is_complex else torch.float64)
+        if centre:
+            phi = phi - phi.mean(dim=-2, keepdim=True)
+    else:
+        phi = np.asarray(phi, dtype=np.complex128 if np.iscomplexobj(phi) else np.float64)
+        if centre:
+            phi = phi - phi.mean(axis=-2, keepdims=True)
+    return entropy_of_spectrum(singular_values(phi) ** 2)

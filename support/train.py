@@ -1,8 +1,7 @@
 """One trainer for the CIFAR networks, plain or linearly over-parameterized (``support.expand``).
 
-The chapter *Expanded CNNs on CIFAR* (``book/cifar_expanded.ipynb``) uses it; ``python -m
-support.train`` runs one training from the command line (also under ``torchrun`` for multi-GPU
-data parallelism) and ``benchmarks/cifar_paper_scale.py`` runs the chapter's paper-scale grid.
+The chapter *Expanded CNNs on CIFAR* (``book/cifar_expanded.ipynb``) explains it; its recipes,
+grids and command line live in ``support.experiments.cifar_expanded``.
 
 What :func:`train` does, and why:
 
@@ -10,15 +9,19 @@ What :func:`train` does, and why:
   autocast with a gradient scaler on older GPUs (e.g. the T4 of free Colab, which has no bf16
   hardware), fp32 on the CPU (exact and reproducible).
 * ``channels_last`` memory format and optional ``torch.compile`` (GPU speed).
-* SGD with Nesterov momentum, label smoothing, and a per-step learning-rate schedule
-  (:func:`lr_factor`: linear warm-up then linear decay, cosine, step, or constant).
+* SGD with (optionally Nesterov) momentum, label smoothing, and a per-step learning-rate
+  schedule (:func:`lr_factor`: linear warm-up then linear decay, cosine, step, or constant).
 * **Evaluation of the collapsed model**: an expanded network is collapsed (a copy of it) to the
   original architecture before every evaluation, so the accuracies reported are those of the
   network one would deploy.
-* **Checkpoints every epoch with exact resume**: model, optimizer, scheduler, gradient scaler,
-  history and random states are written atomically after each epoch; a rerun with the same
-  checkpoint path continues where the last one stopped and (on the CPU) ends with bit-identical
-  weights. A Colab disconnect therefore loses at most one epoch.
+* **Checkpoints every epoch with exact resume**: the :class:`TrainingState` (model, optimizer,
+  scheduler, gradient scaler, history, recorded spectra, random state) is written atomically
+  after each epoch as tensors and plain values only, and read back with
+  ``torch.load(weights_only=True)``, so a checkpoint from elsewhere cannot run code. It carries a
+  fingerprint of what it was made for (:func:`run_fingerprint`: data, model, config); a rerun
+  with the same checkpoint path continues where the last one stopped only if the fingerprint
+  matches, and (on the CPU) ends with bit-identical weights. A Colab disconnect therefore loses
+  at most one epoch, and a checkpoint of another run is refused, never silently continued.
 * A **clear stop on a non-finite loss** (:class:`NonFiniteLossError`), checked every few steps so
   the GPU is not synchronised at every step.
 * tqdm progress only in interactive use; executed chapters stay quiet.
@@ -28,7 +31,6 @@ What :func:`train` does, and why:
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import os
@@ -39,35 +41,67 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from scipy import stats
+from torch import nn
 
 from support import data as data_mod
-from support import models
+from support import models, seeding
+from support.expand import collapse, expand, expanded_layers
 from support.hardware import describe_device, resolve_device
+from support.rank import gram_entropy
 
 SCHEDULES = ("linear", "cosine", "step", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+CHECKPOINT_FORMAT = "support.train checkpoint"
+CHECKPOINT_VERSION = 2
 
 
 class NonFiniteLossError(FloatingPointError):
     """Training stopped because the loss became NaN or infinite (lower the learning rate)."""
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed: unreadable, foreign, or made for another run."""
+
+
+def _finite(value, name: str, low: float, high: float = math.inf, *, low_open: bool = False,
+            high_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < low or (low_open and value == low) or value > high or (high_open and value == high):
+        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {lo}{low}, {high}{hi}, got {value!r}")
+    return float(value)
+
+
+def _integer(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _flag(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 @dataclass
 class TrainConfig:
     """Hyper-parameters of one training run (all plain values, so a config can be stored as JSON).
 
-    ``lr`` is the peak learning rate of SGD (Nesterov momentum ``momentum``); ``weight_decay`` is
-    applied to weights (ndim >= 2), not to biases or BatchNorm parameters. ``schedule`` is one of
-    "linear" (warm-up over the first ``warmup`` fraction of steps, then linear decay to 0),
-    "cosine" (same warm-up, cosine decay), "step" (x ``gamma`` at each fraction in
-    ``milestones``), "constant". ``translate``/``flip``: training augmentation. ``precision``:
-    "auto" (see :func:`precision_for`), "fp32", "bf16" or "fp16". ``check_every``: steps between
-    non-finite-loss checks. ``record_layer``: name of a Conv2d/Linear module whose (collapsed)
-    weight's singular values are recorded at initialisation and after every epoch.
-    ``train_eval``: also measure the accuracy on the un-augmented training set after every
-    epoch (costs one extra forward pass over it), else only at the end.
+    ``lr`` is the peak learning rate of SGD with momentum ``momentum`` (Nesterov if
+    ``nesterov``); ``weight_decay`` is applied to weights (ndim >= 2), not to biases or BatchNorm
+    parameters. ``schedule`` is one of "linear" (warm-up over the first ``warmup`` fraction of
+    steps, then linear decay to 0), "cosine" (same warm-up, cosine decay), "step" (x ``gamma``
+    at each fraction in ``milestones``), "constant". ``translate``/``flip``: training
+    augmentation. ``precision``: "auto" (see :func:`precision_for`), "fp32", "bf16" or "fp16".
+    ``check_every``: steps between non-finite-loss checks. ``record_layer``: name of a
+    Conv2d/Linear module whose (collapsed) weight's singular values are recorded at
+    initialisation and after every epoch. ``train_eval``: also measure the accuracy on the
+    un-augmented training set after every epoch (costs one extra forward pass over it), else
+    only at the end. Every field is checked when the config is made (ValueError naming it).
     """
 
     epochs: int = 10
@@ -92,21 +126,36 @@ class TrainConfig:
     train_eval: bool = False
 
     def __post_init__(self):
-        if self.epochs <= 0 or self.batch_size <= 0:
-            raise ValueError(f"epochs and batch_size must be positive, got {self.epochs}, {self.batch_size}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        _integer(self.epochs, "epochs", 1)
+        _integer(self.batch_size, "batch_size", 1)
+        _finite(self.lr, "lr", 0.0, low_open=True)
+        _finite(self.momentum, "momentum", 0.0, 1.0, high_open=True)
+        _flag(self.nesterov, "nesterov")
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        _finite(self.weight_decay, "weight_decay", 0.0)
+        _finite(self.label_smoothing, "label_smoothing", 0.0, 1.0, high_open=True)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        _finite(self.warmup, "warmup", 0.0, 1.0, high_open=True)
+        if isinstance(self.milestones, (str, bytes)) or not hasattr(self.milestones, "__iter__"):
+            raise ValueError(f"milestones must be a sequence of fractions, got {self.milestones!r}")
+        self.milestones = tuple(_finite(m, "milestones entry", 0.0, 1.0, low_open=True, high_open=True)
+                                for m in self.milestones)
+        if list(self.milestones) != sorted(set(self.milestones)):
+            raise ValueError(f"milestones must be increasing, got {self.milestones}")
+        _finite(self.gamma, "gamma", 0.0, low_open=True)
+        _integer(self.translate, "translate", 0)
+        _flag(self.flip, "flip")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if not 0 <= self.warmup < 1:
-            raise ValueError(f"warmup must be a fraction in [0, 1), got {self.warmup}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.check_every <= 0:
-            raise ValueError(f"check_every must be positive, got {self.check_every}")
-        self.milestones = tuple(self.milestones)
+        _flag(self.channels_last, "channels_last")
+        _flag(self.compile, "compile")
+        _integer(self.seed, "seed", 0)
+        _integer(self.check_every, "check_every", 1)
+        if self.record_layer is not None and not isinstance(self.record_layer, str):
+            raise ValueError(f"record_layer must be a module name or None, got {self.record_layer!r}")
+        _flag(self.train_eval, "train_eval")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -149,8 +198,6 @@ def precision_for(device, requested: str = "auto") -> str:
 def deployable(model: nn.Module) -> nn.Module:
     """The network one would deploy: a collapsed copy of an expanded ``model``, else ``model`` itself
     (DistributedDataParallel and ``torch.compile`` wrappers are looked through)."""
-    from support.expand import collapse, expanded_layers
-
     if expanded_layers(model):
         return collapse(model)
     model = getattr(model, "module", model)
@@ -159,20 +206,19 @@ def deployable(model: nn.Module) -> nn.Module:
 
 def build_model(name: str, num_classes: int, *, depth: int = 1, width: float = 1.0, seed: int = 0,
                 model_kwargs: dict | None = None, whitening_images: torch.Tensor | None = None) -> nn.Module:
-    """Build a model from ``support.models`` with seed ``seed`` and the paper's initialisation.
+    """Build a model from ``support.models`` from ``seed`` with the paper's initialisation.
 
     ``depth=1`` is the baseline: ``support.expand.expand(model, depth=1)`` re-initialises its layers
     with the base scheme of the expanded ones (Kaiming, as in the official code), so baseline and
     expanded networks start from the same weight distribution. ``depth > 1`` expands every Conv2d
     and Linear into ``depth`` factors of hidden width ``int(out * width)``. The frozen whitening
     layer of :class:`support.models.FastCNN` is never expanded; its filters come from
-    ``whitening_images`` (normalised, (N, 3, H, W)).
+    ``whitening_images`` (normalised, (N, 3, H, W)). The random stream is
+    ``support.seeding.torch_seed(seed, "model-init")``.
     """
-    from support.expand import expand
-
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1 (1 = baseline), got {depth}")
-    torch.manual_seed(seed)
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be an integer >= 1 (1 = baseline), got {depth!r}")
+    torch.manual_seed(seeding.torch_seed(seed, "model-init"))
     model = models.build(name, num_classes=num_classes, **(model_kwargs or {}))
     if isinstance(model, models.FastCNN):
         if whitening_images is None:
@@ -188,7 +234,8 @@ def build_model(name: str, num_classes: int, *, depth: int = 1, width: float = 1
 class TrainResult:
     """What a run leaves: per-epoch ``history`` (lists), ``final`` metrics, recorded singular values
     (``spectra``: (epochs + 1, k), row 0 at initialisation), the trained ``model`` (collapsed when it
-    was expanded) and bookkeeping."""
+    was expanded) and bookkeeping. ``wall_time_s`` is this call's time; ``training_time_s`` the
+    time spent in epochs over every session of the run (a resumed run included)."""
 
     history: dict
     final: dict
@@ -197,18 +244,18 @@ class TrainResult:
     precision: str
     device: str
     wall_time_s: float
+    training_time_s: float = 0.0
     resumed_from_epoch: int = 0
     config: dict = field(default_factory=dict)
+
+
+HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_acc_augmented", "test_acc", "test_loss", "train_acc")
 
 
 def _dist_info():
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
-
-
-def _interactive() -> bool:
-    return sys.stderr.isatty()
 
 
 @torch.no_grad()
@@ -259,24 +306,162 @@ def _optimizer(model: nn.Module, config: TrainConfig):
                            lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
 
 
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def run_fingerprint(model: nn.Module, data: data_mod.ImageArrays, config: TrainConfig) -> dict:
+    """What a checkpoint was made for: the data (:meth:`ImageArrays.fingerprint`), the model (class,
+    and the name and shape of every state entry, which fixes expansion depth and width) and the
+    config. Resuming requires equality."""
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    return {"data": data.fingerprint(), "model": {"class": type(model).__name__, "state_shapes": shapes},
+            "config": config.to_dict()}
+
+
+class TrainingState:
+    """Everything a run needs to continue after an interruption, as one object.
+
+    It owns the model, the optimizer, the per-step learning-rate scheduler, the gradient scaler,
+    the per-epoch ``history``, the recorded ``spectra``, the number of finished ``epoch`` s and the
+    seconds spent training so far (``elapsed_s``, over every session of an interrupted run).
+    :meth:`state_dict` returns tensors and plain Python values only (what
+    ``torch.load(weights_only=True)`` accepts); :meth:`load_state_dict` restores it, and the
+    global torch random state with it.
+    """
+
+    def __init__(self, model: nn.Module, config: TrainConfig, steps_per_epoch: int, precision: str, device):
+        self.model, self.config = model, config
+        self.optimizer = _optimizer(model, config)
+        total = config.epochs * steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, total, config))
+        self.scaler = torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
+        self.history = {k: [] for k in HISTORY_KEYS}
+        self.spectra: list[np.ndarray] = []
+        self.epoch = 0
+        self.elapsed_s = 0.0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "history": {k: list(v) for k, v in self.history.items()},
+                "spectra": [torch.from_numpy(np.asarray(s, dtype=np.float64)) for s in self.spectra],
+                "elapsed_s": float(self.elapsed_s), "rng_cpu": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.history = {k: [float(v) for v in state["history"][k]] for k in HISTORY_KEYS}
+        self.spectra = [s.cpu().numpy() for s in state["spectra"]]
+        self.epoch = int(state["epoch"])
+        self.elapsed_s = float(state["elapsed_s"])
+        torch.set_rng_state(state["rng_cpu"])
+
+
+def save_checkpoint(path, state: TrainingState, fingerprint: dict) -> None:
+    """Write ``state`` and ``fingerprint`` to ``path`` atomically (temporary file, then rename).
+
+    An I/O failure (a full disk, say) raises OSError naming the file; the previous checkpoint,
+    if any, is kept.
+    """
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "fingerprint": fingerprint,
+               "state": state.state_dict()}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(payload, tmp)
+        tmp.replace(path)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"could not write checkpoint {path} ({exc}); the previous checkpoint is kept") from exc
+
+
+def load_checkpoint(path, device, fingerprint: dict) -> dict:
+    """The training state stored in checkpoint ``path``, after checking it was made for ``fingerprint``.
+
+    Loads with ``weights_only=True`` (tensors and plain values; no code can run). Raises
+    :class:`CheckpointError`, naming the file and what to do, when it is unreadable, not a
+    checkpoint of this trainer, or made for other data, another model or another config.
+    """
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unpickling, zip, I/O errors all mean "cannot resume"
+        raise CheckpointError(f"checkpoint {path} is unreadable or not a checkpoint of this trainer "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                              f"delete it to start the run over") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a checkpoint of support.train; delete it or pass another path")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has version {payload.get('version')!r}, this trainer writes "
+                              f"{CHECKPOINT_VERSION}; delete it to start the run over")
+    stored = payload.get("fingerprint", {})
+    for part in ("data", "model", "config"):
+        if stored.get(part) != fingerprint[part]:
+            raise CheckpointError(f"checkpoint {path} was made for another run (its {part} differs); "
+                                  f"delete it, or pass a checkpoint path of its own to this run")
+    return payload["state"]
+
+
+def train_epoch(net: nn.Module, loader, state: TrainingState, precision: str, loss_fn, bar=None) -> torch.Tensor:
+    """One pass over ``loader``: forward, backward, optimizer and scheduler step per batch.
+
+    Returns ``[summed loss, correct predictions, examples]`` (float64, on the device; summed
+    over processes by the caller). Raises :class:`NonFiniteLossError` when the running loss
+    stops being finite (checked every ``config.check_every`` steps and at the end).
+    """
+    device, config = loader.device, state.config
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    for step, (x, y) in enumerate(loader):
+        with _autocast(device, precision):
+            logits = net(x)
+            loss = loss_fn(logits.float(), y)
+        state.optimizer.zero_grad(set_to_none=True)
+        state.scaler.scale(loss).backward()
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+        state.scheduler.step()
+        sums[0] += loss.detach().double() * len(y)
+        sums[1] += (logits.detach().argmax(1) == y).sum()
+        sums[2] += len(y)
+        if ((step + 1) % config.check_every == 0 or step + 1 == len(loader)) and not torch.isfinite(sums[0]):
+            raise NonFiniteLossError(f"non-finite training loss at epoch {state.epoch + 1}, step {step + 1} "
+                                     f"(lr {state.scheduler.get_last_lr()[0]:.4g}); lower the learning rate")
+        if bar is not None:
+            bar.update()
+    return sums
+
+
+def _record_epoch(state: TrainingState, sums: torch.Tensor, lr: float, inference: nn.Module, loaders,
+                  precision: str) -> None:
+    """Append one epoch's metrics (``lr``: the learning rate of its first step) and the recorded
+    layer's spectrum to ``state``."""
+    _, train_eval_loader, test_loader = loaders
+    config = state.config
+    test = evaluate(inference, test_loader, precision)
+    last = state.epoch + 1 == config.epochs
+    train_acc = evaluate(inference, train_eval_loader, precision)["acc"] if config.train_eval or last else math.nan
+    s = sums.tolist()
+    row = {"epoch": state.epoch + 1, "lr": lr, "train_loss": s[0] / s[2],
+           "train_acc_augmented": s[1] / s[2], "test_acc": test["acc"], "test_loss": test["loss"],
+           "train_acc": train_acc}
+    for key in HISTORY_KEYS:
+        state.history[key].append(float(row[key]))
+    if config.record_layer is not None:
+        state.spectra.append(layer_singular_values(inference, config.record_layer))
 
 
 def train(model: nn.Module, data: data_mod.ImageArrays, config: TrainConfig, *, device="auto",
           checkpoint=None, progress: bool | str = "auto", log=None, stop_after_epoch: int | None = None) -> TrainResult:
     """Train ``model`` on ``data`` with ``config``; return a :class:`TrainResult`.
 
-    ``checkpoint``: a file path; after every epoch the full training state is written there, and if
-    the file exists when ``train`` starts, the run resumes from it (its stored config must equal
-    ``config``, else ValueError). ``stop_after_epoch`` ends the call after that epoch as an
-    interruption would (the checkpoint is kept; calling again resumes). ``progress``: tqdm bar
-    (True/False; "auto" = only when stderr is a terminal). ``log``: callable receiving one line per
-    epoch (e.g. ``print``), or None for silence. Under ``torchrun`` (an initialised process group)
-    the model is wrapped in DistributedDataParallel and only rank 0 writes the checkpoint.
+    ``checkpoint``: a file path; after every epoch the full :class:`TrainingState` is written
+    there, and if the file exists when ``train`` starts, the run resumes from it (its fingerprint,
+    :func:`run_fingerprint`, must match, else :class:`CheckpointError`). ``stop_after_epoch``
+    ends the call after that epoch as an interruption would (the checkpoint is kept; calling
+    again resumes). ``progress``: tqdm bar (True/False; "auto" = only when stderr is a terminal).
+    ``log``: callable receiving one line per epoch (e.g. ``print``), or None for silence. Under
+    ``torchrun`` (an initialised process group) the model is wrapped in DistributedDataParallel
+    and only rank 0 writes the checkpoint.
 
     Raises :class:`NonFiniteLossError` when the training loss becomes NaN/Inf.
     """
@@ -287,102 +472,64 @@ def train(model: nn.Module, data: data_mod.ImageArrays, config: TrainConfig, *, 
     if config.batch_size % world:
         raise ValueError(f"batch_size={config.batch_size} must be divisible by the {world} processes")
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    train_loader, train_eval_loader, test_loader = data_mod.loaders(
+    loaders = data_mod.loaders(
         data, config.batch_size // world, device=device, dtype=torch.float32 if precision == "fp32" else dtype,
         seed=config.seed, rank=rank, world_size=world, translate=config.translate, flip=config.flip,
         channels_last=config.channels_last)
+    train_loader = loaders[0]
+    fingerprint = run_fingerprint(model, data, config) if checkpoint is not None else None
     model = model.to(device, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
-    optimizer = _optimizer(model, config)
-    total_steps = config.epochs * len(train_loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, config))
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    history = {k: [] for k in ("epoch", "lr", "train_loss", "train_acc_augmented", "test_acc", "test_loss",
-                               "train_acc")}
-    spectra = []
-    start_epoch = 0
+    state = TrainingState(model, config, len(train_loader), precision, device)
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     if ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state["config"] != config.to_dict():
-            raise ValueError(f"checkpoint {ckpt_path} was written by a different config; "
-                             f"delete it or pass the same config")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        history, spectra, start_epoch = state["history"], list(state["spectra"]), state["epoch"]
-        torch.set_rng_state(state["rng_cpu"])
+        state.load_state_dict(load_checkpoint(ckpt_path, device, fingerprint))
     elif config.record_layer is not None:
-        spectra.append(layer_singular_values(deployable(model), config.record_layer))
-    resumed_from = start_epoch
+        state.spectra.append(layer_singular_values(deployable(model), config.record_layer))
+    resumed_from = state.epoch
     net = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile:
         net = torch.compile(net)
-    show = _interactive() if progress == "auto" else bool(progress)
+    show = sys.stderr.isatty() if progress == "auto" else bool(progress)
     bar = None
     if show and rank == 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_steps, initial=start_epoch * len(train_loader), desc="train", leave=False)
+        bar = tqdm(total=config.epochs * len(train_loader), initial=state.epoch * len(train_loader),
+                   desc="train", leave=False)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     last_epoch = config.epochs if stop_after_epoch is None else min(config.epochs, stop_after_epoch)
-    for epoch in range(start_epoch, last_epoch):
+    while state.epoch < last_epoch:
+        epoch_start = time.perf_counter()
         net.train()
-        train_loader.set_epoch(epoch)
-        sums = torch.zeros(3, dtype=torch.float64, device=device)
-        for step, (x, y) in enumerate(train_loader):
-            with _autocast(device, precision):
-                logits = net(x)
-                loss = loss_fn(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            sums[0] += loss.detach().double() * len(y)
-            sums[1] += (logits.detach().argmax(1) == y).sum()
-            sums[2] += len(y)
-            if (step + 1) % config.check_every == 0 or step + 1 == len(train_loader):
-                if not torch.isfinite(sums[0]):
-                    raise NonFiniteLossError(f"non-finite training loss at epoch {epoch + 1}, step {step + 1} "
-                                             f"(lr {scheduler.get_last_lr()[0]:.4g}); lower the learning rate")
-            if bar is not None:
-                bar.update()
+        train_loader.set_epoch(state.epoch)
+        lr = state.scheduler.get_last_lr()[0]
+        sums = train_epoch(net, train_loader, state, precision, loss_fn, bar)
         if world > 1:
             torch.distributed.all_reduce(sums)
-        inference = deployable(model)
-        test = evaluate(inference, test_loader, precision)
-        train_acc = (evaluate(inference, train_eval_loader, precision)["acc"]
-                     if config.train_eval or epoch + 1 == config.epochs else float("nan"))
-        s = sums.tolist()
-        for key, value in (("epoch", epoch + 1), ("lr", scheduler.get_last_lr()[0]), ("train_loss", s[0] / s[2]),
-                           ("train_acc_augmented", s[1] / s[2]), ("test_acc", test["acc"]),
-                           ("test_loss", test["loss"]), ("train_acc", train_acc)):
-            history[key].append(float(value))
-        if config.record_layer is not None:
-            spectra.append(layer_singular_values(inference, config.record_layer))
+        _record_epoch(state, sums, lr, deployable(model), loaders, precision)
+        state.epoch += 1
+        state.elapsed_s += time.perf_counter() - epoch_start
         if log is not None and rank == 0:
-            log(f"epoch {epoch + 1}/{config.epochs}: train loss {s[0] / s[2]:.4f}, "
-                f"train acc (augmented) {s[1] / s[2]:.4f}, test acc {test['acc']:.4f}")
+            h = state.history
+            log(f"epoch {state.epoch}/{config.epochs}: train loss {h['train_loss'][-1]:.4f}, "
+                f"train acc (augmented) {h['train_acc_augmented'][-1]:.4f}, test acc {h['test_acc'][-1]:.4f}")
         if ckpt_path is not None and rank == 0:
-            _atomic_save({"config": config.to_dict(), "epoch": epoch + 1, "model": model.state_dict(),
-                          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                          "scaler": scaler.state_dict(), "history": history, "spectra": spectra,
-                          "rng_cpu": torch.get_rng_state()}, ckpt_path)
+            save_checkpoint(ckpt_path, state, fingerprint)
         if world > 1:
             torch.distributed.barrier()
     if bar is not None:
         bar.close()
-    done = len(history["epoch"])
-    final = {"epochs_done": done}
-    if done:
+    history = state.history
+    final = {"epochs_done": state.epoch}
+    if state.epoch:
         final.update(test_acc=history["test_acc"][-1], test_loss=history["test_loss"][-1],
                      train_acc=history["train_acc"][-1], train_loss=history["train_loss"][-1])
-    return TrainResult(history=history, final=final, spectra=np.array(spectra) if spectra else None,
+    return TrainResult(history=history, final=final, spectra=np.array(state.spectra) if state.spectra else None,
                        model=deployable(model), precision=precision, device=describe_device(device),
-                       wall_time_s=time.perf_counter() - start_time, resumed_from_epoch=resumed_from,
+                       wall_time_s=time.perf_counter() - start_time, training_time_s=state.elapsed_s,
+                       resumed_from_epoch=resumed_from,
                        config=config.to_dict())
 
 
@@ -404,20 +551,22 @@ def penultimate_embeddings(model: nn.Module, loader, max_examples: int | None = 
 def paired_difference(treatment, baseline, confidence: float = 0.95) -> dict:
     """Mean and t-interval of the paired differences ``treatment - baseline`` (one pair per seed).
 
-    Returns mean, std (sample, ddof=1), n and the two-sided ``confidence`` interval
-    ``mean +- t_{n-1} * std / sqrt(n)``. Needs n >= 2 pairs of equal length.
+    Returns mean, std (sample, ddof=1), n and the two-sided ``confidence`` interval of the mean
+    difference (scipy's paired t-test, ``ttest_rel(...).confidence_interval``). Needs n >= 2
+    pairs of equal length.
     """
-    from scipy import stats
-
     a, b = np.asarray(treatment, dtype=float), np.asarray(baseline, dtype=float)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"treatment and baseline must be 1-D of equal length, got {a.shape} and {b.shape}")
     if len(a) < 2:
         raise ValueError(f"a confidence interval needs at least 2 pairs, got {len(a)}")
     d = a - b
-    mean, std = float(d.mean()), float(d.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(d) - 1)) * std / math.sqrt(len(d))
-    return {"mean": mean, "std": std, "n": len(d), "ci_low": mean - half, "ci_high": mean + half,
+    if np.all(d == d[0]):  # zero spread: scipy's t-interval is undefined, the interval is the point
+        low = high = float(d[0])
+    else:
+        ci = stats.ttest_rel(a, b).confidence_interval(confidence)
+        low, high = float(ci.low), float(ci.high)
+    return {"mean": float(d.mean()), "std": float(d.std(ddof=1)), "n": len(d), "ci_low": low, "ci_high": high,
             "confidence": confidence}
 
 
@@ -430,236 +579,5 @@ def embedding_rho(model: nn.Module, loader, max_examples: int = 500) -> float:
     construction of K is not known (only that it is a Gram matrix of embeddings), so this is our
     choice, stated in the chapter.
     """
-    from support.rank import spectral_entropy
-
-    phi = penultimate_embeddings(model, loader, max_examples).double()
-    phi = phi - phi.mean(0)
-    return float(spectral_entropy(phi @ phi.T))
-
-
-def run_experiment(data: data_mod.ImageArrays, model_name: str, *, depths=(1, 2, 4), seeds=(0, 1, 2),
-                   config: TrainConfig, model_kwargs: dict | None = None, width: float = 1.0, device="auto",
-                   checkpoint_dir=None, log=None, rho_examples: int = 500) -> dict:
-    """Train ``model_name`` at every expansion depth (1 = baseline) for every seed; collect the results.
-
-    Run ``(depth, seed)`` uses ``config`` with ``seed`` replaced, so baseline and expanded runs of one
-    seed see the same batches and augmentations (a paired comparison). Returns a dict of numpy
-    arrays indexed ``[depth, seed]``: ``test_acc``, ``train_acc``, ``test_acc_history`` (per epoch),
-    ``embedding_rho``, ``wall_time_s``; ``spectra`` ``[depth, seed, epoch + 1, k]`` when
-    ``config.record_layer`` is set; and per depth ``params`` (trainable, during training),
-    ``params_deployed`` and ``flops_deployed`` of the collapsed network. With ``checkpoint_dir``
-    each run checkpoints there every epoch, so rerunning after an interruption resumes.
-    """
-    from support.expand import count_parameters
-
-    mean, std = data_mod.NORMALIZATION[data.name]
-    whitening = data_mod.normalized_tensor(data.train_images[:5000], mean, std) if model_name == "fast" else None
-    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    rho_loader = data_mod.DeviceLoader(data.test_images[:rho_examples], data.test_labels[:rho_examples], 500,
-                                       train=False, device=device, mean=mean, std=std)
-    keys = ("test_acc", "train_acc", "embedding_rho", "wall_time_s")
-    out = {k: np.full((len(depths), len(seeds)), np.nan) for k in keys}
-    out["test_acc_history"] = np.full((len(depths), len(seeds), config.epochs), np.nan)
-    out.update(params=[], params_deployed=[], flops_deployed=[])
-    spectra, device_name, precision = [], None, None
-    for i, depth in enumerate(depths):
-        row = []
-        for j, seed in enumerate(seeds):
-            cfg = dataclasses.replace(config, seed=seed)
-            model = build_model(model_name, data.num_classes, depth=depth, width=width, seed=seed,
-                                model_kwargs=model_kwargs, whitening_images=whitening)
-            if j == 0:
-                out["params"].append(count_parameters(model))
-            ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{model_name}-d{depth}-s{seed}.pt"
-            result = train(model, data, cfg, device=device, checkpoint=ckpt)
-            out["test_acc"][i, j] = result.final["test_acc"]
-            out["train_acc"][i, j] = result.final["train_acc"]
-            out["test_acc_history"][i, j] = result.history["test_acc"]
-            out["embedding_rho"][i, j] = embedding_rho(result.model, rho_loader, rho_examples)
-            out["wall_time_s"][i, j] = result.wall_time_s
-            if result.spectra is not None:
-                row.append(result.spectra)
-            if j == 0:
-                out["params_deployed"].append(count_parameters(result.model))
-                out["flops_deployed"].append(models.count_flops(result.model))
-            device_name, precision = result.device, result.precision
-            if log is not None:
-                log(f"{model_name} depth {depth} seed {seed}: test {result.final['test_acc']:.4f}, "
-                    f"train {result.final['train_acc']:.4f}, {result.wall_time_s:.1f} s")
-        if row:
-            spectra.append(np.stack(row))
-    if spectra:
-        out["spectra"] = np.stack(spectra)
-    for k in ("params", "params_deployed", "flops_deployed"):
-        out[k] = np.asarray(out[k], dtype=np.int64)
-    out["device"], out["precision"] = device_name, precision
-    return out
-
-
-def summarize(results: dict, depths, confidence: float = 0.95) -> dict:
-    """Mean +- std (over seeds) of test and train accuracy per depth, and for each expanded depth the
-    paired difference to the baseline (depth ``depths[0]``) with its t-interval (:func:`paired_difference`)."""
-    summary = {}
-    for i, depth in enumerate(depths):
-        entry = {}
-        for key in ("test_acc", "train_acc", "embedding_rho"):
-            values = results[key][i]
-            entry[key] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")}
-        if i > 0 and results["test_acc"].shape[1] >= 2:
-            entry["test_acc_minus_baseline"] = paired_difference(results["test_acc"][i], results["test_acc"][0], confidence)
-            entry["train_acc_minus_baseline"] = paired_difference(results["train_acc"][i], results["train_acc"][0], confidence)
-        summary[f"depth_{depth}"] = entry
-    return summary
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """One architecture of a grid: result-name ``stem``, model name and kwargs, and its recipe."""
-
-    stem: str
-    model: str
-    model_kwargs: dict
-    epochs: int
-    batch_size: int
-    lr: float
-    record_layer: str
-
-    def config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, record_layer=self.record_layer)
-
-
-# The chapter's grids (``benchmarks/cifar_paper_scale.py`` runs them; the chapter estimates their
-# cost from them). "gpu": full CIFAR, 5 seeds, ResNet-18 last (only if the time budget allows);
-# "cpu": the stand-in that fits about 45 minutes on 2 shared CPU cores.
-GRIDS = {
-    "gpu": {"subset": None, "seeds": (0, 1, 2, 3, 4), "depths": (1, 2, 4), "experiments": (
-        Experiment("fast", "fast", {"widths": [64, 256, 256]}, 10, 1024, 1.0, "groups.2.conv2"),
-        Experiment("plain", "plain", {"widths": [64, 128, 256, 512]}, 15, 512, 0.1, "body.12"),
-        Experiment("resnet18", "resnet18", {"width": 64}, 10, 512, 0.1, "blocks.7.conv2"),
-    )},
-    "cpu": {"subset": (4000, 1000), "seeds": (0, 1, 2), "depths": (1, 2, 4), "experiments": (
-        Experiment("plain", "plain", {"widths": [16, 32, 64, 128]}, 10, 128, 0.05, "body.12"),
-    )},
-}
-
-
-def run_grid(scale: str, dataset: str = "cifar10", *, device="auto", budget_s: float | None = None, only=None,
-             checkpoint_dir=".cache/checkpoints", results_dir=None, log=None) -> list:
-    """Run the experiments of ``GRIDS[scale]`` on ``dataset`` and store each one as soon as it is done.
-
-    Results go through ``support.results`` as ``cifar_<dataset>_<stem>_<scale>`` (config, the
-    :func:`summarize` scalars, the :func:`run_experiment` arrays, provenance with the wall time).
-    ``budget_s``: start no new experiment once this many seconds have passed. ``only``: stems to run.
-    Every run checkpoints under ``checkpoint_dir``, so repeating a cut-off call resumes it.
-    Returns the names stored. ``benchmarks/cifar_paper_scale.py`` is the command-line front end.
-    """
-    from support import results
-
-    if scale not in GRIDS:
-        raise ValueError(f"scale must be one of {sorted(GRIDS)}, got {scale!r}")
-    grid, t0, saved = GRIDS[scale], time.perf_counter(), []
-    data = data_mod.load_cifar(dataset)
-    if grid["subset"]:
-        data = data.subset(*grid["subset"], seed=0)
-    if log is not None:
-        log(f"data: {data.source}; loaded in {time.perf_counter() - t0:.1f} s")
-    for exp in grid["experiments"]:
-        if only and exp.stem not in only:
-            continue
-        if budget_s is not None and time.perf_counter() - t0 > budget_s:
-            if log is not None:
-                log(f"time budget of {budget_s} s spent: {exp.stem} not started")
-            continue
-        config, start = exp.config(), time.perf_counter()
-        out = run_experiment(data, exp.model, depths=grid["depths"], seeds=grid["seeds"], config=config,
-                             model_kwargs=exp.model_kwargs, device=device, log=log,
-                             checkpoint_dir=None if checkpoint_dir is None else f"{checkpoint_dir}/{scale}-{dataset}")
-        wall = time.perf_counter() - start
-        name = f"cifar_{dataset}_{exp.stem}_{scale}"
-        results.save(name, config={
-            "scale": scale, "dataset": dataset, "data_source": data.source, "n_train": int(len(data.train_labels)),
-            "n_test": int(len(data.test_labels)), "model": exp.model, "model_kwargs": exp.model_kwargs,
-            "depths": list(grid["depths"]), "width": 1.0, "train_config": config.to_dict(),
-            "precision": out["precision"]},
-            scalars=summarize(out, grid["depths"]),
-            arrays={k: v for k, v in out.items() if isinstance(v, np.ndarray)},
-            provenance_record=results.provenance(device=None if device == "auto" else device, seeds=grid["seeds"],
-                                                 wall_time_s=wall),
-            **({} if results_dir is None else {"directory": results_dir}))
-        saved.append(name)
-        if log is not None:
-            log(f"stored {name} ({wall:.0f} s)")
-    return saved
-
-
-# ------------------------------------------------------------------------------------- the CLI
-def _parse(argv):
-    p = argparse.ArgumentParser(prog="python -m support.train",
-                                description="Train one CIFAR model (plain or expanded); works under torchrun.")
-    p.add_argument("--model", default="fast", choices=sorted(models.MODELS))
-    p.add_argument("--model-kwargs", default="{}", help="JSON dict for the model, e.g. '{\"widths\": [8, 16]}'")
-    p.add_argument("--dataset", default="cifar10", choices=sorted(data_mod.NORMALIZATION))
-    p.add_argument("--source", default="auto", choices=["auto", "jpeg", "torchvision"])
-    p.add_argument("--synthetic", type=int, nargs=2, metavar=("N_TRAIN", "N_TEST"),
-                   help="train on synthetic images instead of CIFAR (tests)")
-    p.add_argument("--subset", type=int, nargs=2, metavar=("N_TRAIN", "N_TEST"))
-    p.add_argument("--depth", type=int, default=1, help="expansion depth (1 = baseline)")
-    p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--checkpoint", default=None)
-    p.add_argument("--save-state", default=None, help="write the final (collapsed) state_dict here")
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in ("milestones", "record_layer"):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=None)
-        else:
-            p.add_argument(flag, type={"int": int, "float": float}.get(f.type, str), default=None)
-    return p.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    """Command line: train one model (``--help`` lists the options); under ``torchrun`` with DDP.
-
-    Prints one line per epoch and, last, a JSON line with the final metrics (rank 0 only).
-    """
-    import json
-
-    args = _parse(argv)
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    device = resolve_device(args.device)
-    if distributed:
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-            torch.cuda.set_device(device)
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                 if getattr(args, f.name, None) is not None}
-    config = TrainConfig(**overrides)
-    if args.synthetic:
-        data = data_mod.synthetic(*args.synthetic, seed=config.seed)
-    else:
-        data = data_mod.load_cifar(args.dataset, source=args.source)
-    if args.subset:
-        data = data.subset(*args.subset, seed=config.seed)
-    whitening = None
-    if args.model == "fast":
-        mean, std = data_mod.NORMALIZATION[data.name]
-        whitening = data_mod.normalized_tensor(data.train_images[:5000], mean, std)
-    model = build_model(args.model, data.num_classes, depth=args.depth, width=args.width, seed=config.seed,
-                        model_kwargs=json.loads(args.model_kwargs), whitening_images=whitening)
-    result = train(model, data, config, device=device, checkpoint=args.checkpoint, log=print)
-    rank, _ = _dist_info()
-    if rank == 0:
-        print(json.dumps({"final": result.final, "precision": result.precision, "device": result.device,
-                          "wall_time_s": round(result.wall_time_s, 3)}))
-        if args.save_state:
-            torch.save(result.model.state_dict(), args.save_state)
-    if distributed:
-        torch.distributed.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    phi = penultimate_embeddings(model, loader, max_examples)
+    return float(gram_entropy(phi, centre=True))

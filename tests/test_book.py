@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from support import book
+from support import book, paths
 
 
 def make_notebook(path: Path, body: str, params: str = "SCALE = 'quick'\nSEED = 0") -> None:
@@ -101,5 +101,5 @@ def test_parameter_values_reads_plain_literals():
 
 
 def test_the_real_book_is_clean():
-    problems = book.check(book.REPO_ROOT)
+    problems = book.check(paths.repository_root())
     assert problems == [], "\n".join(problems)

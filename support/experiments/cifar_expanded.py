@@ -1,0 +1,391 @@
+"""Recipes of the chapter *Expanded CNNs on CIFAR*: the CPU study, the GPU grid, one-run training.
+
+* :data:`STUDIES` and :func:`run_study`: the study of the paper's classification claim in its own
+  regime, at a size two CPU cores can train: a CIFAR-10 training subset, the full test set, a
+  plain CNN trained as a baseline and with every layer expanded into 2 and 4 factors, the same
+  step schedule for every arm (the paper's 180 epochs with learning-rate drops at 60 and 120),
+  five paired seeds. Runs go seed by seed (all depths of seed 0, then of seed 1, ...) and the
+  result is stored after every seed, so whatever has finished is a complete paired set; every
+  run checkpoints each epoch, so a rerun resumes.
+* :data:`GRIDS` and :func:`run_grid`: the paper-scale grid (all of CIFAR-10, a fast CNN in the
+  spirit of the speed records and the plain CNN; GPU) and its CPU-sized stand-in.
+* :func:`run_experiment` trains every (depth, seed) pair of one architecture and
+  :func:`summarize` reduces it to means, standard deviations and paired intervals.
+
+Command line::
+
+    python -m support.experiments.cifar_expanded study plain5k           # the CPU study (hours)
+    python -m support.experiments.cifar_expanded grid --scale gpu --budget-s 420
+    python -m support.experiments.cifar_expanded train --model plain --depth 4 ...   # one run; torchrun
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from support import data as data_mod
+from support import models, paths, results
+from support.expand import count_parameters
+from support.hardware import resolve_device
+from support.train import TrainConfig, build_model, embedding_rho, paired_difference, train
+
+DEPTHS = (1, 2, 4)
+
+
+def run_experiment(data: data_mod.ImageArrays, model_name: str, *, depths=DEPTHS, seeds=(0, 1, 2),
+                   config: TrainConfig, model_kwargs: dict | None = None, width: float = 1.0, device="auto",
+                   checkpoint_dir=None, log=None, rho_examples: int = 500, on_seed_done=None) -> dict:
+    """Train ``model_name`` at every expansion depth (1 = baseline) for every seed; collect the results.
+
+    Runs go seed by seed: all depths of the first seed, then of the next. Run ``(depth, seed)``
+    uses ``config`` with ``seed`` replaced, so baseline and expanded runs of one seed see the same
+    batches and augmentations (a paired comparison). Returns a dict of numpy arrays indexed
+    ``[depth, seed]``: ``test_acc``, ``train_acc``, ``embedding_rho`` (trained) and
+    ``embedding_rho_init``, ``training_time_s``; per epoch ``history_<key>`` ``[depth, seed,
+    epoch]`` for test and train accuracy and loss and the learning rate; ``spectra`` ``[depth,
+    seed, epoch + 1, k]`` when ``config.record_layer`` is set; per depth ``params`` (trainable,
+    during training), ``params_deployed`` and ``flops_deployed`` of the collapsed network; and
+    ``seeds_done``, the number of seeds whose every depth has finished (entries beyond it are
+    NaN). ``on_seed_done(out)`` is called after each seed. With ``checkpoint_dir`` each run
+    checkpoints there every epoch, so rerunning after an interruption resumes.
+    """
+    mean, std = data_mod.NORMALIZATION[data.name]
+    whitening = data_mod.normalized_tensor(data.train_images[:5000], mean, std) if model_name == "fast" else None
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    rho_examples = min(rho_examples, len(data.test_labels))
+    rho_loader = data_mod.DeviceLoader(data.test_images[:rho_examples], data.test_labels[:rho_examples], 500,
+                                       train=False, device=device, mean=mean, std=std)
+    shape = (len(depths), len(seeds))
+    out = {k: np.full(shape, np.nan) for k in ("test_acc", "train_acc", "embedding_rho", "embedding_rho_init",
+                                               "training_time_s")}
+    for key in ("test_acc", "test_loss", "train_acc", "train_loss", "lr"):
+        out[f"history_{key}"] = np.full((*shape, config.epochs), np.nan)
+    out.update(params=np.zeros(len(depths), np.int64), params_deployed=np.zeros(len(depths), np.int64),
+               flops_deployed=np.zeros(len(depths), np.int64), seeds_done=np.int64(0))
+    for j, seed in enumerate(seeds):
+        for i, depth in enumerate(depths):
+            cfg = dataclasses.replace(config, seed=seed)
+            model = build_model(model_name, data.num_classes, depth=depth, width=width, seed=seed,
+                                model_kwargs=model_kwargs, whitening_images=whitening)
+            out["params"][i] = count_parameters(model)
+            out["embedding_rho_init"][i, j] = embedding_rho(model.to(device), rho_loader, rho_examples)
+            ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{model_name}-d{depth}-s{seed}.pt"
+            result = train(model, data, cfg, device=device, checkpoint=ckpt)
+            out["test_acc"][i, j] = result.final["test_acc"]
+            out["train_acc"][i, j] = result.final["train_acc"]
+            for key in ("test_acc", "test_loss", "train_acc", "train_loss", "lr"):
+                out[f"history_{key}"][i, j] = result.history[key]
+            out["embedding_rho"][i, j] = embedding_rho(result.model, rho_loader, rho_examples)
+            out["training_time_s"][i, j] = result.training_time_s
+            if result.spectra is not None:
+                if "spectra" not in out:
+                    out["spectra"] = np.full((*shape, *result.spectra.shape), np.nan, dtype=np.float32)
+                out["spectra"][i, j] = result.spectra
+            out["params_deployed"][i] = count_parameters(result.model)
+            out["flops_deployed"][i] = models.count_flops(result.model)
+            out["device"], out["precision"] = result.device, result.precision
+            if log is not None:
+                log(f"{model_name} depth {depth} seed {seed}: test {result.final['test_acc']:.4f}, "
+                    f"train {result.final['train_acc']:.4f}, {result.training_time_s:.0f} s training")
+        out["seeds_done"] = np.int64(j + 1)
+        if on_seed_done is not None:
+            on_seed_done(out)
+    return out
+
+
+def summarize(out: dict, depths, confidence: float = 0.95) -> dict:
+    """Mean +- std (over the finished seeds) of test and train accuracy and embedding rho per depth,
+    and for each expanded depth the paired difference to the baseline (depth ``depths[0]``) with
+    its t-interval (:func:`support.train.paired_difference`, when at least two seeds finished)."""
+    done = int(out["seeds_done"])
+    summary = {}
+    for i, depth in enumerate(depths):
+        entry = {}
+        for key in ("test_acc", "train_acc", "embedding_rho", "embedding_rho_init"):
+            values = out[key][i, :done]
+            entry[key] = {"mean": float(np.mean(values)),
+                          "std": float(np.std(values, ddof=1)) if done > 1 else float("nan")}
+        if i > 0 and done >= 2:
+            for key in ("test_acc", "train_acc"):
+                entry[f"{key}_minus_baseline"] = paired_difference(out[key][i, :done], out[key][0, :done],
+                                                                   confidence)
+        summary[f"depth_{depth}"] = entry
+    return summary
+
+
+def _arrays(out: dict) -> dict:
+    return {k: v for k, v in out.items() if isinstance(v, (np.ndarray, np.generic))}
+
+
+# ---------------------------------------------------------------------------------- the CPU study
+@dataclass(frozen=True)
+class Study:
+    """One regime of the CPU study: data size, augmentation, network and the shared recipe."""
+
+    name: str
+    n_train: int
+    augment: bool
+    model_kwargs: dict
+    seeds: tuple = (0, 1, 2, 3, 4)
+    depths: tuple = DEPTHS
+    epochs: int = 180
+    batch_size: int = 128
+    lr: float = 0.05
+    record_layer: str = "body.12"
+    rho_examples: int = 1000
+
+    @property
+    def result_name(self) -> str:
+        return f"cifar_study_{self.name}"
+
+    def config(self) -> TrainConfig:
+        """The recipe every arm shares: SGD with momentum 0.9, weight decay 5e-4, no label smoothing,
+        the learning rate divided by 10 after 1/3 and 2/3 of training (the paper's 60/120 of 180)."""
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=0.9, nesterov=False,
+                           weight_decay=5e-4, label_smoothing=0.0, schedule="step", warmup=0.0,
+                           milestones=(1 / 3, 2 / 3), gamma=0.1, translate=2 if self.augment else 0,
+                           flip=self.augment, precision="fp32", train_eval=True, record_layer=self.record_layer)
+
+
+SMALL_PLAIN = {"widths": [16, 32, 64, 128]}
+STUDIES = {s.name: s for s in (
+    Study("plain5k", 5000, augment=False, model_kwargs=SMALL_PLAIN),
+    Study("plain5k_augmented", 5000, augment=True, model_kwargs=SMALL_PLAIN),
+    Study("plain2500", 2500, augment=False, model_kwargs=SMALL_PLAIN),
+    Study("plain10k", 10000, augment=False, model_kwargs=SMALL_PLAIN),
+)}
+
+
+def run_study(name: str, *, device="cpu", checkpoint_dir=None, results_dir=None, allow_dirty: bool = False,
+              log=None) -> results.StoredResult:
+    """Run study ``STUDIES[name]`` (resuming whatever a previous call finished) and store it after
+    every seed as ``cifar_study_<name>``; return the stored result.
+
+    The data: a class-balanced CIFAR-10 training subset of ``n_train`` images (subset seed 0, the
+    same for every run) and the full 10,000-image test set. Provenance records the commit the
+    study started from, which must be clean unless ``allow_dirty``.
+    """
+    if name not in STUDIES:
+        raise ValueError(f"study must be one of {sorted(STUDIES)}, got {name!r}")
+    study = STUDIES[name]
+    commit = results.git_commit()
+    if not allow_dirty:
+        results.require_clean(commit, f"study {name!r}")
+    cifar = data_mod.load_cifar("cifar10")
+    data = cifar.subset(study.n_train, None, seed=0)
+    config = study.config()
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else paths.cache_dir() / "checkpoints" / study.result_name
+    start = time.perf_counter()
+    study_config = {"study": name, "dataset": "cifar10", "data_source": data.source,
+                    "n_train": int(len(data.train_labels)), "n_test": int(len(data.test_labels)),
+                    "model": "plain", "model_kwargs": study.model_kwargs, "depths": list(study.depths),
+                    "width": 1.0, "seeds_planned": list(study.seeds), "train_config": config.to_dict(),
+                    "rho_examples": study.rho_examples}
+
+    def store(out):
+        done = int(out["seeds_done"])
+        record = results.provenance(device=device, seeds=list(study.seeds[:done]),
+                                    wall_time_s=float(np.nansum(out["training_time_s"])), commit=commit)
+        results.save(study.result_name, config={**study_config, "precision": out["precision"]},
+                     scalars=summarize(out, study.depths), arrays=_arrays(out), provenance_record=record,
+                     directory=results_dir, allow_dirty=allow_dirty)
+        if log is not None:
+            log(f"stored {study.result_name} with {done} seed(s) ({time.perf_counter() - start:.0f} s this call)")
+
+    run_experiment(data, "plain", depths=study.depths, seeds=study.seeds, config=config,
+                   model_kwargs=study.model_kwargs, device=device, checkpoint_dir=checkpoint_dir, log=log,
+                   rho_examples=study.rho_examples, on_seed_done=store)
+    return results.load(study.result_name, results_dir)
+
+
+# ------------------------------------------------------------------------------ the paper-scale grid
+@dataclass(frozen=True)
+class Experiment:
+    """One architecture of a grid: result-name ``stem``, model name and kwargs, and its recipe."""
+
+    stem: str
+    model: str
+    model_kwargs: dict
+    epochs: int
+    batch_size: int
+    lr: float
+    record_layer: str
+
+    def config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, record_layer=self.record_layer)
+
+
+# "gpu": full CIFAR, 5 seeds, ResNet-18 last (only if the time budget allows); short speed-run
+# recipes (warm-up and linear decay, label smoothing, crop and flip), untuned.
+# "cpu": a stand-in that exercises the same path on a 4,000-image subset.
+GRIDS = {
+    "gpu": {"subset": None, "seeds": (0, 1, 2, 3, 4), "depths": DEPTHS, "experiments": (
+        Experiment("fast", "fast", {"widths": [64, 256, 256]}, 10, 1024, 1.0, "groups.2.conv2"),
+        Experiment("plain", "plain", {"widths": [64, 128, 256, 512]}, 15, 512, 0.1, "body.12"),
+        Experiment("resnet18", "resnet18", {"width": 64}, 10, 512, 0.1, "blocks.7.conv2"),
+    )},
+    "cpu": {"subset": (4000, 1000), "seeds": (0, 1, 2), "depths": DEPTHS, "experiments": (
+        Experiment("plain", "plain", SMALL_PLAIN, 10, 128, 0.05, "body.12"),
+    )},
+}
+
+
+def run_grid(scale: str, dataset: str = "cifar10", *, device="auto", budget_s: float | None = None, only=None,
+             checkpoint_dir=None, results_dir=None, allow_dirty: bool = False, log=None) -> list:
+    """Run the experiments of ``GRIDS[scale]`` on ``dataset`` and store each one as soon as it is done.
+
+    Results are stored as ``cifar_<dataset>_<stem>_<scale>`` (config, the :func:`summarize`
+    scalars, the :func:`run_experiment` arrays, provenance with the commit the grid started from).
+    ``budget_s``: start no new experiment once this many seconds have passed. ``only``: stems to
+    run. Every run checkpoints under ``checkpoint_dir`` (default: the cache folder, one
+    sub-folder per grid), so repeating a cut-off call resumes it. Returns the names stored.
+    """
+    if scale not in GRIDS:
+        raise ValueError(f"scale must be one of {sorted(GRIDS)}, got {scale!r}")
+    commit = results.git_commit()
+    if not allow_dirty:
+        results.require_clean(commit, f"grid {scale!r}")
+    grid, t0, saved = GRIDS[scale], time.perf_counter(), []
+    data = data_mod.load_cifar(dataset)
+    if grid["subset"]:
+        data = data.subset(*grid["subset"], seed=0)
+    if log is not None:
+        log(f"data: {data.source}; loaded in {time.perf_counter() - t0:.1f} s")
+    base = Path(checkpoint_dir) if checkpoint_dir else paths.cache_dir() / "checkpoints"
+    for exp in grid["experiments"]:
+        if only and exp.stem not in only:
+            continue
+        if budget_s is not None and time.perf_counter() - t0 > budget_s:
+            if log is not None:
+                log(f"time budget of {budget_s} s spent: {exp.stem} not started")
+            continue
+        config, start = exp.config(), time.perf_counter()
+        name = f"cifar_{dataset}_{exp.stem}_{scale}"
+        out = run_experiment(data, exp.model, depths=grid["depths"], seeds=grid["seeds"], config=config,
+                             model_kwargs=exp.model_kwargs, device=device, log=log, checkpoint_dir=base / name)
+        results.save(name, config={
+            "scale": scale, "dataset": dataset, "data_source": data.source, "n_train": int(len(data.train_labels)),
+            "n_test": int(len(data.test_labels)), "model": exp.model, "model_kwargs": exp.model_kwargs,
+            "depths": list(grid["depths"]), "width": 1.0, "train_config": config.to_dict(),
+            "precision": out["precision"]},
+            scalars=summarize(out, grid["depths"]), arrays=_arrays(out),
+            provenance_record=results.provenance(device=None if device == "auto" else device, seeds=grid["seeds"],
+                                                 wall_time_s=time.perf_counter() - start, commit=commit),
+            directory=results_dir, allow_dirty=allow_dirty)
+        saved.append(name)
+        if log is not None:
+            log(f"stored {name} ({time.perf_counter() - start:.0f} s)")
+    return saved
+
+
+# ------------------------------------------------------------------------------------- the CLI
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="fast", choices=sorted(models.MODELS))
+    p.add_argument("--model-kwargs", default="{}", help="JSON dict for the model, e.g. '{\"widths\": [8, 16]}'")
+    p.add_argument("--dataset", default="cifar10", choices=sorted(data_mod.NORMALIZATION))
+    p.add_argument("--source", default="auto", choices=["auto", "jpeg", "torchvision"])
+    p.add_argument("--synthetic", type=int, nargs=2, metavar=("N_TRAIN", "N_TEST"),
+                   help="train on synthetic images instead of CIFAR (tests)")
+    p.add_argument("--subset", type=int, nargs=2, metavar=("N_TRAIN", "N_TEST"))
+    p.add_argument("--depth", type=int, default=1, help="expansion depth (1 = baseline)")
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--save-state", default=None, help="write the final (collapsed) state_dict here")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ("milestones", "record_layer"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            p.add_argument(flag, type={"int": int, "float": float}.get(f.type, str), default=None)
+
+
+def train_command(args) -> int:
+    """``train``: one training run (plain or expanded); under ``torchrun`` with DDP.
+
+    Prints one line per epoch and, last, a JSON line with the final metrics (rank 0 only).
+    """
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = resolve_device(args.device)
+    if distributed:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                 if getattr(args, f.name, None) is not None}
+    config = TrainConfig(**overrides)
+    if args.synthetic:
+        data = data_mod.synthetic(*args.synthetic, seed=config.seed)
+    else:
+        data = data_mod.load_cifar(args.dataset, source=args.source)
+    if args.subset:
+        data = data.subset(*args.subset, seed=config.seed)
+    whitening = None
+    if args.model == "fast":
+        mean, std = data_mod.NORMALIZATION[data.name]
+        whitening = data_mod.normalized_tensor(data.train_images[:5000], mean, std)
+    model = build_model(args.model, data.num_classes, depth=args.depth, width=args.width, seed=config.seed,
+                        model_kwargs=json.loads(args.model_kwargs), whitening_images=whitening)
+    result = train(model, data, config, device=device, checkpoint=args.checkpoint, log=print)
+    if not distributed or torch.distributed.get_rank() == 0:
+        print(json.dumps({"final": result.final, "precision": result.precision, "device": result.device,
+                          "wall_time_s": round(result.wall_time_s, 3)}))
+        if args.save_state:
+            torch.save(result.model.state_dict(), args.save_state)
+    if distributed:
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m support.experiments.cifar_expanded",
+                                     description="Recipes of the chapter 'Expanded CNNs on CIFAR'.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_study = sub.add_parser("study", help="run (or resume) CPU studies, stored after every seed")
+    p_study.add_argument("names", nargs="+", choices=sorted(STUDIES))
+    p_study.add_argument("--device", default="cpu")
+    p_study.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p_study.add_argument("--allow-dirty", action="store_true", help="store even from a tree with uncommitted changes")
+    p_grid = sub.add_parser("grid", help="run the paper-scale (gpu) or CPU-scale grid")
+    p_grid.add_argument("--scale", choices=sorted(GRIDS), required=True)
+    p_grid.add_argument("--dataset", default="cifar10", choices=sorted(data_mod.NORMALIZATION))
+    p_grid.add_argument("--device", default="auto")
+    p_grid.add_argument("--budget-s", type=float, default=None, help="start no new experiment after this many seconds")
+    p_grid.add_argument("--only", nargs="*", default=None, help="experiment stems to run (default all)")
+    p_grid.add_argument("--results-dir", default=None, help="store here instead of book/results")
+    p_grid.add_argument("--allow-dirty", action="store_true")
+    _train_arguments(sub.add_parser("train", help="train one model (works under torchrun)"))
+    args = parser.parse_args(argv)
+    say = lambda line: print(line, flush=True)  # noqa: E731
+    if args.command == "train":
+        return train_command(args)
+    if args.command == "study":
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        for name in args.names:
+            stored = run_study(name, device=args.device, allow_dirty=args.allow_dirty, log=say)
+            say(results.describe(stored))
+        return 0
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+        say(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}")
+    names = run_grid(args.scale, args.dataset, device=args.device, budget_s=args.budget_s, only=args.only,
+                     results_dir=args.results_dir, allow_dirty=args.allow_dirty, log=say)
+    say(f"stored {names}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
