@@ -4,7 +4,7 @@
 # compared with its stored outputs by nbval (book/).
 source "$(dirname "$0")/setup_env.sh"
 set +e
-python -m pytest --nbval tests book/ "$@"
+python -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg tests book/ "$@"
 rc=$?
 set -e
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.

@@ -20,3 +20,14 @@ def test_depth_colors_are_distinct_and_ordered_light_to_dark():
     assert len(plots.depth_colors([3])) == 1
     with pytest.raises(ValueError, match="no depths"):
         plots.depth_colors([])
+
+
+def test_figure_keeps_the_column_width():
+    import matplotlib.pyplot as plt
+
+    fig, axes = plots.figure(2, 3, width=7.0, row_height=2.0)
+    assert axes.shape == (2, 3) and tuple(fig.get_size_inches()) == (7.0, 4.0)
+    plt.close(fig)
+    for bad in (dict(width=7.5), dict(width=0), dict(row_height=-1)):
+        with pytest.raises(ValueError):
+            plots.figure(**bad)
