@@ -466,7 +466,7 @@ def train(model: nn.Module, data: data_mod.ImageArrays, config: TrainConfig, *, 
     Raises :class:`NonFiniteLossError` when the training loss becomes NaN/Inf.
     """
     start_time = time.perf_counter()
-    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    device = resolve_device(device)
     precision = precision_for(device, config.precision)
     rank, world = _dist_info()
     if config.batch_size % world:

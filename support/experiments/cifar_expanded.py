@@ -60,7 +60,7 @@ def run_experiment(data: data_mod.ImageArrays, model_name: str, *, depths=DEPTHS
     """
     mean, std = data_mod.NORMALIZATION[data.name]
     whitening = data_mod.normalized_tensor(data.train_images[:5000], mean, std) if model_name == "fast" else None
-    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    device = resolve_device(device)
     rho_examples = min(rho_examples, len(data.test_labels))
     rho_loader = data_mod.DeviceLoader(data.test_images[:rho_examples], data.test_labels[:rho_examples], 500,
                                        train=False, device=device, mean=mean, std=std)
