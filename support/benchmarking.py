@@ -61,3 +61,23 @@ def load_average() -> float | None:
         return os.getloadavg()[0]
     except (AttributeError, OSError):
         return None
+
+
+def training_steps(models: dict, inputs, targets, *, lr: float = 1e-3) -> dict:
+    """One zero-argument callable per model that runs a full training step on a fixed batch:
+    zero_grad, forward, cross-entropy, backward, SGD (momentum 0.9) update. Feed the result to
+    :func:`interleaved` to compare parameterizations of one network side by side."""
+    import torch
+    import torch.nn.functional as F
+
+    def step_of(model):
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(inputs), targets).backward()
+            optimizer.step()
+
+        return step
+
+    return {name: step_of(model) for name, model in models.items()}

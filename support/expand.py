@@ -39,14 +39,12 @@ compares against. ``init="keep"`` factorises the current weight exactly instead
 
 Public API: :func:`expand`, :func:`collapse`, :func:`expanded_layers`, :func:`factors`,
 :func:`compose_kernels`, :func:`as_sequential`, :func:`count_parameters`,
-:func:`layer_costs`. Evaluation of an expanded model needs no collapse (it already runs one
-layer per layer); wrap it in ``torch.nn.utils.parametrize.cached()`` so that each composite is
-computed once per pass.
-
-Benchmark (training-step time, effective weight vs sequential vs plain; collapse time)::
-
-    python -m support.expand --bench                              # options: --help
-    python -m support.expand --bench --save expand_benchmark      # store for the chapter
+:func:`layer_costs`, :class:`ExpansionPlan`. Evaluation of an expanded model needs no collapse
+(it already runs one layer per layer); wrap it in ``torch.nn.utils.parametrize.cached()`` so that
+each composite is computed once per pass. Only public PyTorch API is used: ``parametrize`` for
+the factors, the layers' own constructors (through ``torch.nn.utils.skip_init``) and
+``load_state_dict`` for collapsed and rebuilt layers. The training-step benchmark lives with the
+chapter's recipes (``python -m support.experiments.linear_overparam bench``).
 """
 from __future__ import annotations
 
@@ -57,11 +55,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.utils import parametrize
+from torch.nn.utils import parametrize, skip_init
 
 __all__ = [
     "expand", "collapse", "expanded_layers", "factors", "compose_kernels", "as_sequential",
-    "count_parameters", "layer_costs", "LayerCost",
+    "count_parameters", "layer_costs", "LayerCost", "ExpansionPlan",
 ]
 
 _EXPANDABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -142,36 +140,49 @@ def _propagate_bias(weights, biases, groups: int) -> torch.Tensor:
 # Parametrizations
 # --------------------------------------------------------------------------------------------
 
-class _ExpandedWeight(nn.Module):
-    """``weight = compose_kernels(original0, ..., original{d-1})``.
+@dataclass(frozen=True)
+class ExpansionPlan:
+    """How one layer is expanded: its name, the sub-layers' kernel sizes (first to last; empty
+    tuples for ``nn.Linear``), the hidden width, the groups, and the layer's kernel after
+    expansion (``None`` for ``nn.Linear``). ``grows_kernel``: the effective kernel differs from
+    the layer's, so the layer is rebuilt with the larger kernel (``allow_kernel_change=True``)."""
 
-    ``right_inverse`` factorises a given weight exactly (``[W; 0]`` then identities); it is what
-    ``layer.weight = W`` calls. The paper initialisation hands its sampled factors over once,
-    through ``_pending``, at registration.
-    """
-
-    def __init__(self, *, kernel_sizes, hidden: int, groups: int):
-        super().__init__()
-        self.kernel_sizes = [tuple(k) for k in kernel_sizes]
-        self.hidden = hidden
-        self.groups = groups
-        self._pending = None
+    name: str
+    kernel_sizes: tuple
+    hidden: int
+    groups: int
+    effective_kernel: tuple | None
+    grows_kernel: bool
 
     @property
     def depth(self) -> int:
         return len(self.kernel_sizes)
 
+
+class _ExpandedWeight(nn.Module):
+    """``weight = compose_kernels(original0, ..., original{d-1})``.
+
+    ``right_inverse`` (what ``layer.weight = W`` and registration call) factorises a weight:
+    exactly as ``[W; 0]`` then identities where the plan allows it (kernel list ``[k, 1, ..., 1]``,
+    hidden width >= output channels per group); the zero map as zero factors under any plan;
+    anything else is a ValueError (such a weight has no exact factorisation to give).
+    """
+
+    def __init__(self, plan: ExpansionPlan):
+        super().__init__()
+        self.plan = plan
+
     def forward(self, *ws):
         # The composite is formed in the factors' precision even under autocast: the cast to the
         # autocast dtype happens once, at the layer's own convolution / matmul.
         with torch.autocast(device_type=ws[0].device.type, enabled=False):
-            return compose_kernels(ws, self.groups)
+            return compose_kernels(ws, self.plan.groups)
 
     def right_inverse(self, weight):
-        if self._pending is not None:
-            out, self._pending = self._pending, None
-            return out
-        return _exact_factors(weight, self.kernel_sizes, self.hidden, self.groups)
+        plan = self.plan
+        if not torch.count_nonzero(weight):
+            return _zero_factors(weight, plan)
+        return _exact_factors(weight, plan.kernel_sizes, plan.hidden, plan.groups)
 
 
 class _ExpandedBias(nn.Module):
@@ -179,27 +190,35 @@ class _ExpandedBias(nn.Module):
 
     It reads the sub-layer kernels from the layer's weight parametrization (held as a plain,
     unregistered reference so that they appear once in ``parameters()`` and ``state_dict()``).
+    ``right_inverse`` gives every sub-layer but the last a zero bias, which is exact for any bias.
     """
 
-    def __init__(self, weight_parametrization: nn.Module, groups: int):
+    def __init__(self, weight_parametrization: nn.Module, plan: ExpansionPlan):
         super().__init__()
         object.__setattr__(self, "_weights", weight_parametrization)
-        self.groups = groups
-        self._pending = None
+        self.plan = plan
 
     def forward(self, *bs):
         wp = self._weights
         ws = [getattr(wp, f"original{i}") for i in range(len(bs))]
         with torch.autocast(device_type=bs[0].device.type, enabled=False):
-            return _propagate_bias(ws, bs, self.groups)
+            return _propagate_bias(ws, bs, self.plan.groups)
 
     def right_inverse(self, bias):
-        if self._pending is not None:
-            out, self._pending = self._pending, None
-            return out
-        depth, hidden = self._weights[0].depth, self._weights[0].hidden
-        zeros = [torch.zeros(hidden, dtype=bias.dtype, device=bias.device)] * (depth - 1)
+        zeros = [torch.zeros(self.plan.hidden, dtype=bias.dtype, device=bias.device)] * (self.plan.depth - 1)
         return tuple(zeros) + (bias.detach().clone(),)
+
+
+def _factor_shapes(weight, plan: ExpansionPlan):
+    """Shapes of the sub-layers' kernels for a layer whose weight is ``weight``."""
+    out, in_g = weight.shape[0], weight.shape[1]
+    h_g = plan.hidden // plan.groups
+    dims = [plan.hidden] * (plan.depth - 1) + [out]
+    return [(o, in_g if i == 0 else h_g, *k) for i, (o, k) in enumerate(zip(dims, plan.kernel_sizes))]
+
+
+def _zero_factors(weight, plan: ExpansionPlan):
+    return tuple(weight.new_zeros(shape) for shape in _factor_shapes(weight, plan))
 
 
 def _eye_blocks(groups: int, rows_per_group: int, cols_per_group: int, like: torch.Tensor):
@@ -251,25 +270,28 @@ def _kernel_list(module, depth, kernel_sizes, name):
     return out
 
 
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
 def _validate_module(name, module):
     label = f"module '{name}' ({type(module).__name__})"
     if parametrize.is_parametrized(module):
         raise ValueError(f"expand: {label} already has parametrizations (is it expanded already? "
                          "collapse it first)")
-    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+    if isinstance(module, _TRANSPOSED):
         raise ValueError(f"expand: {label} is a transposed convolution, which is not supported; "
                          "exclude it with layers=")
     if isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params():
         raise ValueError(f"expand: {label} is lazy and uninitialised; run one forward pass first")
-    if not isinstance(module, _EXPANDABLE):
-        raise ValueError(f"expand: {label} is not an nn.Linear / nn.Conv1d / nn.Conv2d / nn.Conv3d")
+    if type(module) not in _EXPANDABLE:
+        raise ValueError(f"expand: {label} is not an nn.Linear / nn.Conv1d / nn.Conv2d / nn.Conv3d "
+                         "(subclasses are refused: collapse rebuilds layers with these constructors)")
 
 
 def _select(model, layers):
     named = dict(model.named_modules())
     if layers is None:
-        chosen = [n for n, m in named.items()
-                  if isinstance(m, _EXPANDABLE + (nn.modules.conv._ConvTransposeNd,))]
+        chosen = [n for n, m in named.items() if isinstance(m, _EXPANDABLE + _TRANSPOSED)]
     elif callable(layers):
         chosen = [n for n, m in named.items() if layers(n, m)]
     else:
@@ -283,6 +305,50 @@ def _select(model, layers):
     for n in chosen:
         _validate_module(n, named[n])
     return [(n, named[n]) for n in chosen]
+
+
+def _refuse_shared_parameters(model, chosen) -> None:
+    """Expanding a layer replaces its weight and bias; a parameter shared with another module
+    (tied weights) would silently become two independent ones, so it is an error."""
+    owners = {}
+    for module_name, module in model.named_modules(remove_duplicate=False):
+        for param_name, param in module.named_parameters(recurse=False):
+            owners.setdefault(id(param), []).append((module_name, module, param_name))
+    for name, module in chosen:
+        for param_name in ("weight", "bias"):
+            param = getattr(module, param_name, None)
+            if param is None:
+                continue
+            others = sorted({f"{n}.{p}" if n else p for n, m, p in owners.get(id(param), []) if m is not module})
+            if others:
+                raise ValueError(f"expand: module '{name}' shares its {param_name} with {others}; tied "
+                                 "parameters are not supported (expanding one side would untie them)")
+
+
+def _plan_for(name, module, depth, width, kernel_sizes, init, allow_kernel_change) -> ExpansionPlan:
+    """Validate one layer's expansion and return its plan (nothing is modified)."""
+    ks = _kernel_list(module, depth, kernel_sizes, name)
+    is_conv = not isinstance(module, nn.Linear)
+    groups = module.groups if is_conv else 1
+    out = module.weight.shape[0]
+    hidden = int(out * width)
+    if depth > 1 and (hidden < 1 or hidden % groups):
+        raise ValueError(f"expand: module '{name}': hidden width int({out} * {width}) = {hidden} "
+                         f"must be >= 1 and a multiple of groups={groups}")
+    k_eff = tuple(sum(k[j] for k in ks) - depth + 1 for j in range(len(ks[0]))) if is_conv else None
+    grows = bool(is_conv and k_eff != tuple(module.kernel_size))
+    if grows:
+        if not allow_kernel_change:
+            raise ValueError(f"expand: module '{name}': kernel_sizes {kernel_sizes} give an "
+                             f"effective kernel {k_eff}, not the layer's {tuple(module.kernel_size)}; "
+                             "pass allow_kernel_change=True to change the layer's kernel")
+        if init == "keep":
+            raise ValueError(f"expand: module '{name}': init='keep' cannot change the kernel size")
+        _grown_padding(module, k_eff, name)  # refuses odd growth
+    if init == "keep" and depth > 1 and hidden < out:
+        raise ValueError(f"expand: module '{name}': init='keep' needs width >= 1 "
+                         f"(hidden {hidden} < out {out})")
+    return ExpansionPlan(name, tuple(ks), hidden, groups, k_eff, grows)
 
 
 def _paper_factors(module, ks, hidden, negative_slope):
@@ -312,28 +378,106 @@ def _paper_factors(module, ks, hidden, negative_slope):
     return ws, bs
 
 
-def _grow_kernel(module, k_eff, name):
-    """Make ``module`` a layer with kernel ``k_eff`` whose outputs keep their shape."""
+def _grown_padding(module, k_eff, name):
+    """Padding that keeps a conv's output shape when its kernel grows from its own to ``k_eff``."""
     k = tuple(module.kernel_size)
     if module.padding == "same":
-        new_padding = module.padding
-    else:
-        old = (0,) * len(k) if module.padding == "valid" else module.padding
-        new_padding = []
-        for p, a, b, d in zip(old, k, k_eff, module.dilation):
-            if (b - a) % 2:
-                raise ValueError(f"expand: module '{name}': effective kernel {k_eff} differs from "
-                                 f"{k} by an odd amount, so no symmetric padding keeps the output "
-                                 "shape")
-            new_padding.append(p + d * (b - a) // 2)
-        new_padding = tuple(new_padding)
-    w = module.weight
-    module.weight = nn.Parameter(w.new_zeros(w.shape[0], w.shape[1], *k_eff),
-                                 requires_grad=w.requires_grad)
-    module.kernel_size = k_eff
-    module.padding = new_padding
-    if not isinstance(new_padding, str):
-        module._reversed_padding_repeated_twice = [x for p in reversed(new_padding) for x in (p, p)]
+        return module.padding
+    old = (0,) * len(k) if module.padding == "valid" else module.padding
+    new_padding = []
+    for p, a, b, d in zip(old, k, k_eff, module.dilation):
+        if (b - a) % 2:
+            raise ValueError(f"expand: module '{name}': effective kernel {k_eff} differs from "
+                             f"{k} by an odd amount, so no symmetric padding keeps the output "
+                             "shape")
+        new_padding.append(p + d * (b - a) // 2)
+    return tuple(new_padding)
+
+
+def _plain_like(layer, *, kernel_size=None, padding=None, device=None, dtype=None):
+    """A new, uninitialised plain layer of ``layer``'s class and hyper-parameters (its constructor,
+    through ``torch.nn.utils.skip_init``: no parameters are initialised, no random numbers drawn)."""
+    cls = parametrize.type_before_parametrizations(layer)
+    weight = layer.weight
+    device = weight.device if device is None else device
+    dtype = weight.dtype if dtype is None else dtype
+    has_bias = layer.bias is not None
+    if cls is nn.Linear:
+        return skip_init(nn.Linear, layer.in_features, layer.out_features, bias=has_bias, device=device, dtype=dtype)
+    return skip_init(cls, layer.in_channels, layer.out_channels,
+                     layer.kernel_size if kernel_size is None else kernel_size, stride=layer.stride,
+                     padding=layer.padding if padding is None else padding, dilation=layer.dilation,
+                     groups=layer.groups, bias=has_bias, padding_mode=layer.padding_mode,
+                     device=device, dtype=dtype)
+
+
+def _with_values(plain, weight, bias, requires_grad, training):
+    """Load ``weight``/``bias`` into ``plain`` and set its flags; return it."""
+    state = {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
+    plain.load_state_dict(state)
+    for p in plain.parameters():
+        p.requires_grad_(requires_grad)
+    return plain.train(training)
+
+
+def _expand_layer(module, plan, init, bias, ws, bs):
+    """Expand one layer following ``plan``: in place, or, when its kernel grows, into a new layer
+    that is returned (the caller puts it in place of the old one)."""
+    if plan.depth == 1:
+        if init == "paper":
+            with torch.no_grad():
+                module.weight.copy_(ws[0])
+                if module.bias is not None:
+                    module.bias.copy_(bs[0])
+        return module
+    if plan.grows_kernel:
+        w = module.weight
+        grown = _plain_like(module, kernel_size=plan.effective_kernel,
+                            padding=_grown_padding(module, plan.effective_kernel, plan.name))
+        module = _with_values(grown, w.new_zeros(w.shape[0], w.shape[1], *plan.effective_kernel),
+                              None if module.bias is None else module.bias.detach().clone(),
+                              w.requires_grad, module.training)
+    if init == "paper":  # register on the zero map (exact under any plan), then set the sampled factors
+        module.weight = nn.Parameter(torch.zeros_like(module.weight), requires_grad=module.weight.requires_grad)
+    parametrize.register_parametrization(module, "weight", _ExpandedWeight(plan))
+    weight_originals = module.parametrizations.weight
+    if module.bias is not None and bias == "all":
+        parametrize.register_parametrization(module, "bias", _ExpandedBias(weight_originals, plan))
+        if init == "paper":
+            with torch.no_grad():
+                for i, b in enumerate(bs):
+                    getattr(module.parametrizations.bias, f"original{i}").copy_(b)
+    elif module.bias is not None and init == "paper":
+        with torch.no_grad():
+            module.bias.copy_(bs[-1])
+    if init == "paper":
+        with torch.no_grad():
+            for i, w in enumerate(ws):
+                getattr(weight_originals, f"original{i}").copy_(w)
+    return module
+
+
+def _snapshot(module):
+    """What :func:`_restore` needs to undo an in-place expansion of ``module``."""
+    return {"weight": module.weight, "bias": module.bias,
+            "values": {k: v.detach().clone() for k, v in module.named_parameters(recurse=False)}}
+
+
+def _restore(module, snap) -> None:
+    for tensor_name in ("bias", "weight"):
+        if parametrize.is_parametrized(module, tensor_name):
+            parametrize.remove_parametrizations(module, tensor_name, leave_parametrized=True)
+    for tensor_name in ("weight", "bias"):
+        if snap[tensor_name] is not None:
+            setattr(module, tensor_name, snap[tensor_name])
+    with torch.no_grad():
+        for k, v in module.named_parameters(recurse=False):
+            v.copy_(snap["values"][k])
+
+
+def _set_submodule(model, name, module):
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), child, module)
 
 
 def expand(model: nn.Module, depth: int | None = None, width: float = 1.0, kernel_sizes=None,
@@ -344,6 +488,11 @@ def expand(model: nn.Module, depth: int | None = None, width: float = 1.0, kerne
     Each chosen layer keeps its class and forward; its ``weight`` (and with ``bias="all"`` its
     ``bias``) becomes a parametrization over factor parameters, stored as
     ``<layer>.parametrizations.weight.original0 ... original{depth-1}`` (first sub-layer first).
+    All or nothing: every layer is validated first (tied parameters, unsupported or already
+    expanded layers are refused, naming the layer), and if expanding any layer fails, the layers
+    already expanded are restored before the error propagates. A layer whose kernel grows
+    (``allow_kernel_change``) is rebuilt with its constructor and put in place of the old one;
+    when ``model`` is itself such a layer, the new layer is returned.
 
     Args:
         model: any module; the model itself may be a single layer.
@@ -371,7 +520,7 @@ def expand(model: nn.Module, depth: int | None = None, width: float = 1.0, kerne
         raise ValueError(f"expand: depth must be an integer >= 1, got {depth!r}")
     if kernel_sizes is not None and len(kernel_sizes) != depth:
         raise ValueError(f"expand: kernel_sizes has {len(kernel_sizes)} entries but depth={depth}")
-    if not isinstance(width, (int, float)) or not width > 0 or not math.isfinite(width):
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0 or not math.isfinite(width):
         raise ValueError(f"expand: width must be a finite number > 0, got {width!r}")
     if init not in ("paper", "keep"):
         raise ValueError(f"expand: init must be 'paper' or 'keep', got {init!r}")
@@ -379,53 +528,27 @@ def expand(model: nn.Module, depth: int | None = None, width: float = 1.0, kerne
         raise ValueError(f"expand: bias must be 'all' or 'last', got {bias!r}")
 
     chosen = _select(model, layers)
-    plans = []
-    for name, module in chosen:  # validate everything before touching anything
-        ks = _kernel_list(module, depth, kernel_sizes, name)
-        is_conv = not isinstance(module, nn.Linear)
-        groups = module.groups if is_conv else 1
-        out = module.weight.shape[0]
-        hidden = int(out * width)
-        if depth > 1 and (hidden < 1 or hidden % groups):
-            raise ValueError(f"expand: module '{name}': hidden width int({out} * {width}) = {hidden} "
-                             f"must be >= 1 and a multiple of groups={groups}")
-        k_eff = tuple(sum(k[j] for k in ks) - depth + 1 for j in range(len(ks[0])))
-        if is_conv and k_eff != tuple(module.kernel_size):
-            if not allow_kernel_change:
-                raise ValueError(f"expand: module '{name}': kernel_sizes {kernel_sizes} give an "
-                                 f"effective kernel {k_eff}, not the layer's {tuple(module.kernel_size)}; "
-                                 "pass allow_kernel_change=True to change the layer's kernel")
-            if init == "keep":
-                raise ValueError(f"expand: module '{name}': init='keep' cannot change the kernel size")
-        if init == "keep" and depth > 1 and hidden < out:
-            raise ValueError(f"expand: module '{name}': init='keep' needs width >= 1 "
-                             f"(hidden {hidden} < out {out})")
-        plans.append((name, module, ks, hidden, groups, is_conv, k_eff))
-
-    for name, module, ks, hidden, groups, is_conv, k_eff in plans:
-        if init == "paper":
-            ws, bs = _paper_factors(module, ks, hidden, negative_slope)
-        if depth == 1:
-            if init == "paper":
-                with torch.no_grad():
-                    module.weight.copy_(ws[0])
-                    if module.bias is not None:
-                        module.bias.copy_(bs[0])
-            continue
-        if is_conv and k_eff != tuple(module.kernel_size):
-            _grow_kernel(module, k_eff, name)
-        wp = _ExpandedWeight(kernel_sizes=ks, hidden=hidden, groups=groups)
-        if init == "paper":
-            wp._pending = tuple(ws)
-        parametrize.register_parametrization(module, "weight", wp)
-        if module.bias is not None and bias == "all":
-            bp = _ExpandedBias(module.parametrizations.weight, groups)
-            if init == "paper":
-                bp._pending = tuple(bs)
-            parametrize.register_parametrization(module, "bias", bp)
-        elif module.bias is not None and init == "paper":
-            with torch.no_grad():
-                module.bias.copy_(bs[-1])
+    _refuse_shared_parameters(model, chosen)
+    plans = [_plan_for(name, module, depth, width, kernel_sizes, init, allow_kernel_change)
+             for name, module in chosen]
+    done, replaced = [], {}
+    try:
+        for plan, (name, module) in zip(plans, chosen):
+            ws, bs = _paper_factors(module, plan.kernel_sizes, plan.hidden, negative_slope) \
+                if init == "paper" else (None, None)
+            if not plan.grows_kernel:  # expanded in place: remember how to undo it, even half done
+                done.append((module, _snapshot(module)))
+            result = _expand_layer(module, plan, init, bias, ws, bs)
+            if result is not module:
+                replaced[name] = result
+    except BaseException:
+        for module, snap in reversed(done):
+            _restore(module, snap)
+        raise
+    for name, module in replaced.items():
+        if name == "":
+            return module
+        _set_submodule(model, name, module)
     return model
 
 
@@ -458,7 +581,7 @@ def factors(layer: nn.Module):
     if not _is_expanded(layer):
         raise ValueError(f"factors: {type(layer).__name__} is not an expanded layer")
     wp = layer.parametrizations.weight
-    d = wp[0].depth
+    d = wp[0].plan.depth
     ws = [getattr(wp, f"original{i}") for i in range(d)]
     if parametrize.is_parametrized(layer, "bias"):
         bp = layer.parametrizations.bias
@@ -468,55 +591,39 @@ def factors(layer: nn.Module):
     return ws, bs
 
 
-def _plain_layer(layer, inplace: bool):
-    """The plain layer computing exactly what the expanded ``layer`` computes.
-
-    ``inplace=True`` turns ``layer`` itself back into its original class; otherwise a new,
-    independent module is built and ``layer`` is untouched. (Not ``remove_parametrizations``:
-    it deletes the property from the generated class, which ``copy.deepcopy`` shares between a
-    module and its copies, so collapsing one would break the others.)
-    """
+def _plain_layer(layer):
+    """A new plain layer computing exactly what the expanded ``layer`` computes: its class built
+    with its constructor, holding the composite weight and bias (``layer`` is untouched)."""
     with torch.no_grad():
         weight = layer.weight.detach().clone()
         bias = None if layer.bias is None else layer.bias.detach().clone()
     ws, _ = factors(layer)
-    grad = any(w.requires_grad for w in ws)
-    cls = parametrize.type_before_parametrizations(layer)
-    if inplace:
-        plain = layer
-    else:
-        plain = cls.__new__(cls)
-        plain.__dict__.update({k: copy.deepcopy(v) for k, v in layer.__dict__.items()
-                               if k not in ("_parameters", "_modules")})
-        plain._modules = {k: copy.deepcopy(v) for k, v in layer._modules.items()
-                          if k != "parametrizations"}
-    plain._modules.pop("parametrizations", None)
-    plain.__class__ = cls
-    params = {"weight": nn.Parameter(weight, requires_grad=grad)}
-    params["bias"] = None if bias is None else nn.Parameter(bias, requires_grad=grad)
-    params.update({k: v for k, v in layer._parameters.items() if k not in params})
-    plain._parameters = params
-    return plain
+    return _with_values(_plain_like(layer), weight, bias, any(w.requires_grad for w in ws), layer.training)
 
 
 def collapse(model: nn.Module, inplace: bool = False) -> nn.Module:
     """The model with every expanded layer replaced by its exact single-layer equivalent.
 
     Returns a model of the original architecture: expanded layers become plain
-    ``nn.Linear``/``nn.ConvNd`` again (their original class) holding the composite weight and
-    bias as ordinary parameters, so its ``state_dict`` loads into the unexpanded model. By default
-    the input is left untouched (the result is a new model); ``inplace=True`` collapses ``model``
-    itself (the factors are then gone; rebuild the optimizer). DDP / DataParallel /
-    ``torch.compile`` wrappers are looked through. A model with nothing expanded comes back
-    unchanged (a copy unless ``inplace``). See book/linear_overparam.ipynb.
+    ``nn.Linear``/``nn.ConvNd`` again (built with their constructors) holding the composite
+    weight and bias as ordinary parameters, so its ``state_dict`` loads into the unexpanded model.
+    By default the input is left untouched (the result is a new model); ``inplace=True`` puts the
+    plain layers in place of the expanded ones inside ``model`` and returns ``model`` (the factors
+    are then gone; rebuild the optimizer), or returns the new layer when ``model`` is itself one
+    expanded layer. DDP / DataParallel / ``torch.compile`` wrappers are looked through. A model
+    with nothing expanded comes back unchanged (a copy unless ``inplace``). See
+    book/linear_overparam.ipynb.
     """
     model = _unwrap(model)
     layers = expanded_layers(model)
+    plain = {name: _plain_layer(layer) for name, layer in layers.items()}
     if inplace:
-        for layer in layers.values():
-            _plain_layer(layer, inplace=True)
+        if "" in plain:
+            return plain[""]
+        for name, layer in plain.items():
+            _set_submodule(model, name, layer)
         return model
-    memo = {id(layer): _plain_layer(layer, inplace=False) for layer in layers.values()}
+    memo = {id(layers[name]): layer for name, layer in plain.items()}
     return copy.deepcopy(model, memo)
 
 
@@ -565,13 +672,14 @@ def _sequential_of(layer):
     for i, (w, b) in enumerate(zip(ws, bs)):
         if is_conv:
             first = i == 0 and symmetric and layer.padding_mode == "zeros"
-            sub = conv_cls(w.shape[1] * layer.groups, w.shape[0], tuple(w.shape[2:]),
+            sub = skip_init(conv_cls, w.shape[1] * layer.groups, w.shape[0], tuple(w.shape[2:]),
                            stride=layer.stride if i == d - 1 else 1,
                            padding=tuple(a for a, _ in pads) if first else 0,
                            dilation=layer.dilation, groups=layer.groups, bias=b is not None,
                            device=w.device, dtype=w.dtype)
         else:
-            sub = nn.Linear(w.shape[1], w.shape[0], bias=b is not None, device=w.device, dtype=w.dtype)
+            sub = skip_init(nn.Linear, w.shape[1], w.shape[0], bias=b is not None, device=w.device,
+                            dtype=w.dtype)
         with torch.no_grad():
             sub.weight.copy_(w)
             if b is not None:
@@ -669,142 +777,3 @@ def layer_costs(model: nn.Module, example_input: torch.Tensor) -> list:
             acc = (acc[0], w.shape[1], *(a + b - 1 for a, b in zip(w.shape[2:], acc[2:])))
         rows.append(LayerCost(name, p_exp, p_col, int(seq), int(col), int(comp)))
     return rows
-
-
-# --------------------------------------------------------------------------------------------
-# Benchmark: python -m support.expand --bench
-# --------------------------------------------------------------------------------------------
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def benchmark(*, depths=(2, 4), batch: int = 64, widths=(64, 256, 256), reps: int = 9,
-              threads: int = 1, device: str = "auto", seed: int = 0) -> dict:
-    """Training-step time of the CIFAR chapter's network (``support.models.FastCNN``), plain vs
-    expanded through the effective weight vs expanded and run sub-layer by sub-layer
-    (:func:`as_sequential`), plus whole-network collapse time.
-
-    One step = zero_grad, forward, cross-entropy, backward, SGD (momentum) update, on a fixed
-    random batch of 32 x 32 images. Variants are measured interleaved (the order rotates every
-    repetition), so that load from other processes hits them alike; the reported ratio is the
-    median over repetitions of (variant time / plain time in the same repetition).
-
-    ``threads`` defaults to one intra-op thread: on a shared, oversubscribed CPU two threads wait
-    on each other at every operation (measured on the project's 2-core machine under load: the
-    plain step 3x slower, forming the composites 20x slower than with one thread), which measures
-    the scheduler rather than the work. Use ``--threads 2`` on an idle machine.
-    """
-    import statistics
-    import time
-
-    from support import models
-    from support.hardware import resolve_device
-
-    dev = resolve_device(device)
-    torch.set_num_threads(threads)
-    which = lambda n, m: isinstance(m, (nn.Conv2d, nn.Linear)) and n not in models.WHITENING_LAYERS  # noqa: E731
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, 3, 32, 32, generator=gen).to(dev)
-    y = torch.randint(0, 10, (batch,), generator=gen).to(dev)
-
-    def make(depth):
-        torch.manual_seed(seed)
-        return expand(models.FastCNN(widths=tuple(widths)), depth=depth, layers=which).to(dev)
-
-    variants = {"plain": make(1)}
-    for d in depths:
-        variants[f"effective d={d}"] = make(d)
-        variants[f"sequential d={d}"] = as_sequential(variants[f"effective d={d}"])
-    opts = {k: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
-            for k, m in variants.items()}
-
-    def step(k):
-        opts[k].zero_grad(set_to_none=True)
-        F.cross_entropy(variants[k](x), y).backward()
-        opts[k].step()
-
-    for k in variants:  # warm-up (allocator, kernels)
-        step(k)
-    names = list(variants)
-    times = {k: [] for k in names}
-    for r in range(reps):
-        for k in names[r % len(names):] + names[:r % len(names)]:
-            _sync(dev)
-            t0 = time.perf_counter()
-            step(k)
-            _sync(dev)
-            times[k].append(time.perf_counter() - t0)
-    rows = []
-    for k in names:
-        ratio = statistics.median(t / p for t, p in zip(times[k], times["plain"]))
-        rows.append({"variant": k, "median_ms": 1e3 * statistics.median(times[k]), "ratio": ratio})
-
-    collapse_ms = {}
-    for d in depths:
-        model = variants[f"effective d={d}"]
-        ts, ts_inplace = [], []
-        for _ in range(5):
-            _sync(dev)
-            t0 = time.perf_counter()
-            collapse(model)
-            _sync(dev)
-            ts.append(time.perf_counter() - t0)
-            victim = copy.deepcopy(model)
-            _sync(dev)
-            t0 = time.perf_counter()
-            collapse(victim, inplace=True)
-            _sync(dev)
-            ts_inplace.append(time.perf_counter() - t0)
-        collapse_ms[f"d={d}"] = {"copy": 1e3 * statistics.median(ts),
-                                 "inplace": 1e3 * statistics.median(ts_inplace)}
-    return {"config": {"depths": list(depths), "batch": batch, "widths": list(widths), "reps": reps,
-                       "threads": threads, "seed": seed, "model": "support.models.FastCNN"},
-            "device": dev, "rows": rows, "collapse_ms": collapse_ms}
-
-
-def format_benchmark(result: dict) -> str:
-    """Markdown table of a :func:`benchmark` result (or its stored scalars)."""
-    lines = ["| variant | median step (ms) | ratio to plain (median of paired) |", "|---|---|---|"]
-    lines += [f"| {r['variant']} | {r['median_ms']:.0f} | {r['ratio']:.3f} |" for r in result["rows"]]
-    lines += ["", "| whole-network collapse | copy (ms) | in place (ms) |", "|---|---|---|"]
-    lines += [f"| {k} | {v['copy']:.1f} | {v['inplace']:.1f} |" for k, v in result["collapse_ms"].items()]
-    return "\n".join(lines)
-
-
-def _main(argv=None):
-    import argparse
-    import time
-
-    parser = argparse.ArgumentParser(prog="python -m support.expand",
-                                     description="Benchmark of expanded training steps and collapse.")
-    parser.add_argument("--bench", action="store_true", help="run the benchmark")
-    parser.add_argument("--depths", type=int, nargs="+", default=[2, 4])
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--widths", type=int, nargs=3, default=[64, 256, 256])
-    parser.add_argument("--reps", type=int, default=9)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--save", metavar="NAME", help="store the result as book/results/NAME.json")
-    args = parser.parse_args(argv)
-    if not args.bench:
-        parser.error("nothing to do: pass --bench")
-    t0 = time.perf_counter()
-    result = benchmark(depths=args.depths, batch=args.batch, widths=args.widths, reps=args.reps,
-                       threads=args.threads, device=args.device)
-    wall = time.perf_counter() - t0
-    from support.hardware import describe_device
-    print(f"device: {describe_device(result['device'])}; {result['config']}")
-    print(format_benchmark(result))
-    if args.save:
-        from support import results
-        results.save(args.save, config=result["config"],
-                     scalars={"rows": result["rows"], "collapse_ms": result["collapse_ms"]},
-                     provenance_record=results.provenance(device=result["device"], seeds=[0],
-                                                          wall_time_s=wall))
-        print(f"saved book/results/{args.save}.json")
-
-
-if __name__ == "__main__":
-    _main()

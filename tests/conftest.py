@@ -1,4 +1,4 @@
-"""Fixtures shared by the unit tests."""
+"""Fixtures shared by the unit tests. Each one restores the torch global state it changes."""
 import pytest
 import torch
 
@@ -13,3 +13,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tf32_off():
+    """Full float32 matmuls and convolutions on GPUs (TF32 off) for one test; restored afterwards."""
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+@pytest.fixture(autouse=True)
+def _torch_global_state_is_restored():
+    """Every test leaves the thread count, default dtype and grad mode as it found them."""
+    before = (torch.get_num_threads(), torch.get_default_dtype(), torch.is_grad_enabled())
+    yield
+    torch.set_num_threads(before[0])
+    torch.set_default_dtype(before[1])
+    torch.set_grad_enabled(before[2])

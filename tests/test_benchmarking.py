@@ -26,3 +26,16 @@ def test_bad_benchmark_arguments_are_refused():
         benchmarking.interleaved({"a": lambda: None}, 0)
     with pytest.raises(ValueError, match="reference"):
         benchmarking.median_ratios({"a": [1.0]}, "b")
+
+
+def test_training_steps_update_every_model():
+    import torch
+
+    torch.manual_seed(0)
+    models = {"a": torch.nn.Linear(3, 2), "b": torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2))}
+    before = {k: [p.detach().clone() for p in m.parameters()] for k, m in models.items()}
+    steps = benchmarking.training_steps(models, torch.randn(4, 3), torch.tensor([0, 1, 1, 0]), lr=0.1)
+    times = benchmarking.interleaved(steps, repeats=2, warmup=0)
+    assert set(times) == {"a", "b"}
+    for k, m in models.items():
+        assert all(not torch.equal(p, q) for p, q in zip(m.parameters(), before[k]))

@@ -224,9 +224,7 @@ def test_collapse_returns_original_architecture_and_leaves_input_untouched():
     close(again(x), y)
 
 
-def test_collapse_float32_tf32_off():
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+def test_collapse_float32_tf32_off(tf32_off):
     torch.manual_seed(0)
     model = expand(tiny_cnn(torch.float32), depth=4).eval()
     x = torch.randn(4, 3, 8, 8)
@@ -406,8 +404,7 @@ def test_torch_compile_aot_eager_matches_eager():
     assert list(expanded_layers(compiled)) == ["0", "3", "7"]
 
 
-@pytest.mark.skipif(not os.environ.get("SUPPORT_SLOW_TESTS"),
-                    reason="inductor compiles C++ for ~1 min on 2 CPU cores; set SUPPORT_SLOW_TESTS=1")
+@pytest.mark.slow  # inductor compiles C++ for about a minute on 2 CPU cores
 def test_torch_compile_inductor_matches_eager():
     torch.manual_seed(0)
     model = expand(tiny_cnn(torch.float32), depth=3)
@@ -433,6 +430,7 @@ def _ddp_worker(rank, world, path, init_file):
     dist.destroy_process_group()
 
 
+@pytest.mark.distributed
 def test_ddp_gloo_two_processes_average_factor_gradients():
     import torch.multiprocessing as mp
     with tempfile.TemporaryDirectory() as tmp:
@@ -473,10 +471,62 @@ def test_factors_rejects_plain_layer():
     assert math.isclose(count_parameters(nn.Linear(2, 3)), 9)
 
 
-def test_benchmark_smoke():
-    from support.expand import benchmark, format_benchmark
-    res = benchmark(depths=(2,), batch=2, widths=(4, 8, 8), reps=2, threads=1, device="cpu")
-    assert [r["variant"] for r in res["rows"]] == ["plain", "effective d=2", "sequential d=2"]
-    assert res["rows"][0]["ratio"] == 1.0 and all(r["median_ms"] > 0 for r in res["rows"])
-    assert set(res["collapse_ms"]) == {"d=2"}
-    assert "| effective d=2 |" in format_benchmark(res)
+def test_tied_parameters_are_refused_naming_both_sides():
+    encoder, decoder = nn.Linear(4, 4), nn.Linear(4, 4)
+    decoder.weight = encoder.weight  # tied
+    model = nn.Sequential(encoder, nn.ReLU(), decoder)
+    with pytest.raises(ValueError, match=r"module '0' shares its weight with \['2.weight'\]"):
+        expand(model, depth=2)
+    assert not expanded_layers(model) and model[2].weight is model[0].weight
+    shared = nn.Linear(4, 4)  # one module used twice is not a tie between modules: allowed
+    expand(nn.Sequential(shared, nn.ReLU(), shared), depth=2)
+    assert parametrize.is_parametrized(shared)
+
+
+def test_expand_is_all_or_nothing(monkeypatch):
+    """A failure while expanding the second layer restores the first exactly."""
+    torch.manual_seed(0)
+    model = tiny_cnn()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    weights = [model[0].weight, model[3].weight]
+    real = parametrize.register_parametrization
+    calls = []
+
+    def failing(module, name, p, **kw):
+        calls.append(name)
+        if len(calls) == 3:  # layer '0' (no bias) and the weight of '3' are done; the bias of '3' fails
+            raise RuntimeError("injected failure")
+        return real(module, name, p, **kw)
+
+    monkeypatch.setattr(parametrize, "register_parametrization", failing)
+    with pytest.raises(RuntimeError, match="injected"):
+        expand(model, depth=3)
+    assert not expanded_layers(model)
+    assert [type(m) for m in model.modules()] == [type(m) for m in tiny_cnn().modules()]
+    assert model[0].weight is weights[0] and model[3].weight is weights[1]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    monkeypatch.setattr(parametrize, "register_parametrization", real)
+    expand(model, depth=3)  # and it can be expanded afterwards
+    assert set(expanded_layers(model)) == {"0", "3", "7"}
+
+
+def test_subclasses_are_refused_because_collapse_uses_the_constructors():
+    class MyConv(nn.Conv2d):
+        pass
+
+    with pytest.raises(ValueError, match="subclasses are refused"):
+        expand(nn.Sequential(MyConv(3, 4, 3)), depth=2)
+
+
+def test_collapse_builds_layers_with_their_constructors_without_drawing_random_numbers():
+    torch.manual_seed(0)
+    model = expand(tiny_cnn(), depth=3)
+    state = torch.get_rng_state()
+    out = collapse(model)
+    assert torch.equal(torch.get_rng_state(), state)
+    for layer in (out[0], out[3], out[7]):
+        assert type(layer) in (nn.Conv2d, nn.Linear) and not parametrize.is_parametrized(layer)
+    single = expand(nn.Linear(3, 2), depth=2)
+    plain = collapse(single, inplace=True)
+    assert type(plain) is nn.Linear and torch.equal(plain.weight, single.weight.detach())

@@ -8,7 +8,6 @@ from torch import nn
 from support import models
 from support.expand import collapse, count_parameters, expand
 
-torch.set_num_threads(2)
 
 SMALL = {"fast": {"widths": (8, 16, 16)}, "resnet18": {"width": 4}, "plain": {"widths": (8, 16)}}
 

@@ -16,7 +16,6 @@ from support import data, train
 from support.experiments import cifar_expanded
 from support.expand import expanded_layers
 
-torch.set_num_threads(2)
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"widths": [4, 8]}
 
@@ -134,6 +133,7 @@ def test_paired_difference_matches_scipy():
         train.paired_difference([1.0, 2.0], [0.5])
 
 
+@pytest.mark.distributed
 def test_ddp_with_gloo_matches_one_process(tiny_data, tmp_path, capsys):
     """torchrun, 2 CPU processes: same final weights as one process with the same global batch."""
     kwargs = '{"widths": [4, 8], "batch_norm": false}'
