@@ -12,18 +12,23 @@ Commands::
     python -m support.book status
 
 ``execute`` runs each chapter (all notebook chapters of ``_toc.yml`` by default) into a
-temporary file with the notebook's folder as working directory and a per-cell timeout. On
-success it strips volatile metadata, appends duration, device and versions to
-``book/run_log.jsonl``, regenerates ``book/status.md`` and moves the notebook into place; on
-failure the committed notebook is untouched, the failing cell is named and the exit code is 1.
-With ``-p`` the run is a non-default one (e.g. ``-p SCALE paper``): it is written to
-``--out-dir`` (default ``_runs/``) and logged there, never over the committed chapter.
+private temporary folder with the notebook's folder as working directory and a per-cell
+timeout. On success it strips volatile metadata and merges split stream outputs (so an
+unchanged chapter re-executes byte-identically), then, under a lock, moves the notebook into
+place, appends duration, device and versions to ``book/run_log.jsonl`` and regenerates
+``book/status.md``; on failure the committed notebook is untouched, the failing cell is named
+and the exit code is 1. With ``-p`` the run is a non-default one (e.g. ``-p SCALE paper``): it
+is written to ``--out-dir`` (default ``_runs/``) and logged there, never over the committed
+chapter. ``-p`` values are plain literals checked against the type of the parameter's default
+(:func:`coerce_parameter`); nothing else can reach the kernel.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import datetime as _dt
+import fcntl
 import json
 import os
 import sys
@@ -34,12 +39,13 @@ from pathlib import Path
 
 import yaml
 
-from support.hardware import cpu_description
 from support import paths
-from support.results import git_commit, load, package_versions
+from support.hardware import cpu_description
+from support.results import ResultError, git_commit, load, package_versions
 
 RUN_LOG = "book/run_log.jsonl"
 STATUS_PAGE = "book/status.md"
+LOCK_FILE = ".book-executor.lock"
 VOLATILE_NB_KEYS = ("papermill",)
 VOLATILE_CELL_KEYS = ("papermill", "execution")
 DEFAULT_CELL_TIMEOUT_S = 1800
@@ -126,6 +132,61 @@ def parameter_values(cell_source: str) -> dict:
     return values
 
 
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
+def _check_plain(value, what: str) -> None:
+    """Refuse anything but strings, numbers, booleans, None and lists/dicts of them."""
+    if isinstance(value, list):
+        for item in value:
+            _check_plain(item, what)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise BookError(f"{what}: dict keys must be strings, got {type(key).__name__}")
+            _check_plain(item, what)
+    elif not isinstance(value, _PLAIN_TYPES):
+        raise BookError(f"{what}: a {type(value).__name__} value is not accepted; only strings, numbers, "
+                        "booleans, None and lists or dicts of them")
+
+
+def coerce_parameter(name: str, text: str, default):
+    """The value of ``-p NAME TEXT`` for a parameter whose default is ``default``.
+
+    TEXT is read as a Python literal (``3``, ``0.5``, ``True``, ``[1, 2]``, ``'paper'``) and
+    otherwise taken as a plain string; no other syntax is interpreted (in particular no YAML
+    tags), so nothing but a plain value can reach the chapter. The value must fit the default's
+    type: a bool default takes ``True``/``False`` (``true``/``false`` too), an int default an
+    integer, a float default any number, a str default the text itself, a list or dict default
+    a list or dict; a ``None`` default takes any plain value. Anything else is a BookError.
+    """
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        value = text
+    if isinstance(value, tuple):
+        value = list(value)
+    what = f"parameter {name}={text!r}"
+    _check_plain(value, what)
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            raise BookError(f"{what}: expected True or False (the default is {default!r})")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BookError(f"{what}: expected an integer (the default is {default!r})")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BookError(f"{what}: expected a number (the default is {default!r})")
+        value = float(value)
+    elif isinstance(default, str):
+        value = text
+    elif isinstance(default, (list, dict)) and not isinstance(value, type(default)):
+        raise BookError(f"{what}: expected a {type(default).__name__} (the default is {default!r})")
+    return value
+
+
 # --------------------------------------------------------------------------- execution
 @dataclass
 class RunRecord:
@@ -153,6 +214,32 @@ def strip_volatile(nb) -> None:
             cell.metadata.pop(key, None)
 
 
+def merge_streams(nb) -> None:
+    """Join consecutive outputs of one stream (stdout or stderr) into one output.
+
+    The kernel flushes long prints in pieces, so one printed table can arrive as several
+    outputs, which the HTML shows as separate boxes and which differ between otherwise identical
+    runs; merged, a chapter re-executed without changes is byte-identical.
+    """
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        merged = []
+        for out in cell.get("outputs", []):
+            if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
+                    and merged[-1].get("name") == out.get("name")):
+                merged[-1]["text"] = merged[-1]["text"] + out["text"]
+            else:
+                merged.append(out)
+        cell["outputs"] = merged
+
+
+def normalise(nb) -> None:
+    """Everything the executor does to an executed notebook before storing it."""
+    strip_volatile(nb)
+    merge_streams(nb)
+
+
 def _gpu_name() -> str | None:
     try:
         import torch
@@ -169,14 +256,41 @@ def source_commit(root: Path) -> str:
     return git_commit(root, ignore=(RUN_LOG, STATUS_PAGE))
 
 
+@contextlib.contextmanager
+def _executor_lock(root: Path):
+    """Exclusive lock (``flock``) around the writes of one execution: two runs of the executor
+    never interleave their notebook, run-log and status-page updates."""
+    with open(root / LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _replace_atomically(target: Path, write) -> None:
+    """``write(tmp_path)`` to a unique temporary file beside ``target``, then rename it over ``target``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def execute_chapter(root: Path, path: Path, parameters: dict | None = None,
                     timeout_s: int = DEFAULT_CELL_TIMEOUT_S, out_dir: Path | None = None,
                     commit: str | None = None) -> Path:
     """Execute one chapter; return where the executed notebook went (see module docstring).
 
-    ``commit`` is what the run log records (default: :func:`source_commit` now); ``main`` takes
-    it once before executing several chapters, so that rewriting one chapter does not mark the
-    next one's source as modified.
+    ``parameters`` maps names to values (already of the defaults' types, see
+    :func:`coerce_parameter`). ``commit`` is what the run log records (default:
+    :func:`source_commit` now); ``main`` takes it once before executing several chapters, so that
+    rewriting one chapter does not mark the next one's source as modified. The chapter runs
+    into a private temporary folder; only after it succeeded are the notebook, the run log and
+    the status page updated, under a lock, with the status text built before anything is
+    replaced.
     """
     commit = commit or source_commit(root)
     import nbformat
@@ -216,11 +330,7 @@ def execute_chapter(root: Path, path: Path, parameters: dict | None = None,
             raise BookError(f"{path.relative_to(root)}: execution failed with {type(e).__name__}: {first}") from None
         duration = time.perf_counter() - start
         executed = nbformat.read(tmp, as_version=4)
-        strip_volatile(executed)
-        staged = target.with_name(f".{target.name}.tmp")
-        nbformat.write(executed, staged)
-        os.replace(staged, target)
-
+    normalise(executed)
     record = RunRecord(
         chapter=str(path.relative_to(root).with_suffix("")),
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -231,57 +341,83 @@ def execute_chapter(root: Path, path: Path, parameters: dict | None = None,
         commit=commit,
         parameters=parameters,
     )
-    with open(log_path, "a") as log:
-        log.write(record.to_json() + "\n")
-    if not parameters:
-        (root / STATUS_PAGE).write_text(status_page(root))
+    with _executor_lock(root):
+        status = None if parameters else status_page(root, pending=record.__dict__)
+        _replace_atomically(target, lambda tmp: nbformat.write(executed, tmp))
+        with open(log_path, "a") as log:
+            log.write(record.to_json() + "\n")
+        if status is not None:
+            _replace_atomically(root / STATUS_PAGE, lambda tmp: tmp.write_text(status))
     return target
 
 
 # --------------------------------------------------------------------------- status page
 def read_run_log(root: Path) -> list[dict]:
+    """Records of the run log (BookError naming the line when one is unreadable)."""
     path = root / RUN_LOG
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise BookError(f"{RUN_LOG} line {number} is not valid JSON ({e}); repair or remove it") from e
+    return records
 
 
-def status_page(root: Path, results_dir: Path | None = None) -> str:
-    """Markdown of the Status page: the latest default run of each chapter, and stored results."""
+def _stored_result_rows(results_dir: Path) -> list[str]:
+    rows = []
+    for name in sorted(p.stem for p in results_dir.glob("*.json")) if results_dir.exists() else []:
+        try:
+            p = load(name, results_dir).provenance
+        except (ResultError, KeyError, TypeError) as e:
+            reason = str(e).replace("|", "/").replace(str(results_dir), "book/results")
+            rows.append(f"| `{name}` | unreadable: {reason} | | | | |")
+            continue
+        wall = "" if p.get("wall_time_s") is None else f"{p['wall_time_s']:.0f}"
+        rows.append(f"| `{name}` | {p['date']} | {p['device']} | {wall} | {p['seeds']} | `{p['commit']}` |")
+    return rows
+
+
+def status_page(root: Path, results_dir: Path | None = None, pending: dict | None = None) -> str:
+    """Markdown of the Status page: the latest default run of each chapter (``pending``: a record
+    about to be logged), and every stored result with its provenance (unreadable ones listed as
+    such)."""
     results_dir = Path(results_dir) if results_dir else root / "book" / "results"
     latest = {}
-    for record in read_run_log(root):
+    for record in read_run_log(root) + ([pending] if pending else []):
         if not record.get("parameters"):
             latest[record["chapter"]] = record
     lines = [
         "# Status",
         "",
-        "This page is generated by `python -m support.book status` from `book/run_log.jsonl`,",
-        "which the chapter executor appends to after every successful default-parameter run.",
-        "Do not edit it by hand; `python -m support.book check` fails when it is out of date.",
+        "When and where each chapter was last executed with its default parameters (the run the",
+        "pages show), and the stored results of longer runs that chapters load. The page is",
+        "regenerated whenever a chapter is executed.",
         "",
-        "## Chapters: last default run",
+        "## Chapters",
         "",
         "| chapter | executed | duration (s) | GPU | CPU | torch | numpy | commit |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for chapter in [e for e in toc_entries(root) if (p := entry_path(root, e)) and p.suffix == ".ipynb"]:
         r = latest.get(chapter)
+        link = f"{{doc}}`/{chapter}`"
         if r is None:
-            lines.append(f"| {chapter} | never | | | | | | |")
+            lines.append(f"| {link} | never | | | | | | |")
             continue
         v = r["versions"]
-        lines.append(f"| {chapter} | {r['date']} | {r['duration_s']:.1f} | {r['device']} | {r['cpu']} "
+        lines.append(f"| {link} | {r['date']} | {r['duration_s']:.1f} | {r['device']} | {r['cpu']} "
                      f"| {v.get('torch', '-')} | {v.get('numpy', '-')} | `{r['commit']}` |")
     lines += ["", "## Stored results", "",
-              "Long runs store their numbers under `book/results/` with provenance; chapters load them.", ""]
-    names = sorted(p.stem for p in results_dir.glob("*.json")) if results_dir.exists() else []
-    if names:
+              "Runs too long for a chapter's default execution store their numbers under `book/results/`",
+              "with provenance; the chapters load them and say so.", ""]
+    rows = _stored_result_rows(results_dir)
+    if rows:
         lines += ["| result | computed | device | wall time (s) | seeds | commit |", "|---|---|---|---|---|---|"]
-        for name in names:
-            p = load(name, results_dir).provenance
-            wall = "" if p.get("wall_time_s") is None else f"{p['wall_time_s']:.0f}"
-            lines.append(f"| `{name}` | {p['date']} | {p['device']} | {wall} | {p['seeds']} | `{p['commit']}` |")
+        lines += rows
     else:
         lines.append("No stored results yet.")
     return "\n".join(lines) + "\n"
@@ -345,6 +481,10 @@ def check(root: Path) -> list[str]:
             problems.append(f"{path.relative_to(root)} is not listed in _toc.yml")
         else:
             problems += check_notebook(root, path)
+    results_dir = root / "book" / "results"
+    for row in _stored_result_rows(results_dir):
+        if "| unreadable: " in row:
+            problems.append(f"stored result {row.split('`')[1]} is {row.split('| ')[2].strip()}")
     status = root / STATUS_PAGE
     if not status.exists() or status.read_text() != status_page(root):
         problems.append(f"{STATUS_PAGE} is out of date with {RUN_LOG}: run `python -m support.book status`")
@@ -352,9 +492,19 @@ def check(root: Path) -> list[str]:
 
 
 # --------------------------------------------------------------------------- command line
-def _parse_value(text: str):
-    """A ``-p`` value as YAML: 3 -> int, 0.5 -> float, true -> bool, paper -> str."""
-    return yaml.safe_load(text)
+def _chapter_parameters(root: Path, path: Path, pairs) -> dict:
+    """``-p NAME VALUE`` pairs as values of the types of the chapter's defaults."""
+    import nbformat
+
+    cells = parameters_cells(nbformat.read(path, as_version=4))
+    if len(cells) != 1:
+        raise BookError(f"{path.relative_to(root)}: needs exactly one cell tagged 'parameters', found {len(cells)}")
+    defaults = parameter_values(cells[0].source)
+    unknown = sorted({name for name, _ in pairs} - set(defaults))
+    if unknown:
+        raise BookError(f"{path.relative_to(root)}: unknown parameter(s) {unknown} "
+                        f"(the chapter's parameters: {sorted(defaults)})")
+    return {name: coerce_parameter(name, text, defaults[name]) for name, text in pairs}
 
 
 def main(argv=None, root: Path | None = None) -> int:
@@ -379,9 +529,9 @@ def main(argv=None, root: Path | None = None) -> int:
     try:
         if args.command == "execute":
             chapters = [resolve_chapter(root, c) for c in args.chapters] or notebook_chapters(root)
-            parameters = {name: _parse_value(value) for name, value in args.parameter}
             commit = source_commit(root)
             for path in chapters:
+                parameters = _chapter_parameters(root, path, args.parameter)
                 print(f"executing {path.relative_to(root)} ...", flush=True)
                 target = execute_chapter(root, path, parameters, args.timeout, args.out_dir, commit)
                 print(f"  ok -> {os.path.relpath(target, root)}", flush=True)
@@ -393,7 +543,9 @@ def main(argv=None, root: Path | None = None) -> int:
                 return 1
             print(f"check: {len(notebook_chapters(root))} chapters clean")
         elif args.command == "status":
-            (root / STATUS_PAGE).write_text(status_page(root))
+            with _executor_lock(root):
+                text = status_page(root)
+                _replace_atomically(root / STATUS_PAGE, lambda tmp: tmp.write_text(text))
             print(f"wrote {STATUS_PAGE}")
     except BookError as e:
         print(f"error: {e}", file=sys.stderr)

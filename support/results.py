@@ -25,6 +25,7 @@ import os
 import platform
 import subprocess
 import time
+import zipfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -205,11 +206,14 @@ def load(name: str, directory: Path | str | None = None) -> StoredResult | None:
         if hashlib.sha256(payload).hexdigest() != record.get("arrays_sha256"):
             raise ResultError(f"stored result {npz} does not match the checksum recorded in {path.name} "
                               f"(a half-finished save, or files from two different runs); recompute it")
-        with np.load(io.BytesIO(payload), allow_pickle=False) as data:
-            absent = sorted(set(record["arrays"]) - set(data.files))
-            if absent:
-                raise ResultError(f"stored result {npz} lacks the arrays {absent} listed in {path.name}")
-            arrays = {k: data[k] for k in data.files}
+        try:
+            with np.load(io.BytesIO(payload), allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise ResultError(f"stored result {npz} cannot be read as plain arrays ({exc})") from exc
+        absent = sorted(set(record["arrays"]) - set(arrays))
+        if absent:
+            raise ResultError(f"stored result {npz} lacks the arrays {absent} listed in {path.name}")
     return StoredResult(name=record["name"], config=record["config"], scalars=record["scalars"],
                         provenance=record["provenance"], arrays=arrays)
 

@@ -39,7 +39,7 @@ def test_execute_strips_volatile_metadata_and_logs_the_run(tiny_book):
     log = [json.loads(line) for line in (tiny_book / book.RUN_LOG).read_text().splitlines()]
     assert [r["chapter"] for r in log] == ["book/good"]
     assert log[0]["parameters"] == {} and log[0]["versions"]["python"]
-    assert "| book/good |" in (tiny_book / book.STATUS_PAGE).read_text()
+    assert "| {doc}`/book/good` |" in (tiny_book / book.STATUS_PAGE).read_text()
     assert not [p for p in book.check(tiny_book) if "good" in p]
 
 
@@ -103,3 +103,30 @@ def test_parameter_values_reads_plain_literals():
 def test_the_real_book_is_clean():
     problems = book.check(paths.repository_root())
     assert problems == [], "\n".join(problems)
+
+
+def test_reexecuting_an_unchanged_chapter_is_byte_identical_and_streams_are_merged(tiny_book):
+    make_notebook(tiny_book / "book" / "good.ipynb",
+                  "import sys\nfor i in range(3):\n    print('row', i, flush=True)\n    sys.stdout.flush()\n"
+                  "print('header', flush=True)\nprint('x' * 70000)")
+    assert book.main(["execute", "good"], root=tiny_book) == 0
+    first = (tiny_book / "book" / "good.ipynb").read_bytes()
+    outputs = nbformat.reads(first.decode(), as_version=4).cells[2].outputs
+    assert len(outputs) == 1 and outputs[0]["text"].startswith("row 0\nrow 1\nrow 2\nheader\n")
+    assert book.main(["execute", "good"], root=tiny_book) == 0
+    assert (tiny_book / "book" / "good.ipynb").read_bytes() == first
+
+
+def test_merge_streams_joins_only_neighbours_of_one_stream():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="a"),
+                    nbformat.v4.new_output("stream", name="stdout", text="b"),
+                    nbformat.v4.new_output("stream", name="stderr", text="c"),
+                    nbformat.v4.new_output("display_data", data={"text/plain": "d"}),
+                    nbformat.v4.new_output("stream", name="stdout", text="e")]
+    nb.cells = [cell]
+    book.merge_streams(nb)
+    assert [(o.output_type, o.get("name"), o.get("text")) for o in cell.outputs] == [
+        ("stream", "stdout", "ab"), ("stream", "stderr", "c"), ("display_data", None, None),
+        ("stream", "stdout", "e")]
