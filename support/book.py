@@ -10,6 +10,7 @@ Commands::
     python -m support.book execute [CHAPTER ...] [-p NAME VALUE ...] [--timeout S] [--out-dir DIR]
     python -m support.book check
     python -m support.book status
+    python -m support.book repository URL      # '' while the book is unpublished
 
 ``execute`` runs each chapter (all notebook chapters of ``_toc.yml`` by default) into a
 private temporary folder with the notebook's folder as working directory and a per-cell
@@ -351,6 +352,84 @@ def execute_chapter(root: Path, path: Path, parameters: dict | None = None,
     return target
 
 
+# --------------------------------------------------------------------------- repository setting
+BOOTSTRAP_MARKER = "REPOSITORY = "
+COLAB_URL = "https://colab.research.google.com"
+
+
+def bootstrap_source(repository: str) -> str:
+    """The first cell of every chapter (tagged ``remove-cell``): on Colab it clones the book's
+    repository, installs ``support`` without touching Colab's own torch, and moves into
+    ``book/``. ``BOOK_REPO`` overrides the repository and ``BOOK_BOOTSTRAP=1`` runs it elsewhere
+    (the project's tests imitate Colab that way)."""
+    return f"""# On Colab only: fetch the book's repository and install its library (Colab's torch stays).
+import os
+import subprocess
+import sys
+
+{BOOTSTRAP_MARKER}{repository!r}  # set by `python -m support.book repository URL`
+if "google.colab" in sys.modules or os.environ.get("BOOK_BOOTSTRAP") == "1":
+    url = os.environ.get("BOOK_REPO", REPOSITORY)
+    if not url:
+        raise RuntimeError("no public repository is configured for this copy of the book: "
+                           "set the environment variable BOOK_REPO to its git URL")
+    checkout = os.environ.get("BOOK_CHECKOUT", "/content/book-repo")
+    if not os.path.isdir(checkout):
+        subprocess.run(["git", "clone", "-q", "--depth", "1", url, checkout], check=True)
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "--no-deps", "-e", checkout], check=True)
+    subprocess.run([*pip, "cma", "myst-nb"], check=True)
+    os.chdir(os.path.join(checkout, "book"))"""
+
+
+def configured_repository(root: Path) -> str:
+    """The public repository URL set in ``_config.yml`` (empty while the book is unpublished or
+    has no configuration)."""
+    path = root / "_config.yml"
+    if not path.exists():
+        return ""
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise BookError(f"_config.yml is not valid YAML: {e}") from e
+    return str((config.get("repository") or {}).get("url") or "")
+
+
+def _bootstrap_cell(nb):
+    cells = [c for c in nb.cells if c.cell_type == "code" and BOOTSTRAP_MARKER in c.source
+             and "remove-cell" in c.metadata.get("tags", [])]
+    return cells[0] if len(cells) == 1 else None
+
+
+def set_repository(root: Path, url: str) -> None:
+    """Make ``url`` the book's public repository: ``_config.yml`` (URL, repository button, Colab
+    launch buttons; all off when ``url`` is empty) and every chapter's Colab set-up cell."""
+    import nbformat
+
+    if url and not url.startswith("https://"):
+        raise BookError(f"repository URL must start with https://, got {url!r}")
+    config_path = root / "_config.yml"
+    text = config_path.read_text()
+    replacements = {"url": repr(url) if url else '""', "use_repository_button": str(bool(url)).lower(),
+                    "colab_url": COLAB_URL if url else '""'}
+    lines = []
+    for line in text.splitlines():
+        key = line.strip().split(":", 1)[0]
+        if key in replacements and line.startswith("  "):
+            line = f"{line[:len(line) - len(line.lstrip())]}{key}: {replacements[key]}"
+        lines.append(line)
+    config_path.write_text("\n".join(lines) + "\n")
+    if configured_repository(root) != url:
+        raise BookError("_config.yml: could not set repository.url (keep its 'repository:' block)")
+    for path in notebook_chapters(root):
+        nb = nbformat.read(path, as_version=4)
+        cell = _bootstrap_cell(nb)
+        if cell is None:
+            raise BookError(f"{path.relative_to(root)}: no Colab set-up cell (tagged remove-cell) to update")
+        cell.source = bootstrap_source(url)
+        _replace_atomically(path, lambda tmp: nbformat.write(nb, tmp))
+
+
 # --------------------------------------------------------------------------- status page
 def read_run_log(root: Path) -> list[dict]:
     """Records of the run log (BookError naming the line when one is unreadable)."""
@@ -455,6 +534,12 @@ def check_notebook(root: Path, path: Path) -> list[str]:
         if "papermill-error-cell-tag" in tags or "injected-parameters" in tags:
             problems.append(f"{rel}: cell {i} is a papermill {'error' if 'papermill-error-cell-tag' in tags else 'injected-parameters'} "
                             "cell (committed chapters are clean default runs)")
+    cell = _bootstrap_cell(nb)
+    if cell is None:
+        problems.append(f"{rel}: needs one Colab set-up cell (tagged remove-cell, see support.book.bootstrap_source)")
+    elif cell.source != bootstrap_source(configured_repository(root)):
+        problems.append(f"{rel}: its Colab set-up cell differs from the configured repository: run "
+                        "`python -m support.book repository URL`")
     params = parameters_cells(nb)
     if len(params) != 1:
         problems.append(f"{rel}: needs exactly one cell tagged 'parameters', found {len(params)}")
@@ -519,6 +604,8 @@ def main(argv=None, root: Path | None = None) -> int:
     ex.add_argument("--out-dir", type=Path, default=None, help="where non-default runs go (default _runs/)")
     sub.add_parser("check", help="hygiene checks of the committed chapters")
     sub.add_parser("status", help="regenerate book/status.md from the run log")
+    repo = sub.add_parser("repository", help="set the public repository URL (buttons, Colab cells); '' unsets")
+    repo.add_argument("url")
     args = parser.parse_args(argv)
 
     try:
@@ -542,6 +629,10 @@ def main(argv=None, root: Path | None = None) -> int:
             if problems:
                 return 1
             print(f"check: {len(notebook_chapters(root))} chapters clean")
+        elif args.command == "repository":
+            set_repository(root, args.url)
+            print(f"repository {'set to ' + args.url if args.url else 'unset'}: _config.yml and "
+                  f"{len(notebook_chapters(root))} chapters updated")
         elif args.command == "status":
             with _executor_lock(root):
                 text = status_page(root)

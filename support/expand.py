@@ -38,7 +38,7 @@ compares against. ``init="keep"`` factorises the current weight exactly instead
 (``W_1 = [W; 0]``, identities after it), e.g. to expand a pretrained network.
 
 Public API: :func:`expand`, :func:`collapse`, :func:`expanded_layers`, :func:`factors`,
-:func:`compose_kernels`, :func:`as_sequential`, :func:`count_parameters`,
+:func:`compose_kernels`, :func:`compose_biases`, :func:`as_sequential`, :func:`count_parameters`,
 :func:`layer_costs`, :class:`ExpansionPlan`. Evaluation of an expanded model needs no collapse
 (it already runs one layer per layer); wrap it in ``torch.nn.utils.parametrize.cached()`` so that
 each composite is computed once per pass. Only public PyTorch API is used: ``parametrize`` for
@@ -59,7 +59,7 @@ from torch.nn.utils import parametrize, skip_init
 
 __all__ = [
     "expand", "collapse", "expanded_layers", "factors", "compose_kernels", "as_sequential",
-    "count_parameters", "layer_costs", "LayerCost", "ExpansionPlan",
+    "count_parameters", "layer_costs", "LayerCost", "ExpansionPlan", "compose_biases",
 ]
 
 _EXPANDABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -124,10 +124,12 @@ def compose_kernels(kernels, groups: int = 1) -> torch.Tensor:
     return out
 
 
-def _propagate_bias(weights, biases, groups: int) -> torch.Tensor:
-    """Bias of the composite: ``c_1 = b_1``, ``c_i = S_i c_{i-1} + b_i`` with ``S_i`` the
-    spatially summed kernel of sub-layer ``i`` (a constant field passes a valid convolution as
-    that sum), block-diagonal over the groups."""
+def compose_biases(weights, biases, groups: int = 1) -> torch.Tensor:
+    """Bias of the chain of linear layers with kernels ``weights`` and biases ``biases`` (first
+    to last): ``c_1 = b_1``, ``c_i = S_i c_{i-1} + b_i`` with ``S_i`` the spatially summed kernel
+    of sub-layer ``i`` (a constant field passes a valid convolution as that sum), block-diagonal
+    over the groups. Exact when all padding is applied to the chain's input; see
+    book/linear_overparam.ipynb."""
     c = biases[0]
     for w, b in zip(weights[1:], biases[1:]):
         out_i, h_g = w.shape[:2]
@@ -202,7 +204,7 @@ class _ExpandedBias(nn.Module):
         wp = self._weights
         ws = [getattr(wp, f"original{i}") for i in range(len(bs))]
         with torch.autocast(device_type=bs[0].device.type, enabled=False):
-            return _propagate_bias(ws, bs, self.plan.groups)
+            return compose_biases(ws, bs, self.plan.groups)
 
     def right_inverse(self, bias):
         zeros = [torch.zeros(self.plan.hidden, dtype=bias.dtype, device=bias.device)] * (self.plan.depth - 1)

@@ -246,13 +246,17 @@ def cached(name: str, compute, *, recompute: bool = False, device=None, allow_di
 
 
 def describe(result: StoredResult) -> str:
-    """One line for a chapter: where and when a stored result was computed."""
+    """Three short lines for a chapter: which stored result, when and where it was computed, and
+    from which commit with which torch, wall time and seeds (each line fits a narrow column)."""
     p = result.provenance
-    wall = f", {p['wall_time_s']:.0f} s wall" if p.get("wall_time_s") is not None else ""
-    torch_v = p.get("versions", {}).get("torch")
-    torch_s = f", torch {torch_v}" if torch_v else ""
-    return (f"stored result '{result.name}': computed {p['date']} on {p['device']}"
-            f" (commit {p['commit']}{torch_s}{wall}; seeds {p['seeds']})")
+    details = [f"commit {p['commit']}"]
+    if p.get("versions", {}).get("torch"):
+        details.append(f"torch {p['versions']['torch']}")
+    if p.get("wall_time_s") is not None:
+        details.append(f"{p['wall_time_s']:.0f} s wall")
+    details.append(f"seeds {p['seeds']}")
+    return (f"stored result '{result.name}'\n  computed {p['date']} on {p['device']}\n"
+            f"  {', '.join(details)}")
 
 
 def _jsonable(value):

@@ -14,7 +14,9 @@ def make_notebook(path: Path, body: str, params: str = "SCALE = 'quick'\nSEED = 
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     p = nbformat.v4.new_code_cell(params)
     p.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell("# A chapter"), p, nbformat.v4.new_code_cell(body)]
+    boot = nbformat.v4.new_code_cell(book.bootstrap_source(""))
+    boot.metadata["tags"] = ["remove-cell"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# A chapter"), boot, p, nbformat.v4.new_code_cell(body)]
     nbformat.write(nb, path)
 
 
@@ -35,7 +37,7 @@ def test_execute_strips_volatile_metadata_and_logs_the_run(tiny_book):
     nb = nbformat.read(tiny_book / "book" / "good.ipynb", as_version=4)
     assert "papermill" not in nb.metadata
     assert all("execution" not in c.metadata and "papermill" not in c.metadata for c in nb.cells)
-    assert nb.cells[2].outputs[0]["text"] == "quick 1\n"
+    assert nb.cells[3].outputs[0]["text"] == "quick 1\n"
     log = [json.loads(line) for line in (tiny_book / book.RUN_LOG).read_text().splitlines()]
     assert [r["chapter"] for r in log] == ["book/good"]
     assert log[0]["parameters"] == {} and log[0]["versions"]["python"]
@@ -79,14 +81,14 @@ def test_check_reports_missing_toc_entry_unlisted_and_unexecuted_notebooks(tiny_
     problems = book.check(tiny_book)
     assert any("_toc.yml lists 'book/missing'" in p for p in problems)
     assert any("book/orphan.ipynb is not listed in _toc.yml" in p for p in problems)
-    assert any("book/good.ipynb: 2 code cell(s) never executed" in p for p in problems)
+    assert any("book/good.ipynb: 3 code cell(s) never executed" in p for p in problems)
 
 
 def test_check_rejects_non_literal_parameters_and_out_of_order_execution(tiny_book):
     path = tiny_book / "book" / "good.ipynb"
     make_notebook(path, "x = 1", params="import os\nSEED = 0")
     nb = nbformat.read(path, as_version=4)
-    nb.cells[1].execution_count, nb.cells[2].execution_count = 2, 1
+    nb.cells[1].execution_count, nb.cells[2].execution_count, nb.cells[3].execution_count = 1, 3, 2
     nbformat.write(nb, path)
     problems = [p for p in book.check(tiny_book) if "good" in p]
     assert any("only 'NAME = literal' assignments" in p for p in problems)
@@ -111,7 +113,7 @@ def test_reexecuting_an_unchanged_chapter_is_byte_identical_and_streams_are_merg
                   "print('header', flush=True)\nprint('x' * 70000)")
     assert book.main(["execute", "good"], root=tiny_book) == 0
     first = (tiny_book / "book" / "good.ipynb").read_bytes()
-    outputs = nbformat.reads(first.decode(), as_version=4).cells[2].outputs
+    outputs = nbformat.reads(first.decode(), as_version=4).cells[3].outputs
     assert len(outputs) == 1 and outputs[0]["text"].startswith("row 0\nrow 1\nrow 2\nheader\n")
     assert book.main(["execute", "good"], root=tiny_book) == 0
     assert (tiny_book / "book" / "good.ipynb").read_bytes() == first
@@ -130,3 +132,35 @@ def test_merge_streams_joins_only_neighbours_of_one_stream():
     assert [(o.output_type, o.get("name"), o.get("text")) for o in cell.outputs] == [
         ("stream", "stdout", "ab"), ("stream", "stderr", "c"), ("display_data", None, None),
         ("stream", "stdout", "e")]
+
+
+def test_the_repository_is_one_setting_for_config_buttons_and_colab_cells(tiny_book):
+    config = tiny_book / "_config.yml"
+    config.write_text("title: t\nrepository:\n  url: \"\"\n  branch: main\nlaunch_buttons:\n  colab_url: \"\"\n"
+                      "html:\n  use_repository_button: false\n")
+    assert book.configured_repository(tiny_book) == ""
+    url = "https://github.com/someone/book"
+    assert book.main(["repository", url], root=tiny_book) == 0
+    import yaml
+
+    settings = yaml.safe_load(config.read_text())
+    assert settings["repository"]["url"] == url and settings["html"]["use_repository_button"] is True
+    assert settings["launch_buttons"]["colab_url"] == book.COLAB_URL
+    nb = nbformat.read(tiny_book / "book" / "good.ipynb", as_version=4)
+    assert book.bootstrap_source(url) in [c.source for c in nb.cells]
+    assert not [p for p in book.check(tiny_book) if "Colab set-up cell" in p]
+    config.write_text(config.read_text().replace(url, "https://github.com/other/book"))
+    assert any("Colab set-up cell differs" in p for p in book.check(tiny_book))
+    assert book.main(["repository", ""], root=tiny_book) == 0
+    settings = yaml.safe_load(config.read_text())
+    assert settings["repository"]["url"] == "" and settings["html"]["use_repository_button"] is False
+    assert book.main(["repository", "http://insecure"], root=tiny_book) == 1
+
+
+def test_the_colab_bootstrap_does_nothing_off_colab_and_names_a_missing_repository(monkeypatch):
+    monkeypatch.delenv("BOOK_BOOTSTRAP", raising=False)
+    exec(compile(book.bootstrap_source(""), "bootstrap", "exec"), {})  # not on Colab: a no-op
+    monkeypatch.setenv("BOOK_BOOTSTRAP", "1")
+    monkeypatch.delenv("BOOK_REPO", raising=False)
+    with pytest.raises(RuntimeError, match="no public repository is configured"):
+        exec(compile(book.bootstrap_source(""), "bootstrap", "exec"), {})
