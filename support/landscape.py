@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from support import seeding
 from support.rank import spectral_entropy
 
 
@@ -37,7 +38,7 @@ def rank_landscape(n: int = 4, grid: int = 101, span: float = 2.0, seed: int = 0
         raise ValueError(f"grid must be an integer >= 2, got {grid!r}")
     if not (np.isfinite(span) and span > 0):
         raise ValueError(f"span must be a positive finite number, got {span!r}")
-    rng = np.random.default_rng(seed)
+    rng = seeding.generator(seed, "rank-landscape")
     w1 = rng.standard_normal((n, n)) / np.sqrt(n)
     w2 = rng.standard_normal((n, n)) / np.sqrt(n)
     w = w2 @ w1
