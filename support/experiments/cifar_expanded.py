@@ -172,7 +172,10 @@ def run_study(name: str, *, device="cpu", checkpoint_dir=None, results_dir=None,
 
     The data: a class-balanced CIFAR-10 training subset of ``n_train`` images (subset seed 0, the
     same for every run) and the full 10,000-image test set. Provenance records the commit the
-    study started from, which must be clean unless ``allow_dirty``.
+    study started from, which must be clean unless ``allow_dirty``, and the config the number of
+    torch threads (results are bit-reproducible for a given thread count on a given CPU). On a
+    shared machine one thread is faster: two threads wait on each other whenever the scheduler
+    deschedules one of them.
     """
     if name not in STUDIES:
         raise ValueError(f"study must be one of {sorted(STUDIES)}, got {name!r}")
@@ -189,7 +192,7 @@ def run_study(name: str, *, device="cpu", checkpoint_dir=None, results_dir=None,
                     "n_train": int(len(data.train_labels)), "n_test": int(len(data.test_labels)),
                     "model": "plain", "model_kwargs": study.model_kwargs, "depths": list(study.depths),
                     "width": 1.0, "seeds_planned": list(study.seeds), "train_config": config.to_dict(),
-                    "rho_examples": study.rho_examples}
+                    "rho_examples": study.rho_examples, "torch_threads": torch.get_num_threads()}
 
     def store(out):
         done = int(out["seeds_done"])
