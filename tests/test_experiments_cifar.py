@@ -103,3 +103,11 @@ def test_study_stores_after_every_seed_and_resumes(tmp_path, monkeypatch):
     with pytest.raises(results.ResultError, match="uncommitted"):
         monkeypatch.setattr(results, "git_commit", lambda *a, **k: "abc-dirty")
         ce.run_study("tiny", checkpoint_dir=ck, results_dir=tmp_path)
+
+
+def test_step_time_compares_every_depth_of_the_study_to_the_plain_step(monkeypatch):
+    monkeypatch.setitem(ce.STUDIES, "tiny", ce.Study("tiny", 40, augment=False, model_kwargs=TINY, batch_size=4))
+    out = ce.step_time(study="tiny", repeats=2, threads=1)
+    assert list(out["median_ms"]) == ["depth 1", "depth 2", "depth 4"]
+    assert out["ratio"]["depth 1"] == 1.0 and all(v > 0 for v in out["median_ms"].values())
+    assert out["config"]["batch"] == 4 and out["config"]["threads"] == 1

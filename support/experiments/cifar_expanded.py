@@ -15,6 +15,7 @@
 Command line::
 
     python -m support.experiments.cifar_expanded study plain5k           # the CPU study (hours)
+    python -m support.experiments.cifar_expanded steptime --save         # its step-time ratio
     python -m support.experiments.cifar_expanded grid --scale gpu --budget-s 420
     python -m support.experiments.cifar_expanded train --model plain --depth 4 ...   # one run; torchrun
 """
@@ -210,6 +211,42 @@ def run_study(name: str, *, device="cpu", checkpoint_dir=None, results_dir=None,
     return results.load(study.result_name, results_dir)
 
 
+# ------------------------------------------------------------------------------ step-time ratio
+STEP_TIME_RESULT = "cifar_step_time_cpu"
+
+
+def step_time(*, study: str = "plain5k", repeats: int = 15, threads: int = 1, device="cpu", seed: int = 0) -> dict:
+    """Training-step time of the study's network at every expansion depth, side by side.
+
+    Each depth's model is built exactly as the study builds it (``build_model``: expanded
+    layers trained through their effective weight) and timed on one fixed batch of the study's
+    size with the study's optimizer settings irrelevant to speed (SGD with momentum), interleaved
+    ``repeats`` times (``support.benchmarking``). Returns medians in milliseconds and the median
+    ratio to the plain network's step.
+    """
+    from support import benchmarking, seeding
+
+    spec = STUDIES[study]
+    dev = resolve_device(device)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gen = seeding.torch_generator(seed, "step-time-batch")
+        x = torch.randn(spec.batch_size, 3, 32, 32, generator=gen).to(dev)
+        y = torch.randint(0, 10, (spec.batch_size,), generator=gen).to(dev)
+        nets = {f"depth {d}": build_model("plain", 10, depth=d, seed=seed, model_kwargs=spec.model_kwargs).to(dev)
+                for d in spec.depths}
+        sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else None
+        times = benchmarking.interleaved(benchmarking.training_steps(nets, x, y), repeats, sync=sync)
+    finally:
+        torch.set_num_threads(previous)
+    medians, ratios = benchmarking.medians(times), benchmarking.median_ratios(times, f"depth {spec.depths[0]}")
+    return {"config": {"study": study, "model": "plain", "model_kwargs": spec.model_kwargs,
+                       "batch": spec.batch_size, "depths": list(spec.depths), "repeats": repeats,
+                       "threads": threads, "seed": seed},
+            "device": dev, "median_ms": {k: 1e3 * v for k, v in medians.items()}, "ratio": ratios}
+
+
 # ------------------------------------------------------------------------------ the paper-scale grid
 @dataclass(frozen=True)
 class Experiment:
@@ -369,11 +406,30 @@ def main(argv=None) -> int:
     p_grid.add_argument("--only", nargs="*", default=None, help="experiment stems to run (default all)")
     p_grid.add_argument("--results-dir", default=None, help="store here instead of book/results")
     p_grid.add_argument("--allow-dirty", action="store_true")
+    p_step = sub.add_parser("steptime", help="training-step time of the study's network by depth")
+    p_step.add_argument("--repeats", type=int, default=15)
+    p_step.add_argument("--threads", type=int, default=1)
+    p_step.add_argument("--device", default="cpu")
+    p_step.add_argument("--save", action="store_true", help=f"store as {STEP_TIME_RESULT}")
     _train_arguments(sub.add_parser("train", help="train one model (works under torchrun)"))
     args = parser.parse_args(argv)
     say = lambda line: print(line, flush=True)  # noqa: E731
     if args.command == "train":
         return train_command(args)
+    if args.command == "steptime":
+        from support import benchmarking
+
+        start, load = time.perf_counter(), benchmarking.load_average()
+        out = step_time(repeats=args.repeats, threads=args.threads, device=args.device)
+        for name, ms in out["median_ms"].items():
+            say(f"{name}: {ms:.1f} ms per step, {out['ratio'][name]:.3f}x the plain step")
+        if args.save:
+            results.save(STEP_TIME_RESULT, config=out["config"],
+                         scalars={"median_ms": out["median_ms"], "ratio": out["ratio"], "load_average_before": load},
+                         provenance_record=results.provenance(device=out["device"], seeds=[0],
+                                                              wall_time_s=time.perf_counter() - start))
+            say(f"stored {STEP_TIME_RESULT}")
+        return 0
     if args.command == "study":
         if args.threads:
             torch.set_num_threads(args.threads)
