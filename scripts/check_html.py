@@ -1,8 +1,15 @@
-"""Check the rendered book in a real headless browser (Chromium).
+"""Check the rendered book in a real headless browser (Chromium), as a reader would meet it.
 
-For every notebook chapter in ``_toc.yml``: the page exists, MathJax typeset its math (rendered
-``<mjx-container>`` elements, not raw TeX) when the chapter has any, and every figure the
-notebook stores is an ``<img>`` on the page. Usage: ``python scripts/check_html.py [_build/html]``.
+For every page of ``_toc.yml`` the DOM after JavaScript ran must name no placeholder URL and no
+absolute path of the machine that built it. For every notebook chapter, in addition:
+
+* MathJax typeset its math (``<mjx-container>`` elements, not raw TeX) when it has any;
+* every figure the notebook stores is an ``<img>`` on the page, and each sits in a numbered
+  ``<figure>`` with a caption;
+* no printed output line is wider than 80 characters (a narrow column would clip it);
+* some code is folded (set-up, plotting and printing helpers are hidden behind a toggle).
+
+Usage: ``python scripts/check_html.py [_build/html]``; exit code 1 and one line per problem.
 """
 from __future__ import annotations
 
@@ -14,12 +21,16 @@ import tempfile
 from pathlib import Path
 
 import nbformat
+from bs4 import BeautifulSoup
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from support.book import entry_path, toc_entries  # noqa: E402
 
 MATH = re.compile(r"\$[^$]+\$|\\\[|\\begin\{")
+PLACEHOLDERS = re.compile(r"REPLACE-WITH|PLACEHOLDER|example\.(org|com)/|TODO|FIXME", re.IGNORECASE)
+MACHINE_PATHS = re.compile(r"(?<![\w.])/(work|home|root|tmp|usr/local|opt)/[\w.-]+|PosixPath\(|site-packages/")
+MAX_PRINTED = 80
 
 
 def rendered_dom(page: Path, browser: str) -> str:
@@ -36,9 +47,50 @@ def expected(path: Path) -> tuple[bool, int]:
     """Whether a chapter has math, and how many figures its stored outputs hold."""
     nb = nbformat.read(path, as_version=4)
     has_math = any(c.cell_type == "markdown" and MATH.search(c.source) for c in nb.cells)
-    figures = sum(1 for c in nb.cells if c.cell_type == "code" and "remove-output" not in c.metadata.get("tags", [])
+    figures = sum(1 for c in nb.cells if c.cell_type == "code"
+                  and not {"remove-output", "remove-cell"} & set(c.metadata.get("tags", []))
                   for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
     return has_math, figures
+
+
+def page_problems(dom: str) -> list[str]:
+    """Placeholder URLs and machine paths anywhere in a page's text or links."""
+    soup = BeautifulSoup(dom, "html.parser")
+    for tag in soup(["script", "style"]):
+        tag.decompose()
+    text = soup.get_text(" ")
+    links = " ".join(a.get("href", "") for a in soup.find_all("a"))
+    problems = []
+    for what, pattern in (("placeholder", PLACEHOLDERS), ("machine path", MACHINE_PATHS)):
+        hits = sorted({m.group(0) for m in pattern.finditer(text + " " + links)})
+        if hits:
+            problems.append(f"{what}s on the page: {hits[:5]}")
+    return problems
+
+
+def chapter_problems(dom: str, source: Path) -> tuple[list[str], str]:
+    soup = BeautifulSoup(dom, "html.parser")
+    article = soup.select_one("article") or soup
+    has_math, figures = expected(source)
+    problems = []
+    math = len(article.find_all("mjx-container"))
+    if has_math and not math:
+        problems.append("math is not typeset")
+    images = [img for img in article.select("div.cell_output img") if "_images/" in img.get("src", "")]
+    if len(images) < figures:
+        problems.append(f"{len(images)} of {figures} stored figures are on the page")
+    uncaptioned = [img for img in images if not (img.find_parent("figure") and img.find_parent("figure").find("figcaption"))]
+    if uncaptioned:
+        problems.append(f"{len(uncaptioned)} figure(s) without a caption")
+    wide = [line for block in article.select("div.cell_output div.output.stream, div.cell_output pre")
+            for line in block.get_text().splitlines() if len(line) > MAX_PRINTED]
+    if wide:
+        problems.append(f"{len(wide)} printed line(s) wider than {MAX_PRINTED} characters, e.g. {wide[0][:60]!r}")
+    folded = article.select("details.hide, details.above-input, details.below-input, .toggle-hidden")
+    if not folded:
+        problems.append("no code is folded")
+    captioned = len(images) - len(uncaptioned)
+    return problems, f"{math} typeset math elements, {len(images)} figures ({captioned} captioned)"
 
 
 def main(html_dir: Path) -> int:
@@ -49,21 +101,19 @@ def main(html_dir: Path) -> int:
     failures = 0
     for entry in toc_entries(ROOT):
         source = entry_path(ROOT, entry)
-        if source is None or source.suffix != ".ipynb":
-            continue
         page = html_dir / f"{entry}.html"
-        if not page.exists():
-            print(f"check_html: {page} missing")
+        if source is None or not page.exists():
+            print(f"check_html: {entry}: page missing")
             failures += 1
             continue
         dom = rendered_dom(page, browser)
-        math = dom.count("<mjx-container")
-        images = len(re.findall(r"<img[^>]+src=\"[^\"]*_images/", dom))
-        has_math, figures = expected(source)
-        ok = (math > 0 or not has_math) and images >= figures
-        failures += not ok
-        print(f"check_html: {entry}: {math} typeset math elements, {images}/{figures} figures "
-              f"{'ok' if ok else 'FAILED'}")
+        problems, summary = page_problems(dom), ""
+        if source.suffix == ".ipynb":
+            more, summary = chapter_problems(dom, source)
+            problems += more
+        failures += bool(problems)
+        status = "ok" if not problems else "FAILED: " + "; ".join(problems)
+        print(f"check_html: {entry}: {summary + ', ' if summary else ''}{status}")
     return 1 if failures else 0
 
 

@@ -39,3 +39,18 @@ def paper_vs_ours(rows, *, tolerance: float, digits: int = 2, index_name: str = 
         raise ValueError("paper_vs_ours: no rows")
     table = pd.DataFrame.from_records(records).set_index(index_name)
     return table.round({"paper": digits, "ours": digits, "difference": digits})
+
+
+def interval_verdict(low: float, high: float, *, better: str = "higher") -> str:
+    """The verdict a confidence interval of a difference (treatment - baseline) supports:
+    "gain" when it lies above zero, "loss" when below, "no detectable difference" when it
+    contains zero (``better="lower"`` swaps gain and loss, e.g. for losses)."""
+    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+        raise ValueError(f"interval_verdict: need a finite interval low <= high, got [{low}, {high}]")
+    if better not in ("higher", "lower"):
+        raise ValueError(f"better must be 'higher' or 'lower', got {better!r}")
+    if low > 0:
+        return "gain" if better == "higher" else "loss"
+    if high < 0:
+        return "loss" if better == "higher" else "gain"
+    return "no detectable difference"

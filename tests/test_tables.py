@@ -23,3 +23,14 @@ def test_bad_tables_are_refused():
         tables.paper_vs_ours([("a", 1, 1)], tolerance=-1)
     with pytest.raises(ValueError, match="finite"):
         tables.paper_vs_ours([("a", 1, float("nan"))], tolerance=0.1)
+
+
+def test_interval_verdicts():
+    assert tables.interval_verdict(0.1, 0.3) == "gain"
+    assert tables.interval_verdict(-0.3, -0.1) == "loss"
+    assert tables.interval_verdict(-0.1, 0.2) == "no detectable difference"
+    assert tables.interval_verdict(0.1, 0.3, better="lower") == "loss"
+    with pytest.raises(ValueError):
+        tables.interval_verdict(0.3, 0.1)
+    with pytest.raises(ValueError):
+        tables.interval_verdict(float("nan"), 0.1)
