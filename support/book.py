@@ -50,6 +50,7 @@ LOCK_FILE = ".book-executor.lock"
 VOLATILE_NB_KEYS = ("papermill",)
 VOLATILE_CELL_KEYS = ("papermill", "execution")
 DEFAULT_CELL_TIMEOUT_S = 1800
+MAX_CODE_LINE = 88
 
 
 class BookError(Exception):
@@ -362,23 +363,26 @@ def bootstrap_source(repository: str) -> str:
     repository, installs ``support`` without touching Colab's own torch, and moves into
     ``book/``. ``BOOK_REPO`` overrides the repository and ``BOOK_BOOTSTRAP=1`` runs it elsewhere
     (the project's tests imitate Colab that way)."""
-    return f"""# On Colab only: fetch the book's repository and install its library (Colab's torch stays).
+    return f"""# On Colab only: fetch the book's repository, install its library, keep Colab's torch.
 import os
 import subprocess
 import sys
 
-{BOOTSTRAP_MARKER}{repository!r}  # set by `python -m support.book repository URL`
+# Set by `python -m support.book repository URL`:
+{BOOTSTRAP_MARKER}{repository!r}
 if "google.colab" in sys.modules or os.environ.get("BOOK_BOOTSTRAP") == "1":
     url = os.environ.get("BOOK_REPO", REPOSITORY)
     if not url:
-        raise RuntimeError("no public repository is configured for this copy of the book: "
-                           "set the environment variable BOOK_REPO to its git URL")
+        raise RuntimeError("no public repository is configured for this book: set "
+                           "the environment variable BOOK_REPO to its git URL")
     checkout = os.environ.get("BOOK_CHECKOUT", "/content/book-repo")
     if not os.path.isdir(checkout):
-        subprocess.run(["git", "clone", "-q", "--depth", "1", url, checkout], check=True)
+        clone = ["git", "clone", "-q", "--depth", "1", url, checkout]
+        subprocess.run(clone, check=True)
     pip = [sys.executable, "-m", "pip", "install", "-q"]
     subprocess.run([*pip, "--no-deps", "-e", checkout], check=True)
     subprocess.run([*pip, "cma", "myst-nb"], check=True)
+    sys.path.insert(0, checkout)  # this kernel started before the install
     os.chdir(os.path.join(checkout, "book"))"""
 
 
@@ -526,6 +530,10 @@ def check_notebook(root: Path, path: Path) -> list[str]:
         problems.append(f"{rel}: code cells were not executed in order from a fresh kernel (counts {counts})")
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
+            long_lines = [n for n, line in enumerate(cell.source.splitlines(), 1) if len(line) > MAX_CODE_LINE]
+            if long_lines:
+                problems.append(f"{rel}: cell {i} has code lines longer than {MAX_CODE_LINE} characters "
+                                f"(lines {long_lines[:5]}); the page would cut them")
             if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
                 problems.append(f"{rel}: cell {i} holds an error output")
             if any(k in cell.metadata for k in VOLATILE_CELL_KEYS):
