@@ -9,8 +9,10 @@ the chapter loads them with ``results.cached(NAME, RECIPES[NAME], recompute=RECO
   functions of ``rho`` at widths 2 and 3, depths 1 to 8, 400,000 products each: the stochastic
   ordering in depth (proved at width 2, observed at width 3).
 * ``rank_volume_supermartingale`` (:func:`supermartingale_search`): the one-step drift
-  ``E rho(W Sigma) - rho(Sigma)`` over families of spectra at widths 3, 4, 6 and 8, and an adversarial
-  search for the largest normalised drift at widths 3 and 6.
+  ``E rho(W Sigma) - rho(Sigma)`` over families of spectra at widths 3, 4, 6 and 8 (estimates not
+  resolved at five standard errors re-measured with ten times the draws), its first-order
+  behaviour near rank one, and an adversarial search for the largest normalised drift at widths
+  3 and 6.
 * ``rank_volume_proportional`` (:func:`proportional_regime`): ``rho`` at depth ``d = beta n``,
   ``beta`` in {1/2, 1, 2}, widths 8 to 128.
 
@@ -48,6 +50,8 @@ DRIFT_SEARCH_WIDTHS = (3, 6)
 DRIFT_SEARCH_STARTS = 4
 DRIFT_SEARCH_EVALUATIONS = 150
 DRIFT_RECHECK_SAMPLES = 200_000
+DRIFT_RESOLVED_Z = 5.0
+DRIFT_FIRST_ORDER_EPS = (1e-3, 1e-4)
 
 PROPORTIONAL_BETAS = (0.5, 1.0, 2.0)
 PROPORTIONAL_SAMPLES = {8: 8192, 16: 8192, 32: 4096, 64: 2048, 128: 1024}
@@ -96,7 +100,9 @@ def drift_survey_spectra(n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarr
     """The spectra ``Sigma`` (rows, ``s_1 = 1`` and decreasing) at which the drift is surveyed, and a
     family label per row: 0 log-normal (``s = exp(sigma g)``, ``sigma`` in 1/4 .. 4); 1 near rank ``k``
     (``k`` ones then ``eps``); 2 near rank one through rank two (``1, eps, eps^2, ...``); 3 spectra
-    of Gaussian products of depth 1 to 32 (the states the chain visits)."""
+    of Gaussian products of depth 1 to 32 (the states the chain visits). ``eps`` runs from 1e-4 to
+    1/2: closer to rank one the drift (of order ``eps``) is below what Monte Carlo resolves, and the
+    chapter treats that limit to first order instead (see :func:`supermartingale_search`)."""
     import torch
 
     rng = generator(seed, "drift_survey", n)
@@ -106,10 +112,10 @@ def drift_survey_spectra(n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarr
             spectra.append(np.exp(sigma * rng.standard_normal(n)))
             family.append(0)
     for k in range(1, n):
-        for eps in np.geomspace(1e-8, 0.5, 6):
+        for eps in np.geomspace(1e-4, 0.5, 6):
             spectra.append(np.r_[np.ones(k), np.full(n - k, eps)])
             family.append(1)
-    for eps in np.geomspace(1e-8, 0.5, 8):
+    for eps in np.geomspace(1e-4, 0.5, 8):
         spectra.append(np.r_[1.0, eps, np.full(n - 2, eps * eps)])
         family.append(2)
     for depth in (1, 2, 4, 8, 16, 32):
@@ -163,17 +169,34 @@ def _adversarial_search(n: int, survey_spectra, survey_score, *, seed: int, devi
 def supermartingale_search(*, seed: int = 0, device=None) -> dict:
     """The one-step drift ``E rho(W Sigma) - rho(Sigma)`` (``rmt.entropy_drift``, :data:`DRIFT_SAMPLES`
     common draws of ``W`` per width) over :func:`drift_survey_spectra` at every width in
-    :data:`DRIFT_WIDTHS`; at the widths :data:`DRIFT_SEARCH_WIDTHS` an adversarial Nelder-Mead search
-    for the largest normalised drift (drift / (1 - p_1)), whose end points are then re-measured
-    with :data:`DRIFT_RECHECK_SAMPLES` fresh draws (so the search's selection bias does not enter).
-    Arrays per width ``n``: ``spectra_n``, ``family_n``, ``drift_n``, ``drift_se_n``, ``rho_n``; at
-    the search widths ``search_spectra_n``, ``search_drift_n``, ``search_drift_se_n``."""
+    :data:`DRIFT_WIDTHS`. Estimates within :data:`DRIFT_RESOLVED_Z` standard errors of zero are
+    re-measured with :data:`DRIFT_RECHECK_SAMPLES` fresh draws (``recheck_*``). Near rank one,
+    ``Sigma = (1, eps, eps^2, ...)`` at the ``eps`` of :data:`DRIFT_FIRST_ORDER_EPS` is measured with
+    :data:`DRIFT_RECHECK_SAMPLES` draws (``first_order_*``): the chapter's first-order computation
+    predicts drift / (1 - p_1) -> -(lambda_1 - lambda_2) there. At the widths
+    :data:`DRIFT_SEARCH_WIDTHS` an adversarial Nelder-Mead search for the largest normalised drift
+    (drift / (1 - p_1)) is run; its end points are re-measured with fresh draws (so the search's
+    selection bias does not enter). Arrays per width ``n``: ``spectra_n``, ``family_n``, ``drift_n``,
+    ``drift_se_n``, ``rho_n``; ``recheck_index_n``, ``recheck_drift_n``, ``recheck_drift_se_n``;
+    ``first_order_eps_n``, ``first_order_drift_n``, ``first_order_drift_se_n``; at the search
+    widths ``search_spectra_n``, ``search_drift_n``, ``search_drift_se_n``."""
     arrays = {}
     for n in DRIFT_WIDTHS:
         spectra, family = drift_survey_spectra(n, seed=seed)
         drift, se = rmt.entropy_drift(spectra, DRIFT_SAMPLES, seed=seed, device=device)
         arrays.update({f"spectra_{n}": spectra, f"family_{n}": family, f"drift_{n}": drift,
                        f"drift_se_{n}": se, f"rho_{n}": entropy_of_spectrum(spectra)})
+        unresolved = np.flatnonzero(drift / se > -DRIFT_RESOLVED_Z)
+        recheck, recheck_se = np.zeros(0), np.zeros(0)
+        if len(unresolved):
+            recheck, recheck_se = rmt.entropy_drift(spectra[unresolved], DRIFT_RECHECK_SAMPLES,
+                                                    seed=seed + 2, device=device)
+        near_one = np.array([np.r_[1.0, eps, np.full(n - 2, eps * eps)] for eps in DRIFT_FIRST_ORDER_EPS])
+        first, first_se = rmt.entropy_drift(near_one, DRIFT_RECHECK_SAMPLES, seed=seed + 3, device=device)
+        arrays.update({f"recheck_index_{n}": unresolved, f"recheck_drift_{n}": recheck,
+                       f"recheck_drift_se_{n}": recheck_se,
+                       f"first_order_eps_{n}": np.array(DRIFT_FIRST_ORDER_EPS),
+                       f"first_order_drift_{n}": first, f"first_order_drift_se_{n}": first_se})
         if n in DRIFT_SEARCH_WIDTHS:
             score = _normalised_drift(spectra, drift)
             found = _adversarial_search(n, spectra, score, seed=seed, device=device)
@@ -184,7 +207,9 @@ def supermartingale_search(*, seed: int = 0, device=None) -> dict:
     config = {"widths": list(DRIFT_WIDTHS), "samples": DRIFT_SAMPLES,
               "search_widths": list(DRIFT_SEARCH_WIDTHS),
               "search_starts": DRIFT_SEARCH_STARTS, "search_evaluations": DRIFT_SEARCH_EVALUATIONS,
-              "recheck_samples": DRIFT_RECHECK_SAMPLES, "recheck_seed": seed + 1,
+              "recheck_samples": DRIFT_RECHECK_SAMPLES, "search_recheck_seed": seed + 1,
+              "resolved_z": DRIFT_RESOLVED_Z, "unresolved_recheck_seed": seed + 2,
+              "first_order_eps": list(DRIFT_FIRST_ORDER_EPS), "first_order_seed": seed + 3,
               "families": {0: "log-normal", 1: "near rank k", 2: "near rank one through rank two",
                            3: "Gaussian products, depths 1-32"},
               "objective": "drift / (1 - p_1), p_1 = s_1 / sum(s)", "factor": "i.i.d. N(0, 1)"}
