@@ -69,7 +69,7 @@ __all__ = [
     "entropy_gap_difference", "entropy_gap_difference_slope", "entropy_gap_difference_kernel",
     "two_by_two_entropy", "two_by_two_log_ratio_samples", "two_by_two_transition_cdf",
     "two_by_two_log_ratio_cdf", "two_by_two_entropy_drift",
-    "entropy_drift",
+    "entropy_drift", "C_INFINITY",
 ]
 
 C_INFINITY = 0.5 - special.gammaln(1.5) + 0.5 * special.digamma(1.5)
@@ -421,7 +421,8 @@ def _gap_asymptotic_coefficients():
     """``c_m`` in ``g = -log u + C_INFINITY + sum_m c_m u^-m`` (``u = d/2``), ``m = 1..16``.
 
     ``c_m = (-1)^(m+1)/m [B_{m+1}(3/2) - B_{m+1}(2) - B_m(3/2)/2]``, from the Stirling series of
-    ``log Gamma(u + a)`` and ``digamma(u + a)`` with Bernoulli polynomials (DLMF 5.11.8, 5.15.8).
+    ``log Gamma(u + a)`` and ``digamma(u + a)`` with Bernoulli polynomials (DLMF 5.11.8 and its
+    derivative in ``u``).
     """
     def coefficient(m):
         return (-1) ** (m + 1) / m * (_bernoulli_polynomial(m + 1, 1.5) - _bernoulli_polynomial(m + 1, 2.0)
