@@ -1,16 +1,18 @@
-"""Tests of support.rmt: Lyapunov spectra of Gaussian products and the two limits of rho.
+"""Tests of support.rmt: Lyapunov spectra, the limits of rho, the width-two chain and the one-step drift.
 
 References are independent of the code under test: one-dimensional quadrature of chi-square and
 normal densities, binomial Fuss-Catalan numbers, the quarter-circle and Marchenko-Pastur
-densities, direct softmax entropies, and small Monte Carlo runs whose tolerances come from the
-known variances. The chapter book/rank_volume_theorem.ipynb proves what is tested here.
+densities, direct softmax entropies, 50-digit mpmath evaluations at extreme arguments, and small
+Monte Carlo runs whose tolerances come from the known variances or the DKW inequality. The
+chapter book/rank_volume_theorem.ipynb proves what is tested here.
 """
 import math
 
+import mpmath
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import integrate, special, stats
 
@@ -182,13 +184,221 @@ def test_large_depth_closed_form_is_the_large_n_limit_and_decreasing():
     assert rmt.entropy_gap_large_depth(1e4, 16) + math.log(16) < 1e-6  # rho -> 0: rank one
 
 
-def test_limits_do_not_commute():
-    """The large-width curve lies below the large-depth (n -> inf) one; the gap tends to a constant."""
-    d = np.geomspace(0.1, 1e5, 200)
-    diff = rmt.entropy_gap_large_width(d) - rmt.entropy_gap_large_depth(d)
-    assert np.all(diff < 0)
-    constant = 0.5 - special.gammaln(1.5) + 0.5 * special.digamma(1.5) - 1.0
-    assert diff[-1] == pytest.approx(constant, abs=1e-4)
+# ----------------------------------------------------------------------------- accuracy at extreme arguments
+def _g_reference(d):
+    """g(d) in mpmath with enough digits for the cancellation at large d (reference for the library)."""
+    u = mpmath.mpf(d) / 2
+    with mpmath.workdps(50 + max(0, int(mpmath.log10(u)))):
+        return float(mpmath.loggamma(u + 1.5) - mpmath.loggamma(u + 2) - mpmath.loggamma(1.5)
+                     - (u + 0.5) * mpmath.digamma(u + 1.5) + u * mpmath.digamma(u + 2)
+                     + mpmath.digamma(1.5) / 2)
+
+
+@pytest.mark.parametrize("d", [1e-12, 1e-6, 0.0199, 0.02, 0.0201, 0.3, 1, 7, 59.9, 60, 60.1, 1e3, 1e6, 1e10,
+                               1e16, 1e20, 1e100, 1e300])
+def test_large_width_gap_is_accurate_at_every_depth(d):
+    """Regression: the written closed form returned +0.018 at d = 1e20 (cancellation); the value is -44.72."""
+    assert rmt.entropy_gap_large_width(d) == pytest.approx(_g_reference(d), rel=2e-13)
+
+
+def test_large_width_gap_at_1e20_is_minus_44_72():
+    assert rmt.entropy_gap_large_width(1e20) == pytest.approx(-math.log(5e19) + rmt.C_INFINITY, rel=1e-15)
+    assert rmt.entropy_gap_large_width(1e20) == pytest.approx(-44.7195, abs=1e-4)
+
+
+@pytest.mark.parametrize("d", [1e-12, 1e-5, 0.0199, 0.02, 0.0201, 1, 1e3, 1e20, 1e300])
+def test_gibbs_limit_is_accurate_at_every_depth(d):
+    x = mpmath.mpf(d)
+    with mpmath.workdps(60):
+        expected = float(x / (x + 2) - mpmath.log(1 + x / 2))
+    assert rmt.entropy_gap_large_depth(d) == pytest.approx(expected, rel=1e-14)
+
+
+@pytest.mark.parametrize("d, t", [(1, 0.5), (3, 2.5), (1e5, 0.5), (1e7, 10.0), (1e9, 3.0), (1e12, 0.5),
+                                  (1e15, 1e-3), (50.0, -0.01), (1e6, 1e-9)])
+def test_fuss_catalan_moment_is_accurate_for_large_depth_times_t(d, t):
+    """The plain log-Gamma difference lost 1e-2 relative at d = 1e12, t = 3; the Stirling series keeps it."""
+    dd, tt = mpmath.mpf(d), mpmath.mpf(t)
+    with mpmath.workdps(80):
+        expected = mpmath.exp(mpmath.loggamma((dd + 1) * tt + 1) - mpmath.loggamma(tt + 1)
+                              - mpmath.loggamma(dd * tt + 2))
+    assert rmt.fuss_catalan_moment(d, t) == pytest.approx(float(expected), rel=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(1e-3, 1e12), st.floats(-0.9, 30.0), st.floats(-0.9, 30.0))
+def test_log_gamma_ratio_matches_mpmath(z, a, b):
+    assume(z + a > 0.05 and z + b > 0.05)  # away from the poles of Gamma
+    with mpmath.workdps(60):
+        expected = float(mpmath.loggamma(mpmath.mpf(z) + a) - mpmath.loggamma(mpmath.mpf(z) + b))
+    assert rmt._log_gamma_ratio(z, a, b) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_fuss_catalan_density_is_finite_and_normalised_at_large_depth():
+    """Depth 1000: the density alone overflows near x = 0, the quadrature weight stays finite."""
+    for d in (300, 1000):
+        assert rmt.fuss_catalan_expectation(np.ones_like, d) == pytest.approx(1.0, abs=1e-11)
+        assert rmt.fuss_catalan_expectation(lambda x: x, d) == pytest.approx(1.0, abs=1e-11)
+    by_quadrature = rmt.entropy_gap_large_width(1000, method="quadrature")
+    assert by_quadrature == pytest.approx(rmt.entropy_gap_large_width(1000), abs=1e-10)
+
+
+def test_fuss_catalan_density_derivative_is_accurate_at_the_upper_edge():
+    """Near phi = 0 (x -> K_d) dx/dphi = -d (d+1) phi K_d (1 + O(phi^2)); the three cot terms cancel there."""
+    for d in (2, 100):
+        phi = np.array([1e-9, 1e-6]) / (d + 1)
+        x, _, dx = rmt.fuss_catalan_density(phi, d)
+        np.testing.assert_allclose(dx, -d * (d + 1) * phi * x, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- Fuss-Catalan as a Beta product
+@pytest.mark.parametrize("d", [1, 2, 3, 7])
+def test_beta_product_has_the_fuss_catalan_mellin_transform(d):
+    """E[(K_d prod B_j)^t] from Beta moments equals the closed form at real t (Gauss multiplication)."""
+    alpha, beta, k_d = rmt.fuss_catalan_beta_parameters(d)
+    assert k_d == pytest.approx((d + 1) ** (d + 1) / d ** d, rel=1e-14)
+    assert np.all(alpha > 0) and np.all(beta > 0)
+    for t in (-0.4 / (d + 1), 0.3, 0.5, 1.0, 2.7):
+        beta_moments = np.exp(special.gammaln(alpha + t) + special.gammaln(alpha + beta)
+                              - special.gammaln(alpha) - special.gammaln(alpha + beta + t))
+        assert k_d ** t * beta_moments.prod() == pytest.approx(rmt.fuss_catalan_moment(d, t), rel=1e-12)
+
+
+def test_beta_parameters_at_depth_one_give_marchenko_pastur():
+    """d = 1: x = 4 B, B ~ Beta(1/2, 3/2), whose density sqrt((1-b)/b) is Marchenko-Pastur's sqrt((4-x)/x)."""
+    alpha, beta, k_d = rmt.fuss_catalan_beta_parameters(1)
+    np.testing.assert_allclose([alpha[0], beta[0], k_d], [0.5, 1.5, 4.0])
+
+
+@pytest.mark.parametrize("d", [1, 3])
+def test_fuss_catalan_samples_have_fuss_catalan_moments(d):
+    x = rmt.sample_fuss_catalan(d, 100_000, seed=4)
+    assert x.min() >= 0 and x.max() <= (d + 1) ** (d + 1) / d ** d
+    for k in (1, 2):
+        fc = special.comb((d + 1) * k, k) / (d * k + 1)
+        se = (x ** k).std() / math.sqrt(len(x))
+        assert abs((x ** k).mean() - fc) < 5 * se
+    np.testing.assert_array_equal(x, rmt.sample_fuss_catalan(d, 100_000, seed=4))
+
+
+# ----------------------------------------------------------------------------- g < L at every depth
+def test_gap_difference_is_zero_at_zero_increasing_to_one_minus_c_infinity():
+    assert rmt.entropy_gap_difference(0) == 0.0
+    d = np.unique(np.concatenate([np.geomspace(1e-6, 1e8, 2000), [1.0, 2.0]]))
+    diff = rmt.entropy_gap_difference(d)
+    assert np.all(diff > 0) and np.all(np.diff(diff) > 0)
+    assert rmt.entropy_gap_difference(1e300) == pytest.approx(1 - rmt.C_INFINITY, abs=1e-14)
+    direct = rmt.entropy_gap_large_depth(d) - rmt.entropy_gap_large_width(d)
+    np.testing.assert_allclose(diff, direct, atol=1e-14)
+
+
+def test_gap_difference_slope_is_its_derivative_and_the_laplace_transform_of_the_kernel():
+    d = np.array([0.0, 0.3, 1.0, 5.0, 40.0, 199.0, 201.0, 1e4, 1e8])
+    closed = rmt.entropy_gap_difference_slope(d)
+    np.testing.assert_allclose(closed, rmt.entropy_gap_difference_slope(d, method="laplace"), rtol=1e-11)
+    assert closed[0] == pytest.approx(0.25 * special.polygamma(1, 1.5), rel=1e-14)  # A(0)/2 = psi'(3/2)/4
+    assert np.all(closed > 0)
+    for di in (0.5, 3.0, 30.0):
+        h = 1e-4 * max(1.0, di)
+        numeric = (rmt.entropy_gap_difference(di + h) - rmt.entropy_gap_difference(di - h)) / (2 * h)
+        assert numeric == pytest.approx(rmt.entropy_gap_difference_slope(di), rel=1e-6)
+    # A(u) ~ 1/(4 u^2) at large u
+    assert rmt.entropy_gap_difference_slope(1e8) == pytest.approx(0.5 / (4 * (5e7) ** 2), rel=1e-6)
+
+
+def test_gap_difference_kernel_is_positive_and_linear_at_zero():
+    t = np.geomspace(1e-9, 60, 500)
+    k = rmt.entropy_gap_difference_kernel(t)
+    assert np.all(k > 0)
+    assert rmt.entropy_gap_difference_kernel(1e-9) == pytest.approx(1e-9 / 4, rel=1e-6)
+    x = np.exp(-t / 2)  # the closed form, evaluated naively where it is accurate
+    direct = np.exp(-t) * (t - 1 + np.exp(-t)) / ((1 + x) ** 2 * (1 - x))
+    np.testing.assert_allclose(k[t > 0.1], direct[t > 0.1], rtol=1e-12)
+
+
+def test_trigamma_laplace_representation_behind_the_kernel():
+    """psi'(z) = int_0^inf t e^(-zt) / (1 - e^-t) dt, the identity the kernel is derived from."""
+    for z in (1.5, 2.0, 7.3):
+        value = integrate.quad(lambda t, z=z: t * math.exp(-z * t) / -math.expm1(-t), 0, np.inf)[0]
+        assert value == pytest.approx(special.polygamma(1, z), rel=1e-10)
+
+
+# ----------------------------------------------------------------------------- width two
+def test_two_by_two_entropy_is_rho_of_the_diagonal_matrix():
+    x = np.array([0.0, 0.1, 1.0, 5.0])
+    expected = [spectral_entropy(np.diag([1.0, math.exp(-xi)])) for xi in x]
+    np.testing.assert_allclose(rmt.two_by_two_entropy(x), expected, rtol=1e-13)
+    r = mpmath.exp(-40)  # far from rank two the library's generic entropy rounds 1 - p_1; mpmath does not
+    expected_far = float(mpmath.log(1 + r) - r * mpmath.log(r) / (1 + r))
+    assert rmt.two_by_two_entropy(40.0) == pytest.approx(expected_far, rel=1e-13)
+    assert rmt.two_by_two_entropy(0.0) == pytest.approx(math.log(2))
+    assert rmt.two_by_two_entropy(np.inf) == 0.0
+    assert np.all(np.diff(rmt.two_by_two_entropy(np.linspace(0, 30, 300))) < 0)
+
+
+def test_scalar_recursion_has_the_law_of_two_by_two_gaussian_products():
+    """x_d from cosh(x_{d+1}) = cosh(x_d - Z)/|sin theta| vs log(s_1/s_2) of products of 2x2 Gaussians."""
+    samples = 20_000
+    chain = rmt.two_by_two_log_ratio_samples([1, 3], samples, seed=1)
+    products = rmt.gaussian_products(2, [1, 3], batch=samples, seed=2)
+    for row, d in enumerate((1, 3)):
+        s = torch.linalg.svdvals(products[d][0]).numpy()
+        assert stats.ks_2samp(chain[row], np.log(s[:, 0] / s[:, 1])).pvalue > 1e-3
+    np.testing.assert_array_equal(chain, rmt.two_by_two_log_ratio_samples([1, 3], samples, seed=1))
+
+
+def test_transition_cdf_against_monte_carlo_and_monotone_in_the_state():
+    samples = 200_000
+    rng = np.random.default_rng(0)
+    z = 0.5 * rng.logistic(size=samples)
+    sin = np.abs(np.sin(rng.uniform(0, 2 * math.pi, samples)))
+    y = np.array([0.2, 1.0, 2.5, 6.0])
+    for x in (0.0, 1.3, 4.0):
+        nxt = np.arccosh(np.cosh(x - z) / sin)
+        empirical = (nxt[:, None] <= y).mean(0)
+        np.testing.assert_allclose(rmt.two_by_two_transition_cdf(x, y), empirical,
+                                   atol=5 * 0.5 / math.sqrt(samples))
+    states = np.linspace(0, 12, 121)
+    cdf = rmt.two_by_two_transition_cdf(states[:, None], np.array([0.5, 2.0, 8.0])[None, :])
+    assert np.all(np.diff(cdf, axis=0) <= 1e-15)  # larger state, stochastically larger next state
+    assert rmt.two_by_two_transition_cdf(3.0, 0.0) == 0.0
+    assert rmt.two_by_two_transition_cdf(0.5, 80.0) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_exact_law_by_kernel_iteration_is_ordered_in_depth_and_matches_the_chain():
+    grid = np.linspace(0, 40, 401)
+    law = rmt.two_by_two_log_ratio_cdf([1, 2, 3, 6], grid)
+    np.testing.assert_allclose(law[1], rmt.two_by_two_transition_cdf(0.0, grid), atol=1e-15)
+    assert np.all(law[2] <= law[1] + 1e-12) and np.all(law[6] <= law[3] + 1e-12)
+    samples = 100_000
+    chain = rmt.two_by_two_log_ratio_samples([2, 6], samples, seed=5)
+    band = math.sqrt(math.log(2 / 1e-3) / (2 * samples))  # DKW at 99.9%
+    for row, d in enumerate((2, 6)):
+        empirical = np.searchsorted(np.sort(chain[row]), grid, side="right") / samples
+        assert np.abs(law[d] - empirical).max() < band
+    with pytest.raises(ValueError, match="extend the grid"):
+        rmt.two_by_two_log_ratio_cdf([8], np.linspace(0, 3, 31))
+
+
+def test_two_by_two_drift_matches_monte_carlo_and_its_rank_one_asymptote():
+    for x in (0.0, 1.0):
+        drift, se = rmt.entropy_drift([1.0, math.exp(-x)], 100_000, seed=3)
+        assert abs(drift - rmt.two_by_two_entropy_drift(x)) < 5 * se
+    far = np.array([18.0, 22.0])
+    np.testing.assert_allclose(rmt.two_by_two_entropy_drift(far) * np.exp(far), -math.log(2), rtol=1e-4)
+    assert np.all(rmt.two_by_two_entropy_drift(np.linspace(0, 20, 41)) < 0)
+
+
+# ----------------------------------------------------------------------------- one-step drift at any width
+def test_entropy_drift_shapes_common_random_numbers_and_identity_value():
+    spectra = np.array([[1.0, 1.0, 1.0], [3.0, 2.0, 1.0]])
+    drift, se = rmt.entropy_drift(spectra, 4000, seed=1)
+    assert drift.shape == se.shape == (2,) and np.all(se > 0)
+    single = rmt.entropy_drift(spectra[1], 4000, seed=1)
+    assert single == pytest.approx((drift[1], se[1]), rel=1e-12)  # same draws of W for every spectrum
+    assert rmt.entropy_drift(2.5 * spectra[1], 4000, seed=1)[0] == pytest.approx(drift[1], rel=1e-12)
+    reference = np.mean([spectral_entropy(w) for w in np.random.default_rng(0).standard_normal((4000, 3, 3))])
+    assert drift[0] == pytest.approx(reference - math.log(3), abs=5 * se[0] + 5 * 0.2 / math.sqrt(4000))
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -207,6 +417,20 @@ def test_limits_do_not_commute():
     (lambda: rmt.entropy_gap_large_depth(2, n=0), ValueError),
     (lambda: rmt.fuss_catalan_moment(2, -0.5), ValueError),
     (lambda: rmt.fuss_catalan_density(np.array([0.0]), 2), ValueError),
+    (lambda: rmt.fuss_catalan_expectation(np.sqrt, 20_000), ValueError),
+    (lambda: rmt.fuss_catalan_beta_parameters(0), ValueError),
+    (lambda: rmt.sample_fuss_catalan(2, 0), ValueError),
+    (lambda: rmt.entropy_gap_large_width(float("inf")), ValueError),
+    (lambda: rmt.entropy_gap_difference(-1.0), ValueError),
+    (lambda: rmt.entropy_gap_difference_slope(1.0, method="spline"), ValueError),
+    (lambda: rmt.entropy_gap_difference_kernel(-0.5), ValueError),
+    (lambda: rmt.two_by_two_entropy(-0.1), ValueError),
+    (lambda: rmt.two_by_two_log_ratio_samples([2, 1], 10), ValueError),
+    (lambda: rmt.two_by_two_transition_cdf(-1.0, 1.0), ValueError),
+    (lambda: rmt.two_by_two_log_ratio_cdf([1], np.array([0.5, 1.0, 2.0])), ValueError),
+    (lambda: rmt.entropy_drift([1.0], 10), ValueError),
+    (lambda: rmt.entropy_drift([1.0, -1.0], 10), ValueError),
+    (lambda: rmt.entropy_drift([1.0, 0.5], 1), ValueError),
 ])
 def test_bad_input_raises(call, error):
     with pytest.raises(error):
