@@ -12,7 +12,8 @@ Design
 * Random networks at infinite width: :func:`arccos_correlation` (Cho & Saul's arc-cosine map,
   the correlation a ReLU layer passes on), :func:`infinite_width_gram` (the kernel of the
   Observation-1 construction of ``support.simulate.sample_gram_entropy`` as width -> infinity)
-  and :func:`raw_relu_entropy_ceiling` (how high rho of the uncentred ReLU kernel can be).
+  and :func:`raw_relu_entropy_ceiling` (how high rho of the uncentred ReLU kernel can be;
+  :func:`orthogonal_raw_relu_entropy` is its equality case).
 * An MLP of ``depth`` linear layers: ``depth - 1`` hidden layers of ``width`` units with the
   chosen activation, then a linear read-out. The embedding is the last hidden layer's output
   (the read-out's input).
@@ -118,6 +119,13 @@ def infinite_width_gram_entropy(x, depths, activation: str = "relu", kernel: str
     return np.stack(rows)
 
 
+def _top_share_entropy(share, n):
+    """Largest entropy of a distribution on ``n`` points whose largest mass is ``share`` (>= 1/n):
+    the rest spread evenly, ``-a log a - (1 - a) log((1 - a) / (n - 1))``."""
+    rest = np.clip(1.0 - share, 0.0, None)
+    return -xlogy(share, share) - xlogy(rest, rest / (n - 1))
+
+
 def raw_relu_entropy_ceiling(gram, depth: int):
     """Upper bound on rho of the uncentred infinite-width ReLU kernel (:func:`infinite_width_gram`)
     after ``depth - 1`` ReLUs, for inputs with Gram matrix ``gram`` (``(..., N, N)``).
@@ -126,7 +134,7 @@ def raw_relu_entropy_ceiling(gram, depth: int):
     off-diagonal input correlations, the largest eigenvalue of K carries at least
     ``a = s + (1 - s) f^{depth-1}(m)`` of its trace (``f`` = :func:`arccos_correlation`), so
     ``rho(K) <= -a log a - (1 - a) log((1 - a) / (N - 1))``. Equality for orthogonal inputs of
-    equal norm. Proved in *Finite-width simulations*.
+    equal norm (:func:`orthogonal_raw_relu_entropy`). Proved in *Finite-width simulations*.
     """
     depth = check_int(depth, "depth")
     norms, corr = _correlations(gram)
@@ -137,9 +145,21 @@ def raw_relu_entropy_ceiling(gram, depth: int):
     mean = ((pair * corr).sum(axis=(-2, -1)) - s) / (1.0 - s)
     for _ in range(depth - 1):
         mean = arccos_correlation(mean)
-    a = np.maximum(s + (1.0 - s) * mean, 1.0 / n)
-    rest = np.clip(1.0 - a, 0.0, None)
-    return -xlogy(a, a) - xlogy(rest, rest / (n - 1))
+    return _top_share_entropy(np.maximum(s + (1.0 - s) * mean, 1.0 / n), n)
+
+
+def orthogonal_raw_relu_entropy(inputs: int, depth: int) -> float:
+    """rho of the uncentred infinite-width ReLU kernel of ``inputs`` orthogonal inputs of equal
+    norm after ``depth - 1`` ReLUs, in closed form: the kernel is ``(1 - c) I + c 11^T`` with
+    ``c = f^{depth-1}(0)``, whose eigenvalues are ``1 + (inputs - 1) c`` once and ``1 - c``
+    ``inputs - 1`` times. The equality case of :func:`raw_relu_entropy_ceiling`; cheap for any
+    number of inputs."""
+    inputs = check_int(inputs, "inputs", 2)
+    depth = check_int(depth, "depth")
+    c = 0.0
+    for _ in range(depth - 1):
+        c = float(arccos_correlation(c))
+    return float(_top_share_entropy((1.0 + (inputs - 1) * c) / inputs, inputs))
 
 
 # --------------------------------------------------------------------------------------------

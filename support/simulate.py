@@ -49,6 +49,9 @@ BLOCK = 64
 
 PRODUCT_DISTS = ("normal", "uniform", "orthogonal", "lowrank", "residual")
 GRAM_KERNELS = ("centred", "raw")
+OBSERVATION1 = {"inputs": 16, "input_dim": 16, "width": 64, "kernel": "centred"}
+"""Sizes and kernel of the book's construction of the paper's Observation 1 (the defaults of
+:func:`sample_gram_entropy_depths`; *Finite-width simulations* explains the choice)."""
 _CHUNK_BYTES = 8 * 2**20  # per worker on CPU (cache-sized chunks measured fastest); 128x on GPU
 
 
@@ -149,7 +152,7 @@ def bartlett_(out: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
-def _bartlett_products(gens, n: int, depths, dtype: torch.dtype, device):
+def bartlett_products(gens, n: int, depths, dtype: torch.dtype, device):
     """Yield the products ``R_d ... R_1`` of Bartlett factors at each depth ``d`` in ``depths``
     (increasing), one per sample (``BLOCK`` samples per generator), all along one chain. The product
     is kept in block form: an upper-triangular ``[[T, X], [0, Z]]`` is stored as its top rows
@@ -309,7 +312,7 @@ def sample_product_entropy_depths(n: int, depths, samples: int, *, dist: str = "
     def run(blocks: range) -> torch.Tensor:
         gens = [block_generator(seed, b, device) for b in blocks]
         if dist == "normal" and bartlett:
-            products = _bartlett_products(gens, n, depths, dtype, device)
+            products = bartlett_products(gens, n, depths, dtype, device)
         else:
             products = _dense_products(gens, n, depths, dtype, device, dist, rank, residual_scale)
         return torch.stack([entropy_of_spectrum(_spectrum(p, spectrum)).cpu() for p in products])
@@ -326,8 +329,9 @@ def sample_gram_entropy(depth: int, samples: int, **kwargs) -> np.ndarray:
 
 
 def sample_gram_entropy_depths(depths, samples: int, *, activation: str = "relu",
-                               kernel: str = "centred", inputs: int = 16, input_dim: int = 16,
-                               width: int = 64, dist: str = "normal", shortcut: bool = True,
+                               kernel: str = OBSERVATION1["kernel"], inputs: int = OBSERVATION1["inputs"],
+                               input_dim: int = OBSERVATION1["input_dim"], width: int = OBSERVATION1["width"],
+                               dist: str = "normal", shortcut: bool = True,
                                seed: int = 0, device=None, dtype: torch.dtype | None = None,
                                chunk_size: int | None = None, workers: int | None = None) -> np.ndarray:
     """rho(K) (nats) of Gram matrices of random networks' outputs at initialisation, at each of

@@ -74,6 +74,7 @@ def test_raw_relu_ceiling_is_exact_for_orthogonal_inputs():
         a = (1 + (n - 1) * c) / n
         expected = -xlogy(a, a) - (n - 1) * xlogy((1 - a) / (n - 1), (1 - a) / (n - 1))
         assert float(k.raw_relu_entropy_ceiling(np.eye(n), depth)) == pytest.approx(expected)
+        assert k.orthogonal_raw_relu_entropy(n, depth) == pytest.approx(expected)
         assert float(spectral_entropy(k.infinite_width_gram(np.eye(n), depth))) == pytest.approx(expected)
     # ten orthogonal inputs at depths 2, 4, 8, 16: the values the book quotes
     np.testing.assert_allclose([float(k.raw_relu_entropy_ceiling(np.eye(10), d)) for d in (2, 4, 8, 16)],
@@ -96,6 +97,8 @@ def test_infinite_width_rejects_bad_inputs():
         k.raw_relu_entropy_ceiling(np.ones((2, 3)), 2)
     with pytest.raises(ValueError, match="depth"):
         k.raw_relu_entropy_ceiling(np.eye(3), 0)
+    with pytest.raises(ValueError, match="inputs"):
+        k.orthogonal_raw_relu_entropy(1, 3)
 
 
 # ------------------------------------------------------------------ trained networks

@@ -223,9 +223,9 @@ def test_bad_gram_input():
 
 
 def test_block_triangular_products_equal_dense_products_of_bartlett_factors():
-    from support.simulate import _bartlett_products
+    from support.simulate import bartlett_products
     n, depth = 7, 4
-    prod = next(_bartlett_products([block_generator(2, 0)], n, [depth], torch.float64, "cpu"))
+    prod = next(bartlett_products([block_generator(2, 0)], n, [depth], torch.float64, "cpu"))
     gen = block_generator(2, 0)
     dense = bartlett_(torch.empty(BLOCK, n, n, dtype=torch.float64), gen)
     for _ in range(depth - 1):
