@@ -26,6 +26,18 @@ def test_sweep_record_is_storable_and_its_cells_are_the_samplers(monkeypatch, tm
         fw.sweep("huge")
 
 
+def test_observation1_is_the_constructions_defaults(monkeypatch):
+    from support.simulate import sample_gram_entropy_depths
+    monkeypatch.setitem(fw.OBSERVATION1_SAMPLES, "tiny", 70)
+    rho = fw.observation1("tiny", seed=3)
+    assert set(rho) == {(a, k, d) for a, k in fw.OBSERVATION1_VARIANTS for d in ("normal", "uniform")}
+    assert rho["relu", "raw", "uniform"].shape == (len(fw.OBSERVATION1_DEPTHS), 70)
+    np.testing.assert_array_equal(rho["relu", "centred", "normal"],
+                                  sample_gram_entropy_depths(fw.OBSERVATION1_DEPTHS, 70, seed=3))
+    with pytest.raises(ValueError, match="scale"):
+        fw.observation1("huge")
+
+
 def test_benchmark_smoke_reports_ratios_and_precision():
     res = fw.benchmark(n=8, depth=3, samples=128, repeats=1)
     for key in ("plain_loop_s", "engine_s", "floor_s", "speedup_vs_loop", "engine_over_floor"):

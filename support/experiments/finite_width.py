@@ -1,5 +1,8 @@
 """Recipes of the chapter *Finite-width simulations*: the width x depth sweep and the sampler's benchmark.
 
+* :func:`observation1`: rho(K) of the book's construction of the paper's Observation 1 (the
+  defaults of ``support.simulate.sample_gram_entropy_depths``) at the paper's depths, the numbers
+  both this chapter and *Non-linear networks* show.
 * :data:`SCALES` and :func:`sweep`: rho of Gaussian products over widths 16 to 256 and depths up
   to 128, stored under :data:`SWEEP_RESULT` at the "paper" scale.
 * :func:`benchmark`: the product sampler timed against a plain per-sample numpy loop and against
@@ -24,10 +27,34 @@ import torch
 from support import benchmarking, results
 from support.hardware import resolve_device
 from support.rank import entropy_of_spectrum
-from support.simulate import product_entropy_sweep, sample_product_entropy
+from support.simulate import (
+    product_entropy_sweep,
+    sample_gram_entropy_depths,
+    sample_product_entropy,
+)
 
 SWEEP_RESULT = "finite_width_sweep"
 BENCHMARK_RESULT = "finite_width_benchmark"
+
+OBSERVATION1_DEPTHS = (1, 2, 4, 8, 16)
+OBSERVATION1_SAMPLES = {"quick": 1024, "paper": 8192}
+OBSERVATION1_VARIANTS = (("linear", "centred"), ("relu", "centred"), ("relu", "raw"))
+"""(activation, kernel) pairs shown for Observation 1: the construction, and the raw ReLU kernel
+that shows why the construction is centred."""
+
+
+def observation1(scale: str = "quick", *, seed: int = 0, device=None) -> dict:
+    """rho(K) samples of the Observation-1 construction at :data:`OBSERVATION1_DEPTHS`:
+    ``{(activation, kernel, dist): array (len(depths), samples)}`` for every pair of
+    :data:`OBSERVATION1_VARIANTS` and Normal and Uniform weights, ``OBSERVATION1_SAMPLES[scale]``
+    networks each. Everything else is the construction's defaults."""
+    if scale not in OBSERVATION1_SAMPLES:
+        raise ValueError(f"scale must be one of {tuple(OBSERVATION1_SAMPLES)}, got {scale!r}")
+    return {(act, kern, dist): sample_gram_entropy_depths(OBSERVATION1_DEPTHS, OBSERVATION1_SAMPLES[scale],
+                                                          activation=act, kernel=kern, dist=dist, seed=seed,
+                                                          device=device)
+            for act, kern in OBSERVATION1_VARIANTS for dist in ("normal", "uniform")}
+
 
 SCALES = {
     "quick": {"widths": [16, 32, 64, 128], "depths": [1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64],
