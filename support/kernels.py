@@ -1,71 +1,165 @@
-"""Embeddings and Gram matrices of multilayer perceptrons, at initialisation and after training.
+"""Kernels of multilayer perceptrons: Gram matrices of embeddings, at initialisation and after training.
 
-The chapter *Non-linear networks* (``book/nonlinear_networks.ipynb``) explains and uses
-everything here (paper rev2/v4 Observations 1 and 2). For a non-linear network the paper
-measures rank on a kernel: the Gram matrix ``K = Phi Phi^T`` of the embeddings ``Phi``
-(``N x width``, one row per input) that the network's last hidden layer gives ``N`` inputs.
-``rho(K)`` is the entropy of K's normalised eigenvalues, i.e. of the squared singular values of
-``Phi`` (our reading; the paper does not say which layer, how many inputs, or whether it centres).
+The chapter *Non-linear networks* (``book/nonlinear_networks.ipynb``) explains and uses the
+trained networks here (the paper's Observation 2); the chapter *Finite-width simulations*
+derives the infinite-width kernels (Observation 1). For a non-linear network the paper measures
+rank on a kernel: the Gram matrix ``K = Phi Phi^T`` of the embeddings ``Phi`` (``N x width``, one
+row per input) that a network gives ``N`` inputs. ``rho(K)`` is the entropy of K's normalised
+eigenvalues, i.e. of the squared singular values of ``Phi`` (:func:`support.rank.gram_entropy`).
 
 Design
 ------
+* Random networks at infinite width: :func:`arccos_correlation` (Cho & Saul's arc-cosine map,
+  the correlation a ReLU layer passes on), :func:`infinite_width_gram` (the kernel of the
+  Observation-1 construction of ``support.simulate.sample_gram_entropy`` as width -> infinity)
+  and :func:`raw_relu_entropy_ceiling` (how high rho of the uncentred ReLU kernel can be;
+  :func:`orthogonal_raw_relu_entropy` is its equality case).
 * An MLP of ``depth`` linear layers: ``depth - 1`` hidden layers of ``width`` units with the
   chosen activation, then a linear read-out. The embedding is the last hidden layer's output
   (the read-out's input).
 * **Batched over seeds**: weights are tensors ``(S, out, in)``, seed ``s`` owns slice ``s``, and
   training minimises the SUM of per-seed losses with Adam (elementwise), so every seed trains
   independently of the others.
-* Initialisation: Gaussian with variance ``gain^2 / fan_in`` (gain 1 for linear and SELU,
-  5/3 for tanh, sqrt(2) for ReLU and GELU, sqrt(2 / (1 + 0.01^2)) for leaky ReLU), zero biases;
-  SIREN (``"sine"``) uses ``sin(30 z)`` with Sitzmann et al.'s uniform initialisation.
+* Initialisation: Gaussian with variance ``gain^2 / fan_in`` (``support.activations.gain``),
+  zero biases; SIREN (``"sine"``) uses Sitzmann et al.'s uniform initialisation. Seed ``s``
+  draws layer ``l`` from the stream ``support.seeding.torch_generator(s, "mlp-init", l)``.
 * Data: scikit-learn's handwritten digits (ships offline; 1797 8x8 images, 10 classes) and a
   synthetic low-rank regression ``y = x A B``.
 """
 from __future__ import annotations
 
-import argparse
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.special import xlogy
 
+from support.activations import SIREN_OMEGA, activate, check_activation, gain
 from support.checks import check_int, check_seeds
 from support.rank import spectral_entropy
+from support.seeding import torch_generator
 
-ACTIVATIONS = ("linear", "tanh", "relu", "leaky_relu", "selu", "gelu", "sine")
-SIREN_OMEGA = 30.0
-LEAKY_SLOPE = 0.01
 DTYPE = torch.float32
-_GAINS = {"linear": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0), "gelu": math.sqrt(2.0),
-          "leaky_relu": math.sqrt(2.0 / (1.0 + LEAKY_SLOPE ** 2)), "selu": 1.0}
 
 
-def _check_activation(activation: str) -> str:
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    return activation
+# --------------------------------------------------------------------------------------------
+# Random networks at infinite width
+# --------------------------------------------------------------------------------------------
+
+def arccos_correlation(c):
+    """Cho & Saul's arc-cosine map of degree 1: the correlation of ``relu(u)`` and ``relu(v)``
+    (second moments, not centred) for jointly Gaussian, zero-mean ``u, v`` of correlation ``c``,
+
+    ``f(c) = (sqrt(1 - c^2) + (pi - arccos c) c) / pi``,
+
+    so ``f(0) = 1/pi``, ``f(1) = 1``; increasing and convex on ``[-1, 1]``. Elementwise on numpy
+    arrays (``c`` is clipped to ``[-1, 1]`` against rounding). Derived in *Finite-width
+    simulations*.
+    """
+    c = np.clip(np.asarray(c, dtype=np.float64), -1.0, 1.0)
+    return (np.sqrt(1.0 - c * c) + (np.pi - np.arccos(c)) * c) / np.pi
 
 
+def _correlations(gram: np.ndarray):
+    """Norms and correlation matrices of input Gram matrices ``(..., N, N)``."""
+    gram = np.asarray(gram, dtype=np.float64)
+    if gram.ndim < 2 or gram.shape[-1] != gram.shape[-2] or gram.shape[-1] < 2:
+        raise ValueError(f"gram must have shape (..., N, N) with N >= 2, got {gram.shape}")
+    norms = np.sqrt(np.diagonal(gram, axis1=-2, axis2=-1))
+    if not np.all(norms > 0):
+        raise ValueError("gram: every input must be nonzero (positive diagonal)")
+    return norms, gram / (norms[..., :, None] * norms[..., None, :])
 
 
-def activate(z: torch.Tensor, activation: str) -> torch.Tensor:
-    """Apply the named activation (``"sine"`` is SIREN's ``sin(30 z)``)."""
-    _check_activation(activation)
-    if activation == "linear":
-        return z
-    if activation == "tanh":
-        return torch.tanh(z)
-    if activation == "relu":
-        return torch.relu(z)
-    if activation == "leaky_relu":
-        return torch.nn.functional.leaky_relu(z, LEAKY_SLOPE)
-    if activation == "selu":
-        return torch.selu(z)
-    if activation == "gelu":
-        return torch.nn.functional.gelu(z)
-    return torch.sin(SIREN_OMEGA * z)
+def infinite_width_gram(x, depth: int, activation: str = "relu") -> np.ndarray:
+    """Kernel of the Observation-1 construction (``support.simulate.sample_gram_entropy``) at
+    infinite width, up to a positive factor, for inputs ``x`` (``(..., N, input_dim)``).
+
+    A linear layer of width -> infinity with N(0, 1/fan_in) weights maps the Gram matrix ``G`` of
+    its inputs to ``G`` (law of large numbers over its units); a ReLU in front of it maps ``G`` to
+    ``D^{1/2} f(C) D^{1/2} / 2``, ``C`` the correlations and ``D`` the diagonal of ``G``, ``f``
+    :func:`arccos_correlation` applied entrywise. A depth-``d`` network has ``d - 1`` ReLUs, so
+    its kernel is ``D^{1/2} f^{d-1}(C) D^{1/2}`` times ``2^{1-d}`` (dropped: rho is scale
+    invariant); for ``activation="linear"`` it is ``x x^T`` at every depth. Float64 numpy.
+    """
+    depth = check_int(depth, "depth")
+    if activation not in ("linear", "relu"):
+        raise ValueError(f"activation must be 'linear' or 'relu' (closed forms), got {activation!r}")
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim < 2:
+        raise ValueError(f"x must have shape (..., N, input_dim), got {x.shape}")
+    gram = x @ np.swapaxes(x, -1, -2)
+    if activation == "linear" or depth == 1:
+        return gram
+    norms, corr = _correlations(gram)
+    for _ in range(depth - 1):
+        corr = arccos_correlation(corr)
+    return corr * norms[..., :, None] * norms[..., None, :]
+
+
+def centre_gram(gram) -> np.ndarray:
+    """``J K J`` with ``J = I - 11^T/N``: the Gram matrix of the embeddings minus their mean over
+    the ``N`` inputs, computed from ``K`` (``(..., N, N)``) alone."""
+    gram = np.asarray(gram, dtype=np.float64)
+    centred = gram - gram.mean(axis=-1, keepdims=True)
+    return centred - centred.mean(axis=-2, keepdims=True)
+
+
+def infinite_width_gram_entropy(x, depths, activation: str = "relu", kernel: str = "centred") -> np.ndarray:
+    """rho(K) of :func:`infinite_width_gram` at each of ``depths``: shape ``(len(depths), ...)``
+    for inputs ``x`` (``(..., N, input_dim)``); ``kernel`` is "centred" (:func:`centre_gram`) or
+    "raw", as in ``support.simulate.sample_gram_entropy``."""
+    if kernel not in ("centred", "raw"):
+        raise ValueError(f"kernel must be 'centred' or 'raw', got {kernel!r}")
+    rows = []
+    for depth in depths:
+        gram = infinite_width_gram(x, depth, activation)
+        rows.append(spectral_entropy(centre_gram(gram) if kernel == "centred" else gram))
+    return np.stack(rows)
+
+
+def _top_share_entropy(share, n):
+    """Largest entropy of a distribution on ``n`` points whose largest mass is ``share`` (>= 1/n):
+    the rest spread evenly, ``-a log a - (1 - a) log((1 - a) / (n - 1))``."""
+    rest = np.clip(1.0 - share, 0.0, None)
+    return -xlogy(share, share) - xlogy(rest, rest / (n - 1))
+
+
+def raw_relu_entropy_ceiling(gram, depth: int):
+    """Upper bound on rho of the uncentred infinite-width ReLU kernel (:func:`infinite_width_gram`)
+    after ``depth - 1`` ReLUs, for inputs with Gram matrix ``gram`` (``(..., N, N)``).
+
+    With weights ``w_i = G_ii / tr G``, ``s = sum w_i^2`` and ``m`` the ``w``-weighted mean of the
+    off-diagonal input correlations, the largest eigenvalue of K carries at least
+    ``a = s + (1 - s) f^{depth-1}(m)`` of its trace (``f`` = :func:`arccos_correlation`), so
+    ``rho(K) <= -a log a - (1 - a) log((1 - a) / (N - 1))``. Equality for orthogonal inputs of
+    equal norm (:func:`orthogonal_raw_relu_entropy`). Proved in *Finite-width simulations*.
+    """
+    depth = check_int(depth, "depth")
+    norms, corr = _correlations(gram)
+    n = corr.shape[-1]
+    w = norms ** 2 / (norms ** 2).sum(axis=-1, keepdims=True)
+    s = (w ** 2).sum(axis=-1)
+    pair = w[..., :, None] * w[..., None, :]
+    mean = ((pair * corr).sum(axis=(-2, -1)) - s) / (1.0 - s)
+    for _ in range(depth - 1):
+        mean = arccos_correlation(mean)
+    return _top_share_entropy(np.maximum(s + (1.0 - s) * mean, 1.0 / n), n)
+
+
+def orthogonal_raw_relu_entropy(inputs: int, depth: int) -> float:
+    """rho of the uncentred infinite-width ReLU kernel of ``inputs`` orthogonal inputs of equal
+    norm after ``depth - 1`` ReLUs, in closed form: the kernel is ``(1 - c) I + c 11^T`` with
+    ``c = f^{depth-1}(0)``, whose eigenvalues are ``1 + (inputs - 1) c`` once and ``1 - c``
+    ``inputs - 1`` times. The equality case of :func:`raw_relu_entropy_ceiling`; cheap for any
+    number of inputs."""
+    inputs = check_int(inputs, "inputs", 2)
+    depth = check_int(depth, "depth")
+    c = 0.0
+    for _ in range(depth - 1):
+        c = float(arccos_correlation(c))
+    return float(_top_share_entropy((1.0 + (inputs - 1) * c) / inputs, inputs))
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,7 +190,7 @@ def init_mlp(in_dim: int, width: int, out_dim: int, depth: int, activation: str,
     """
     in_dim, width, out_dim = (check_int(v, k) for v, k in ((in_dim, "in_dim"), (width, "width"), (out_dim, "out_dim")))
     depth = check_int(depth, "depth", 2)
-    _check_activation(activation)
+    check_activation(activation)
     seeds = check_seeds(seeds)
     dims = [in_dim] + [width] * (depth - 1) + [out_dim]
     weights, biases = [], []
@@ -104,15 +198,15 @@ def init_mlp(in_dim: int, width: int, out_dim: int, depth: int, activation: str,
         fan_in, fan_out = dims[layer], dims[layer + 1]
         ws = []
         for s in seeds:
-            gen = torch.Generator().manual_seed(10_007 * int(s) + layer)
+            gen = torch_generator(s, "mlp-init", layer)
             if activation == "sine" and layer == 0:
                 w = (torch.rand(fan_out, fan_in, generator=gen) * 2 - 1) / fan_in
             elif activation == "sine":
                 bound = math.sqrt(6.0 / fan_in) / SIREN_OMEGA
                 w = (torch.rand(fan_out, fan_in, generator=gen) * 2 - 1) * bound
             else:
-                gain = _GAINS[activation] if layer < depth - 1 else 1.0
-                w = torch.randn(fan_out, fan_in, generator=gen) * gain / math.sqrt(fan_in)
+                g = gain(activation) if layer < depth - 1 else 1.0
+                w = torch.randn(fan_out, fan_in, generator=gen) * g / math.sqrt(fan_in)
             ws.append(w)
         weights.append(torch.stack(ws).to(DTYPE))
         biases.append(torch.zeros(len(seeds), fan_out, dtype=DTYPE))
@@ -139,17 +233,6 @@ def gram(phi: torch.Tensor) -> torch.Tensor:
     if phi.ndim < 2:
         raise ValueError(f"phi must have shape (..., N, width), got {tuple(phi.shape)}")
     return phi @ phi.mT
-
-
-def gram_entropy(phi: torch.Tensor, centre: bool = False) -> np.ndarray:
-    """rho(K) (nats) for the Gram matrices of embeddings ``phi``: the spectral entropy of
-    ``K = Phi Phi^T`` (computed on K in float64). ``centre=True`` first subtracts the mean
-    embedding over the inputs (so K is a covariance-like kernel and the shared mean direction,
-    large for ReLU-type activations, no longer dominates the spectrum)."""
-    phi = phi.to(torch.float64)
-    if centre:
-        phi = phi - phi.mean(dim=-2, keepdim=True)
-    return np.asarray(spectral_entropy(gram(phi)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,7 +284,7 @@ def lowrank_regression_dataset(n_train: int = 512, n_test: int = 512, in_dim: in
     rank = check_int(rank, "rank")
     if rank > min(in_dim, out_dim):
         raise ValueError(f"rank must be <= min(in_dim, out_dim) = {min(in_dim, out_dim)}, got {rank}")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch_generator(seed, "lowrank-regression")
     m = torch.randn(in_dim, rank, generator=gen) @ torch.randn(rank, out_dim, generator=gen)
     m = m * math.sqrt(out_dim) / torch.linalg.matrix_norm(m)
     x = torch.randn(n_train + n_test, in_dim, generator=gen)
@@ -264,96 +347,3 @@ def train_mlp(data: Dataset, depth: int, activation: str, seeds, *, width: int =
     for p in params:
         p.requires_grad_(False)
     return net
-
-
-# --------------------------------------------------------------------------------------------
-# Sweeps (``python -m support.kernels`` stores the paper-scale run)
-# --------------------------------------------------------------------------------------------
-
-PAPER_DEPTHS = (2, 4, 8, 16)
-SWEEP_CONFIG = {"width": 64, "steps": 600, "lr": 1e-3, "lr_overrides": {"sine": 3e-4}, "heatmap_per_class": 6,
-                "synthetic": {"n_train": 512, "n_test": 512, "in_dim": 32, "out_dim": 32, "rank": 4}}
-SCALES = {
-    "quick": {"seeds": (0, 1), "depths": (2, 8), "activations": ("linear", "relu", "tanh"), "steps": 300},
-    "paper": {"seeds": (0, 1, 2, 3, 4), "depths": PAPER_DEPTHS, "activations": ACTIVATIONS},
-}
-
-
-def sweep_settings(scale: str) -> dict:
-    """Settings of the trained-network sweep at ``scale`` ("quick" or "paper")."""
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {tuple(SCALES)}, got {scale!r}")
-    return {**SWEEP_CONFIG, **SCALES[scale]}
-
-
-def trained_sweep(settings: dict, dataset: str = "digits", data_seed: int = 0) -> dict:
-    """Train every (activation, depth) of ``settings`` on ``dataset`` ("digits" or "synthetic");
-    returns arrays ``rho_init``, ``rho_trained`` (and their ``_centred`` versions), ``train_loss``, ``test_loss`` (and
-    ``test_accuracy`` for digits) of shape ``(n_activations, n_depths, S)``, and for digits
-    ``heatmaps`` ``(n_activations, n_depths, M, M)``: the first seed's trained Gram matrix on a
-    class-sorted test subset, divided by its largest absolute entry.
-
-    rho is measured on the embeddings of the whole test set. Every activation uses
-    ``settings["lr"]`` unless ``settings["lr_overrides"]`` names it (SIREN needs a smaller step).
-    """
-    if dataset == "digits":
-        data = load_digits_dataset(data_seed)
-        subset = class_sorted_subset(data.y_test, settings["heatmap_per_class"])
-    elif dataset == "synthetic":
-        data = lowrank_regression_dataset(**settings["synthetic"], seed=data_seed)
-        subset = None
-    else:
-        raise ValueError(f"dataset must be 'digits' or 'synthetic', got {dataset!r}")
-    keys = ["rho_init", "rho_trained", "rho_init_centred", "rho_trained_centred", "train_loss", "test_loss"] + (["test_accuracy"] if subset is not None else [])
-    out = {k: np.zeros((len(settings["activations"]), len(settings["depths"]), len(settings["seeds"]))) for k in keys}
-    maps = []
-    for a, act in enumerate(settings["activations"]):
-        row = []
-        for d, depth in enumerate(settings["depths"]):
-            init = init_mlp(data.in_dim, settings["width"], data.out_dim, depth, act, settings["seeds"])
-            phi = embed(init, data.x_test)
-            out["rho_init"][a, d] = gram_entropy(phi)
-            out["rho_init_centred"][a, d] = gram_entropy(phi, centre=True)
-            net = train_mlp(data, depth, act, settings["seeds"], width=settings["width"],
-                            steps=settings["steps"], lr=settings["lr_overrides"].get(act, settings["lr"]))
-            with torch.no_grad():
-                phi = embed(net, data.x_test)
-                out["rho_trained"][a, d] = gram_entropy(phi)
-                out["rho_trained_centred"][a, d] = gram_entropy(phi, centre=True)
-                if subset is not None:
-                    k = gram(embed(net, data.x_test[subset])[0].double())
-                    row.append((k / k.abs().max()).float().numpy())
-            for key, value in evaluate(net, data).items():
-                out[key][a, d] = value
-        if row:
-            maps.append(np.stack(row))
-    if maps:
-        out["heatmaps"] = np.stack(maps)
-        out["heatmap_labels"] = data.y_test[subset].numpy()
-    return out
-
-
-def main(argv=None) -> None:
-    """``python -m support.kernels --scale paper``: train the sweep on digits and on synthetic
-    low-rank data on the CPU and store it in ``book/results/nonlinear_trained_<scale>``."""
-    from support import results as store
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--scale", choices=tuple(SCALES), default="paper")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    settings = sweep_settings(args.scale)
-    start = time.time()
-    arrays = {}
-    for dataset in ("digits", "synthetic"):
-        for key, value in trained_sweep(settings, dataset).items():
-            arrays[f"{dataset}_{key}"] = value
-        print(f"  {dataset} done after {time.time() - start:.0f} s", flush=True)
-    store.save(f"nonlinear_trained_{args.scale}", config=settings, arrays=arrays,
-               provenance_record=store.provenance(device="cpu", seeds=settings["seeds"],
-                                                  wall_time_s=time.time() - start))
-
-
-if __name__ == "__main__":
-    main()

@@ -6,29 +6,31 @@ module. Two samplers:
 * :func:`sample_product_entropy` -- rho of end-to-end matrices ``W_depth ... W_1`` of random
   ``n x n`` factors (linear networks; Normal, Uniform, orthogonal, low-rank and residual
   factors), the paper's ``rho(W_e)``.
-* :func:`sample_gram_entropy` -- rho of the Gram matrix ``K = H H^T`` of the last-layer
-  embeddings ``H`` of a random fully connected network (linear, ReLU, tanh, ...) applied to
-  random inputs, the paper's ``rho(K)``.
+* :func:`sample_gram_entropy` -- rho of the Gram matrix ``K`` of the outputs of a random fully
+  connected network (linear, ReLU, ...) on random inputs, the paper's ``rho(K)``; its defaults
+  are the book's one construction of the paper's Observation 1.
 
 Both are batched over samples (``torch.bmm``), stream in chunks so peak memory stays bounded
 whatever ``samples`` is, and run on a GPU when one is given.
 
 Reproducibility. Samples are grouped in fixed blocks of :data:`BLOCK` samples; block ``b``
-draws from its own generator seeded from ``numpy.random.SeedSequence([seed, b])``. A chunk is
-a run of whole blocks, so the same seed gives the same numbers whatever the chunk size or the
-number of worker threads (on a given device: CPU and CUDA generators differ).
+draws from its own generator seeded from ``support.seeding.seed_sequence(seed, b)``. A chunk
+is a run of whole blocks, so the same seed gives the same numbers whatever the chunk size or
+the number of worker threads (on a given device: CPU and CUDA generators differ).
 
 Speed. On a CPU the cost of a Gaussian product is dominated by drawing the random variates.
 For Gaussian factors the sampler draws *Bartlett factors* instead (upper triangular,
 chi-distributed diagonal, standard normal above it): by rotation invariance the product of
 independent Bartlett factors has the same singular-value law as the product of full Gaussian
-matrices (proved in the chapter) and needs about half the variates. ``python -m
-support.simulate --bench`` times the sampler against a plain per-sample numpy loop and against
-the machine's floor for the same work.
+matrices (proved in the chapter) and needs about half the variates. The same invariance lets
+:func:`sample_gram_entropy` draw a Gaussian layer's outputs from a triangular factor of its
+inputs instead of drawing the whole weight matrix. The chapter's benchmark
+(``python -m support.experiments.finite_width bench``) times the product sampler against a
+plain per-sample numpy loop and against the machine's floor for the same work.
 """
 from __future__ import annotations
 
-import argparse
+import itertools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -36,47 +38,29 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from support.activations import activate, check_activation
 from support.checks import check_int
-from support.rank import entropy_of_spectrum
+from support.hardware import resolve_device, resolve_dtype
+from support.rank import entropy_of_spectrum, gram_entropy
+from support.seeding import seed_sequence
 
 BLOCK = 64
 """Samples per random stream, the unit of reproducibility (chunks are whole blocks)."""
 
 PRODUCT_DISTS = ("normal", "uniform", "orthogonal", "lowrank", "residual")
-ACTIVATIONS = {
-    "linear": lambda x: x,
-    "relu": torch.relu,
-    "leaky_relu": lambda x: torch.nn.functional.leaky_relu(x, 0.01),
-    "tanh": torch.tanh,
-    "gelu": torch.nn.functional.gelu,
-}
+GRAM_KERNELS = ("centred", "raw")
+OBSERVATION1 = {"inputs": 16, "input_dim": 16, "width": 64, "kernel": "centred"}
+"""Sizes and kernel of the book's construction of the paper's Observation 1 (the defaults of
+:func:`sample_gram_entropy_depths`; *Finite-width simulations* explains the choice)."""
 _CHUNK_BYTES = 8 * 2**20  # per worker on CPU (cache-sized chunks measured fastest); 128x on GPU
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-def _check_dtype(dtype) -> torch.dtype:
-    if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    return dtype
-
-
-def _resolve(device) -> torch.device:
-    if device is None:
-        return torch.device("cpu")
-    if isinstance(device, str) and device == "auto":
-        from support.hardware import resolve_device
-        return resolve_device("auto")
-    return torch.device(device)
 
 
 # ----------------------------------------------------------------------------- streams
 
 def block_generator(seed: int, block: int, device=None) -> torch.Generator:
     """The torch generator of block ``block`` for ``seed`` (independent streams via SeedSequence)."""
-    state = np.random.SeedSequence([int(seed), int(block)]).generate_state(1, np.uint64)[0]
-    gen = torch.Generator(device=_resolve(device))
+    state = seed_sequence(seed, block).generate_state(1, np.uint64)[0]
+    gen = torch.Generator(device=resolve_device(device, default="cpu"))
     gen.manual_seed(int(state))
     return gen
 
@@ -168,7 +152,7 @@ def bartlett_(out: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
-def _bartlett_products(gens, n: int, depths, dtype: torch.dtype, device):
+def bartlett_products(gens, n: int, depths, dtype: torch.dtype, device):
     """Yield the products ``R_d ... R_1`` of Bartlett factors at each depth ``d`` in ``depths``
     (increasing), one per sample (``BLOCK`` samples per generator), all along one chain. The product
     is kept in block form: an upper-triangular ``[[T, X], [0, Z]]`` is stored as its top rows
@@ -304,7 +288,7 @@ def sample_product_entropy_depths(n: int, depths, samples: int, *, dist: str = "
     is the first ``d`` factors of the deepest one). ``depths`` must be strictly increasing."""
     n = check_int(n, "n")
     depths = [check_int(d, "depth") for d in depths]
-    if not depths or any(b <= a for a, b in zip(depths, depths[1:])):
+    if not depths or any(b <= a for a, b in itertools.pairwise(depths)):
         raise ValueError(f"depths must be a non-empty strictly increasing sequence, got {depths}")
     samples = check_int(samples, "samples")
     if dist not in PRODUCT_DISTS:
@@ -319,8 +303,8 @@ def sample_product_entropy_depths(n: int, depths, samples: int, *, dist: str = "
         raise ValueError(f"residual_scale must be finite, got {residual_scale}")
     if spectrum not in ("gram", "svd"):
         raise ValueError(f"spectrum must be 'gram' or 'svd', got {spectrum!r}")
-    dtype = _check_dtype(dtype)
-    device = _resolve(device)
+    dtype = resolve_dtype(dtype)
+    device = resolve_device(device, default="cpu")
     workers = _default_workers(device) if workers is None else check_int(workers, "workers")
     itemsize = torch.finfo(dtype).bits // 8
     chunks = _plan(samples, chunk_size, 3 * n * n * itemsize, workers, device)
@@ -328,7 +312,7 @@ def sample_product_entropy_depths(n: int, depths, samples: int, *, dist: str = "
     def run(blocks: range) -> torch.Tensor:
         gens = [block_generator(seed, b, device) for b in blocks]
         if dist == "normal" and bartlett:
-            products = _bartlett_products(gens, n, depths, dtype, device)
+            products = bartlett_products(gens, n, depths, dtype, device)
         else:
             products = _dense_products(gens, n, depths, dtype, device, dist, rank, residual_scale)
         return torch.stack([entropy_of_spectrum(_spectrum(p, spectrum)).cpu() for p in products])
@@ -337,66 +321,92 @@ def sample_product_entropy_depths(n: int, depths, samples: int, *, dist: str = "
     return rho.numpy()
 
 
-def sample_gram_entropy(depth: int, samples: int, *, activation: str = "relu", inputs: int = 64,
-                        input_dim: int = 16, width: int = 64, dist: str = "normal", bias: bool = False,
-                        centre: bool = False, activate_last: bool = True, seed: int = 0, device=None,
-                        dtype: torch.dtype = torch.float64, chunk_size: int | None = None,
-                        workers: int | None = None) -> np.ndarray:
-    """rho (nats) of Gram matrices ``K = H H^T`` of random networks' embeddings at initialisation.
+def sample_gram_entropy(depth: int, samples: int, **kwargs) -> np.ndarray:
+    """rho(K) (nats) of ``samples`` random networks of depth ``depth``: row ``0`` of
+    :func:`sample_gram_entropy_depths` with ``depths=[depth]`` and the same keyword arguments
+    (whose defaults are the book's construction of the paper's Observation 1)."""
+    return sample_gram_entropy_depths([depth], samples, **kwargs)[0]
 
-    Per sample: ``inputs`` random inputs ``X`` (``inputs x input_dim``, i.i.d. N(0, 1)) go through
-    a fresh random fully connected network of ``depth`` layers ``h <- act(h W^T + b)`` (the first
-    ``input_dim -> width``, the rest ``width -> width``); ``H`` is the last layer's output
-    (``inputs x width``; with ``activate_last=False`` the last layer's pre-activation, so that a
-    depth-1 network is linear whatever the activation), ``K = H H^T`` (``inputs x inputs``),
-    optionally after centring ``H`` over the inputs (``centre=True``). Weights and biases
-    (``bias=True``) have variance ``1/fan_in``: N(0, 1/fan_in) for ``dist="normal"``,
-    U(-1, 1) * sqrt(3/fan_in) for ``"uniform"``. rho(K) is the entropy of K's eigenvalues,
-    computed as squared singular values of ``H`` (float64 entropy).
-    Returns a float64 numpy array of length ``samples``. See book/finite_width.ipynb.
+
+def sample_gram_entropy_depths(depths, samples: int, *, activation: str = "relu",
+                               kernel: str = OBSERVATION1["kernel"], inputs: int = OBSERVATION1["inputs"],
+                               input_dim: int = OBSERVATION1["input_dim"], width: int = OBSERVATION1["width"],
+                               dist: str = "normal", shortcut: bool = True,
+                               seed: int = 0, device=None, dtype: torch.dtype | None = None,
+                               chunk_size: int | None = None, workers: int | None = None) -> np.ndarray:
+    """rho(K) (nats) of Gram matrices of random networks' outputs at initialisation, at each of
+    ``depths`` (strictly increasing): an array of shape ``(len(depths), samples)``.
+
+    The construction (the defaults are the one the book uses for the paper's Observation 1; the
+    chapter *Finite-width simulations* explains each choice):
+
+    * inputs: ``inputs`` points ``X`` (``inputs x input_dim``) with i.i.d. N(0, 1) coordinates,
+      drawn afresh for every network;
+    * a network of depth ``d``: ``d`` bias-free fully connected layers of ``width`` units with
+      the activation between consecutive layers, ``h_1 = X W_1^T``,
+      ``h_{l+1} = act(h_l) W_{l+1}^T``, so ``d - 1`` activations and a linear last layer (a
+      depth-1 network is linear whatever the activation); weights i.i.d. N(0, 1/fan_in)
+      (``dist="normal"``) or U(-1, 1) * sqrt(3/fan_in) (``"uniform"``);
+    * ``Phi = h_d`` (``inputs x width``) and ``K = Phi_c Phi_c^T`` where ``Phi_c`` is ``Phi``
+      minus its mean over the inputs (``kernel="centred"``) or ``Phi`` itself (``"raw"``);
+      rho(K) comes from the singular values of ``Phi_c`` (:func:`support.rank.gram_entropy`).
+
+    The network of depth ``d`` is the first ``d`` layers of the deepest one, so row ``k`` equals
+    ``sample_gram_entropy(depths[k], samples, ...)`` with the same arguments, and all depths cost
+    one chain. With Gaussian weights and ``shortcut=True`` a layer's output is drawn as
+    ``R^T G^T / sqrt(fan_in)``, where ``h^T = Q R`` is a QR decomposition of the layer's input and
+    ``G`` is a ``width x min(fan_in, inputs)`` standard Gaussian matrix: given ``h``, the rows of
+    ``W`` projected on the columns of ``Q`` are i.i.d. N(0, I/fan_in), so this has exactly the
+    law of ``h W^T`` and costs ``O(width * inputs^2)`` instead of ``O(width^2 * inputs)``.
+    ``shortcut=False`` draws the full weight matrices (always so for uniform weights).
+    Returns float64 numpy.
     """
-    depth = check_int(depth, "depth")
+    depths = [check_int(d, "depth") for d in depths]
+    if not depths or any(b <= a for a, b in itertools.pairwise(depths)):
+        raise ValueError(f"depths must be a non-empty strictly increasing sequence, got {depths}")
     samples = check_int(samples, "samples")
-    inputs = check_int(inputs, "inputs")
+    inputs = check_int(inputs, "inputs", 2)
     input_dim = check_int(input_dim, "input_dim")
     width = check_int(width, "width")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+    check_activation(activation)
+    if kernel not in GRAM_KERNELS:
+        raise ValueError(f"kernel must be one of {GRAM_KERNELS}, got {kernel!r}")
     if dist not in ("normal", "uniform"):
         raise ValueError(f"dist must be 'normal' or 'uniform', got {dist!r}")
-    dtype = _check_dtype(dtype)
-    device = _resolve(device)
-    act = ACTIVATIONS[activation]
+    dtype = resolve_dtype(dtype)
+    device = resolve_device(device, default="cpu")
     workers = _default_workers(device) if workers is None else check_int(workers, "workers")
+    from_gram = dist == "normal" and shortcut
     itemsize = torch.finfo(dtype).bits // 8
-    per_sample = (width * max(width, input_dim) + 2 * inputs * max(width, input_dim)) * itemsize
+    fan = max(width, input_dim)
+    per_sample = ((inputs if from_gram else width) * fan + 2 * inputs * fan) * itemsize
     chunks = _plan(samples, chunk_size, per_sample, workers, device)
+    wanted = set(depths)
 
-    def draw(gen, shape, fan_in):
-        if dist == "normal":
-            return _draw(shape, gen, dtype, device).mul_(1.0 / math.sqrt(fan_in))
-        return _draw(shape, gen, dtype, device, "uniform").mul_(math.sqrt(3.0 / fan_in))
+    def layer(h: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        fan_in = h.shape[-1]
+        if from_gram:
+            r = torch.linalg.qr(h.mT, mode="r")[1]                      # (BLOCK, min(fan_in, inputs), inputs)
+            g = _draw((BLOCK, width, r.shape[-2]), gen, dtype, device)
+            return torch.bmm(r.mT, g.mT).div_(math.sqrt(fan_in))
+        w = _draw((BLOCK, width, fan_in), gen, dtype, device, dist)
+        w.mul_(1.0 / math.sqrt(fan_in) if dist == "normal" else math.sqrt(3.0 / fan_in))
+        return torch.bmm(h, w.mT)
 
     def run(blocks: range) -> torch.Tensor:
         out = []
         for b in blocks:  # a block is already a batch of BLOCK networks
             gen = block_generator(seed, b, device)
             h = _draw((BLOCK, inputs, input_dim), gen, dtype, device)
-            fan_in = input_dim
-            for layer in range(depth):
-                w = draw(gen, (BLOCK, width, fan_in), fan_in)
-                h = torch.bmm(h, w.mT)
-                if bias:
-                    h = h + draw(gen, (BLOCK, 1, width), fan_in)
-                if activate_last or layer < depth - 1:
-                    h = act(h)
-                fan_in = width
-            if centre:
-                h = h - h.mean(dim=1, keepdim=True)
-            out.append(entropy_of_spectrum(torch.linalg.svdvals(h) ** 2).cpu())
-        return torch.cat(out)
+            rows = []
+            for depth in range(1, depths[-1] + 1):
+                h = layer(h if depth == 1 else activate(h, activation), gen)
+                if depth in wanted:
+                    rows.append(gram_entropy(h, centre=kernel == "centred").cpu())
+            out.append(torch.stack(rows))
+        return torch.cat(out, dim=1)
 
-    rho = torch.cat(_map_chunks(run, chunks, workers, device))[:samples]
+    rho = torch.cat(_map_chunks(run, chunks, workers, device), dim=1)[:, :samples]
     return rho.numpy()
 
 
@@ -434,204 +444,3 @@ def distribution_mode(samples) -> float:
         return float(x[0])
     grid = np.linspace(x.min(), x.max(), 2001)
     return float(grid[np.argmax(gaussian_kde(x)(grid))])
-
-
-SWEEP_SIZES = {
-    "quick": {"widths": [16, 32, 64, 128], "depths": [1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64],
-              "samples": [256, 128, 64, 32]},
-    "paper": {"widths": [16, 32, 64, 128, 256], "depths": [1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, 91, 128],
-              "samples": [4096, 2048, 1024, 512, 256]},
-}
-"""Sizes of the width x depth sweep of the chapter (samples per width)."""
-
-
-def width_depth_sweep(scale: str = "quick", *, seed: int = 0, device=None) -> dict:
-    """rho of Gaussian products over the widths and depths of ``SWEEP_SIZES[scale]`` (float32, the
-    precision the benchmark validates against float64). Returns ``{"config": ..., "arrays": {"rho_n16":
-    (len(depths), samples), ...}, "scalars": {"max_abs_f32_f64_deepest_widest": ...}}``; the last is
-    a float32-vs-float64 check on 32 samples of the widest, deepest cell. The rho arrays are stored
-    as float32 (their own accuracy is about 1e-7)."""
-    if scale not in SWEEP_SIZES:
-        raise ValueError(f"scale must be one of {tuple(SWEEP_SIZES)}, got {scale!r}")
-    size = SWEEP_SIZES[scale]
-    arrays = {f"rho_n{n}": product_entropy_sweep([n], size["depths"], s, seed=seed, device=device,
-                                                 dtype=torch.float32)[0].astype(np.float32)  # half the storage
-              for n, s in zip(size["widths"], size["samples"])}
-    n, d = size["widths"][-1], size["depths"][-1]
-    check = {dt: sample_product_entropy(n, d, 32, seed=seed, device=device, dtype=dt)
-             for dt in (torch.float32, torch.float64)}
-    diff = float(np.abs(check[torch.float32] - check[torch.float64]).max())
-    return {"config": {"scale": scale, **size, "dist": "normal", "dtype": "float32", "seed": seed},
-            "arrays": arrays, "scalars": {"max_abs_f32_f64_deepest_widest": diff}}
-
-
-def stored_width_depth_sweep(scale: str = "quick", *, recompute: bool = False, seed: int = 0, device=None):
-    """The chapter's sweep: the stored ``book/results/finite_width_sweep`` when present (and not
-    ``recompute``), else computed now; a paper-scale computation is stored with provenance.
-    Returns ``(config, scalars, arrays, note)`` where ``note`` says where the numbers come from."""
-    import time
-    from support import results
-    stored = None if recompute else results.load("finite_width_sweep")
-    if stored is not None:
-        return stored.config, stored.scalars, stored.arrays, results.describe(stored)
-    start = time.perf_counter()
-    run = width_depth_sweep(scale, seed=seed, device=device)
-    if scale == "paper":
-        results.save("finite_width_sweep", config=run["config"], scalars=run["scalars"], arrays=run["arrays"],
-                      provenance_record=results.provenance(device=_resolve(device), seeds=[seed],
-                                                           wall_time_s=time.perf_counter() - start))
-        stored = results.load("finite_width_sweep")
-        return stored.config, stored.scalars, stored.arrays, results.describe(stored)
-    return run["config"], run["scalars"], run["arrays"], f"no stored result: computed now at scale {scale!r}"
-
-
-# ----------------------------------------------------------------------------- benchmark
-
-def _plain_loop(n: int, depth: int, samples: int, seed: int) -> np.ndarray:
-    """The reference the engine is timed against: numpy's default generator, one float32 product
-    and one SVD per sample (entropies computed once at the end)."""
-    rng = np.random.default_rng(seed)
-    spectra = np.empty((samples, n))
-    for i in range(samples):
-        w = rng.standard_normal((depth, n, n), dtype=np.float32)
-        prod = w[0]
-        for k in range(1, depth):
-            prod = w[k] @ prod
-        spectra[i] = np.linalg.svd(prod, compute_uv=False)
-    return entropy_of_spectrum(spectra)
-
-
-def _timed(fn) -> float:
-    import time
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def _split2(fn, total: int):
-    """Run ``fn(count)`` on two Python threads with one torch thread each (half the work each)."""
-    def both():
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(2) as pool:
-                list(pool.map(fn, [total // 2, total - total // 2]))
-        finally:
-            torch.set_num_threads(previous)
-    return both
-
-
-def floor_times(n: int, depth: int, samples: int) -> dict:
-    """Seconds the machine needs, at best, for the engine's work (float32): drawing its random
-    variates with the fastest generator found, the ``depth - 1`` dense products per sample at the
-    measured batched matmul rate, and one batched SVD per sample. Each stage is timed in the best of
-    a few configurations (torch intra-op threads, two Python threads, numpy)."""
-    a = (n + 1) // 2
-    variates = samples * depth * (a * n + n)  # Bartlett: normals of the (a, n) block plus the chi diagonal
-    piece = 1 << 22
-    buf = torch.empty(piece)
-    gen = torch.Generator().manual_seed(0)
-    rng = np.random.default_rng(0)
-    nbuf = np.empty(piece, dtype=np.float32)
-
-    def torch_normals(count):
-        local = torch.empty(piece)
-        g = torch.Generator().manual_seed(count)
-        for _ in range(max(1, count // piece)):
-            local.normal_(generator=g)
-    reps = max(2, variates // piece // 4)  # time a quarter of the work, extrapolate
-    rng_rate = max(
-        reps * piece / _timed(lambda: [buf.normal_(generator=gen) for _ in range(reps)]),
-        reps * piece / _timed(_split2(torch_normals, reps * piece)),
-        reps * piece / _timed(lambda: [rng.standard_normal(out=nbuf, dtype=np.float32) for _ in range(reps)]),
-    )
-    batch = min(samples, 1024)
-    x, y = torch.randn(batch, n, n), torch.randn(batch, n, n)
-    out = torch.empty(batch, n, n)
-
-    def bmm_half(count):
-        torch.bmm(x[:count], y[:count])
-    flops = 2.0 * n ** 3 * batch
-    mm_rate = max(flops / _timed(lambda: torch.bmm(x, y, out=out)),
-                  flops / _timed(_split2(bmm_half, batch)))
-    mats = torch.randn(samples, n, n)
-
-    def svd_half(count):
-        torch.linalg.svdvals(mats[:count])
-    svd_s = min(_timed(lambda: torch.linalg.svdvals(mats)), _timed(_split2(svd_half, samples)),
-                _timed(lambda: np.linalg.svd(mats.numpy(), compute_uv=False)))
-    t = {"rng_s": variates / rng_rate, "products_s": 2.0 * n ** 3 * samples * (depth - 1) / mm_rate,
-         "svd_s": svd_s}
-    t["floor_s"] = sum(t.values())
-    t.update(variates=variates, rng_rate_per_s=rng_rate, matmul_gflops=mm_rate / 1e9)
-    return t
-
-
-def benchmark(n: int = 64, depth: int = 16, samples: int = 4096, repeats: int = 3, seed: int = 0) -> dict:
-    """Time the engine (float32) against the plain per-sample numpy loop and against the floor of
-    :func:`floor_times`, interleaved ``repeats`` times (the machine may be shared: medians count),
-    and measure the largest float32-vs-float64 difference of rho on the same samples. The engine is
-    timed with its default workers (one per core) and with one worker: the plain loop runs on one
-    core, so the second ratio is the per-core speed-up, the first what the machine delivers now."""
-    rows = []
-    for _ in range(repeats):
-        row = {"plain_loop_s": _timed(lambda: _plain_loop(n, depth, samples, seed)),
-               "engine_s": _timed(lambda: sample_product_entropy(n, depth, samples, seed=seed,
-                                                                  dtype=torch.float32)),
-               "engine_1worker_s": _timed(lambda: sample_product_entropy(n, depth, samples, seed=seed,
-                                                                         dtype=torch.float32, workers=1))}
-        row.update({k: v for k, v in floor_times(n, depth, samples).items()})
-        rows.append(row)
-    med = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
-    r32 = sample_product_entropy(n, depth, samples, seed=seed, dtype=torch.float32)
-    r64 = sample_product_entropy(n, depth, samples, seed=seed, dtype=torch.float64)
-    ref = _plain_loop(n, depth, min(samples, 1024), seed + 1)
-    med.update(speedup_vs_loop=med["plain_loop_s"] / med["engine_s"],
-               speedup_vs_loop_1worker=med["plain_loop_s"] / med["engine_1worker_s"],
-               engine_over_floor=med["engine_s"] / med["floor_s"],
-               max_abs_f32_f64=float(np.abs(r32 - r64).max()), engine_mean_rho=float(r64.mean()),
-               loop_mean_rho=float(ref.mean()), repeats=repeats, n=n, depth=depth, samples=samples)
-    if torch.cuda.is_available():
-        dev = torch.device("cuda")
-        sample_product_entropy(n, depth, samples, device=dev, dtype=torch.float32)  # warm-up
-        def gpu():
-            sample_product_entropy(n, depth, samples, device=dev, dtype=torch.float32)
-            torch.cuda.synchronize()
-        med.update(gpu_engine_s=float(np.median([_timed(gpu) for _ in range(repeats)])),
-                   gpu_name=torch.cuda.get_device_name(dev))
-    return med
-
-
-def main(argv=None) -> None:
-    """``python -m support.simulate --bench [--n 64 --depth 16 --samples 4096 --repeats 3 --save]``; the
-    machine's load average is printed and stored with the result (the machine may be shared)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bench", action="store_true", help="run the benchmark")
-    parser.add_argument("--n", type=int, default=64)
-    parser.add_argument("--depth", type=int, default=16)
-    parser.add_argument("--samples", type=int, default=4096)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--save", action="store_true",
-                        help="store the result as book/results/finite_width_benchmark.json")
-    args = parser.parse_args(argv)
-    if not args.bench:
-        parser.error("nothing to do: pass --bench")
-    import time
-    from support import results
-    start = time.perf_counter()
-    load_before = os.getloadavg()[0]
-    res = benchmark(args.n, args.depth, args.samples, args.repeats)
-    wall = time.perf_counter() - start
-    res.update(load_average_before=load_before, load_average_after=os.getloadavg()[0], cpu_count=os.cpu_count())
-    print(f"n={args.n} depth={args.depth} samples={args.samples} float32, "
-          f"medians of {args.repeats} interleaved repeats, {torch.get_num_threads()} torch threads")
-    for key, value in res.items():
-        print(f"  {key:22s} {value:.6g}" if isinstance(value, float) else f"  {key:22s} {value}")
-    if args.save:
-        path = results.save("finite_width_benchmark", config=vars(args), scalars=res,
-                            provenance_record=results.provenance(device="cpu", seeds=[0], wall_time_s=wall))
-        print(f"saved {path}")
-
-
-if __name__ == "__main__":
-    main()

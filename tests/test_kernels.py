@@ -1,33 +1,109 @@
-"""Tests of support.kernels: activations, batched MLPs, Gram matrices, data, training."""
+"""Tests of support.kernels: infinite-width kernels, batched MLPs, Gram matrices, data, training."""
 import math
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import xlogy
 
 from support import kernels as k
-from support.rank import entropy_of_spectrum, numerical_rank
-
+from support.rank import (
+    entropy_of_spectrum,
+    gram_entropy,
+    numerical_rank,
+    spectral_entropy,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-REFERENCE = {
-    "linear": lambda z: z, "tanh": torch.tanh, "relu": torch.nn.ReLU(), "leaky_relu": torch.nn.LeakyReLU(0.01),
-    "selu": torch.nn.SELU(), "gelu": torch.nn.GELU(), "sine": lambda z: torch.sin(30.0 * z),
-}
+# ------------------------------------------------------------------ infinite width
+
+def test_arccos_map_closed_values_monotone_and_convex():
+    assert k.arccos_correlation(0.0) == pytest.approx(1 / math.pi)
+    assert k.arccos_correlation(1.0) == pytest.approx(1.0)
+    assert k.arccos_correlation(-1.0) == pytest.approx(0.0, abs=1e-12)
+    c = np.linspace(-1, 1, 401)
+    f = k.arccos_correlation(c)
+    assert np.all(np.diff(f) > 0) and np.all(np.diff(f, 2) > 0)
+    assert np.all(f >= c - 1e-12)  # correlations only grow
 
 
-@pytest.mark.parametrize("name", k.ACTIVATIONS)
-def test_activations_match_torch_modules(name):
-    z = torch.linspace(-3, 3, 101)
-    assert torch.allclose(k.activate(z, name), REFERENCE[name](z))
+@pytest.mark.parametrize("c", [-0.8, -0.3, 0.0, 0.4, 0.9])
+def test_arccos_map_is_the_correlation_of_relu_features(c):
+    z = np.random.default_rng(0).standard_normal((2, 400_000))
+    u, v = z[0], c * z[0] + math.sqrt(1 - c * c) * z[1]
+    ru, rv = np.maximum(u, 0), np.maximum(v, 0)
+    assert np.mean(ru * rv) / np.mean(ru * ru) == pytest.approx(float(k.arccos_correlation(c)), abs=5e-3)
 
+
+def test_infinite_width_relu_layer_matches_a_very_wide_layer():
+    """One ReLU then a linear layer of width M: (1/M) Z Z^T -> D^(1/2) f(C) D^(1/2) / 2 for the
+    pre-activations of a wide layer; the library drops the positive factor."""
+    x = np.random.default_rng(1).standard_normal((5, 3))
+    gram = x @ x.T
+    z = np.linalg.cholesky(gram + 1e-12 * np.eye(5)) @ np.random.default_rng(2).standard_normal((5, 400_000))
+    wide = np.maximum(z, 0) @ np.maximum(z, 0).T / z.shape[1]
+    np.testing.assert_allclose(wide, k.infinite_width_gram(x, 2) / 2, atol=0.02 * np.abs(gram).max())
+    np.testing.assert_allclose(k.infinite_width_gram(x, 1), gram)
+    np.testing.assert_allclose(k.infinite_width_gram(x, 5, "linear"), gram)
+
+
+def test_infinite_width_entropy_and_centring():
+    x = np.random.default_rng(3).standard_normal((4, 6, 6))  # a batch of 4 input sets
+    lin = k.infinite_width_gram_entropy(x, [1, 2, 8], "linear")
+    assert lin.shape == (3, 4) and np.allclose(lin, lin[0])  # linear: no depth effect at infinite width
+    phi = x - x.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(k.centre_gram(x @ np.swapaxes(x, 1, 2)), phi @ np.swapaxes(phi, 1, 2), atol=1e-12)
+    raw = k.infinite_width_gram_entropy(x, [1, 4, 16], "relu", kernel="raw")
+    assert np.all(np.diff(raw, axis=0) < 0)
+    with pytest.raises(ValueError, match="kernel"):
+        k.infinite_width_gram_entropy(x, [1], kernel="cosine")
+    with pytest.raises(ValueError, match="activation"):
+        k.infinite_width_gram(x, 2, "tanh")
+
+
+def test_raw_relu_ceiling_is_exact_for_orthogonal_inputs():
+    # orthogonal inputs: K = (1 - c) I + c 11^T with c = f^(d-1)(0)
+    for n, depth in ((10, 2), (16, 8)):
+        c = 0.0
+        for _ in range(depth - 1):
+            c = float(k.arccos_correlation(c))
+        a = (1 + (n - 1) * c) / n
+        expected = -xlogy(a, a) - (n - 1) * xlogy((1 - a) / (n - 1), (1 - a) / (n - 1))
+        assert float(k.raw_relu_entropy_ceiling(np.eye(n), depth)) == pytest.approx(expected)
+        assert k.orthogonal_raw_relu_entropy(n, depth) == pytest.approx(expected)
+        assert float(spectral_entropy(k.infinite_width_gram(np.eye(n), depth))) == pytest.approx(expected)
+    # ten orthogonal inputs at depths 2, 4, 8, 16: the values the book quotes
+    np.testing.assert_allclose([float(k.raw_relu_entropy_ceiling(np.eye(10), d)) for d in (2, 4, 8, 16)],
+                               [2.02, 1.43, 0.84, 0.40], atol=0.006)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 8), dim=st.integers(1, 8), depth=st.integers(1, 12), seed=st.integers(0, 10_000))
+def test_raw_relu_ceiling_bounds_every_input_set(n, dim, depth, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim)) * rng.uniform(0.2, 3.0, (n, 1))  # unequal norms
+    exact = float(spectral_entropy(k.infinite_width_gram(x, depth)))
+    assert exact <= float(k.raw_relu_entropy_ceiling(x @ x.T, depth)) + 1e-9
+
+
+def test_infinite_width_rejects_bad_inputs():
+    with pytest.raises(ValueError, match="nonzero"):
+        k.infinite_width_gram(np.array([[1.0, 0.0], [0.0, 0.0]]), 3)
+    with pytest.raises(ValueError, match="gram"):
+        k.raw_relu_entropy_ceiling(np.ones((2, 3)), 2)
+    with pytest.raises(ValueError, match="depth"):
+        k.raw_relu_entropy_ceiling(np.eye(3), 0)
+    with pytest.raises(ValueError, match="inputs"):
+        k.orthogonal_raw_relu_entropy(1, 3)
+
+
+# ------------------------------------------------------------------ trained networks
 
 def test_unknown_activation_is_rejected():
-    with pytest.raises(ValueError, match="activation"):
-        k.activate(torch.zeros(3), "swish")
     with pytest.raises(ValueError, match="activation"):
         k.init_mlp(4, 8, 2, 3, "swish", (0,))
 
@@ -43,11 +119,11 @@ def test_mlp_shapes_and_seed_reproducibility():
 
 
 @pytest.mark.parametrize("kwargs, error", [
-    (dict(depth=1), ValueError), (dict(width=0), ValueError), (dict(seeds=()), ValueError),
-    (dict(seeds=(0, 0)), ValueError), (dict(depth=2.0), TypeError),
+    ({"depth": 1}, ValueError), ({"width": 0}, ValueError), ({"seeds": ()}, ValueError),
+    ({"seeds": (0, 0)}, ValueError), ({"depth": 2.0}, TypeError),
 ])
 def test_init_rejects_bad_arguments(kwargs, error):
-    args = dict(in_dim=4, width=8, out_dim=2, depth=3, activation="relu", seeds=(0,))
+    args = {"in_dim": 4, "width": 8, "out_dim": 2, "depth": 3, "activation": "relu", "seeds": (0,)}
     args.update(kwargs)
     with pytest.raises(error):
         k.init_mlp(**args)
@@ -57,6 +133,14 @@ def test_init_rejects_bad_arguments(kwargs, error):
 def test_init_variance_follows_the_gain(name, gain):
     net = k.init_mlp(256, 256, 2, 3, name, range(4))
     assert abs(float(net.weights[1].std()) * math.sqrt(256) / gain - 1) < 0.02
+    assert abs(float(net.weights[2].std()) * math.sqrt(256) - 1) < 0.05  # linear read-out: gain 1
+
+
+def test_init_streams_come_from_the_seeding_helper():
+    from support.seeding import torch_generator
+    net = k.init_mlp(6, 5, 2, 3, "tanh", (7,))
+    expected = torch.randn(5, 5, generator=torch_generator(7, "mlp-init", 1)) * (5 / 3) / math.sqrt(5)
+    assert torch.allclose(net.weights[1][0], expected)
 
 
 def test_siren_init_bounds():
@@ -85,23 +169,26 @@ def test_forward_matches_a_per_seed_reference():
 
 @settings(max_examples=20, deadline=None)
 @given(n=st.integers(2, 12), width=st.integers(1, 12), seed=st.integers(0, 100))
-def test_gram_entropy_is_the_entropy_of_squared_singular_values(n, width, seed):
+def test_the_kernel_measure_is_the_entropy_of_the_grams_eigenvalues(n, width, seed):
+    """The chapters measure rho(K) with support.rank.gram_entropy on embeddings: the entropy of
+    K = Phi Phi^T's eigenvalues, raw and centred."""
     phi = torch.randn(n, width, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     kmat = k.gram(phi)
     assert torch.allclose(kmat, kmat.T) and torch.linalg.eigvalsh(kmat).min() > -1e-9
-    s = np.linalg.svd(phi.numpy(), compute_uv=False)
-    assert math.isclose(float(k.gram_entropy(phi)), float(entropy_of_spectrum(s ** 2)), rel_tol=1e-9, abs_tol=1e-12)
-    centred = phi.numpy() - phi.numpy().mean(0)
-    sc = np.linalg.svd(centred, compute_uv=False)
-    if sc.max() > 1e-9:
-        assert math.isclose(float(k.gram_entropy(phi, centre=True)), float(entropy_of_spectrum(sc ** 2)),
-                            rel_tol=1e-9, abs_tol=1e-9)
+    eig = np.clip(np.linalg.eigvalsh(kmat.numpy()), 0, None)
+    assert math.isclose(float(gram_entropy(phi)), float(entropy_of_spectrum(eig)), rel_tol=1e-7, abs_tol=1e-7)
+    centred = k.centre_gram(kmat.numpy())
+    eig_c = np.clip(np.linalg.eigvalsh(centred), 0, None)
+    if eig_c.max() > 1e-9:
+        assert math.isclose(float(gram_entropy(phi, centre=True)), float(entropy_of_spectrum(eig_c)),
+                            rel_tol=1e-6, abs_tol=1e-6)
 
 
-def test_gram_entropy_of_a_rank_one_embedding_is_zero_and_centring_removes_a_shared_mean():
-    phi = torch.ones(10, 4, dtype=torch.float64) + 1e-3 * torch.randn(10, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    assert float(k.gram_entropy(phi)) < 0.01
-    assert float(k.gram_entropy(phi, centre=True)) > 1.0
+def test_centring_removes_a_shared_mean_embedding():
+    noise = torch.randn(10, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    phi = torch.ones(10, 4, dtype=torch.float64) + 1e-3 * noise
+    assert float(gram_entropy(phi)) < 0.01
+    assert float(gram_entropy(phi, centre=True)) > 1.0
     with pytest.raises(ValueError):
         k.gram(torch.zeros(3))
 
@@ -138,18 +225,3 @@ def test_training_lowers_the_loss_and_seeds_are_independent():
     assert all(torch.allclose(a[1], b[0], atol=1e-5) for a, b in zip(both.weights, alone.weights))
     with pytest.raises(ValueError):
         k.train_mlp(d, 3, "relu", (0,), lr=0.0)
-
-
-def test_tiny_sweep_shapes():
-    s = {**k.sweep_settings("quick"), "seeds": (0, 1), "depths": (2, 3), "activations": ("relu", "sine"),
-         "steps": 3, "width": 8, "heatmap_per_class": 2}
-    out = k.trained_sweep(s, "digits")
-    assert out["rho_trained"].shape == out["test_accuracy"].shape == (2, 2, 2)
-    assert out["heatmaps"].shape == (2, 2, 20, 20) and np.abs(out["heatmaps"]).max() <= 1.0
-    syn = k.trained_sweep({**s, "synthetic": {"n_train": 32, "n_test": 16, "in_dim": 6, "out_dim": 6, "rank": 2}},
-                          "synthetic")
-    assert "heatmaps" not in syn and syn["rho_init"].shape == (2, 2, 2)
-    with pytest.raises(ValueError):
-        k.trained_sweep(s, "mnist")
-    with pytest.raises(ValueError):
-        k.sweep_settings("huge")

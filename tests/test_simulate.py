@@ -1,5 +1,5 @@
 """Tests of support.simulate: exact reproduction of the sampled matrices, invariance to chunking,
-the Bartlett law, closed-form limits, precision, and input validation."""
+the Bartlett law, the Gaussian-layer shortcut, closed-form limits, precision, and input validation."""
 import math
 
 import numpy as np
@@ -10,8 +10,14 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from support.rank import spectral_entropy
-from support.simulate import (BLOCK, bartlett_, block_generator, sample_gram_entropy,
-                              sample_product_entropy)
+from support.simulate import (
+    BLOCK,
+    bartlett_,
+    block_generator,
+    sample_gram_entropy,
+    sample_gram_entropy_depths,
+    sample_product_entropy,
+)
 
 
 def _manual_products(n, depth, seed, dist):
@@ -101,44 +107,96 @@ def test_float32_agrees_with_float64():
     assert np.abs(r32 - r64).max() < 1e-4
 
 
-@pytest.mark.parametrize("activation,bias,centre", [("linear", False, False), ("relu", True, True)])
-def test_gram_matches_a_direct_computation(activation, bias, centre):
-    inputs, input_dim, width, depth = 7, 3, 5, 2
-    rho = sample_gram_entropy(depth, BLOCK, activation=activation, inputs=inputs, input_dim=input_dim,
-                              width=width, bias=bias, centre=centre, seed=4)
-    gen = block_generator(4, 0)
-    draw = lambda *shape: torch.empty(BLOCK, *shape).normal_(generator=gen).double().numpy()
-    h = draw(inputs, input_dim)
-    fan_in = input_dim
-    for _ in range(depth):
-        w = draw(width, fan_in) / math.sqrt(fan_in)
-        h = np.einsum("bij,bkj->bik", h, w)
-        if bias:
-            h = h + draw(1, width) / math.sqrt(fan_in)
-        if activation == "relu":
+def test_block_streams_are_seed_sequence_streams():
+    """The block generators' states are SeedSequence([seed, block]) states, as they always were,
+    so stored results made before the seeding helper existed reproduce."""
+    for seed, block in ((0, 0), (3, 17)):
+        state = np.random.SeedSequence([seed, block]).generate_state(1, np.uint64)[0]
+        expected = torch.empty(5).normal_(generator=torch.Generator().manual_seed(int(state)))
+        assert torch.equal(torch.empty(5).normal_(generator=block_generator(seed, block)), expected)
+
+
+def _manual_gram_entropy(depth, activation, kernel, dist, inputs=7, input_dim=3, width=5, seed=4):
+    """The first block's rho(K), one network at a time in numpy float64, from the sampler's stream
+    (Gaussian inputs, then one full weight matrix per layer)."""
+    gen = block_generator(seed, 0)
+
+    def draw(*shape, law=dist):
+        x = torch.empty(BLOCK, *shape)
+        x = x.normal_(generator=gen) if law == "normal" else x.uniform_(-1, 1, generator=gen)
+        return x.double().numpy()
+    h = draw(inputs, input_dim, law="normal")
+    for layer in range(depth):
+        if layer and activation == "relu":
             h = np.maximum(h, 0)
-        fan_in = width
-    if centre:
+        fan_in = h.shape[-1]
+        w = draw(width, fan_in) * (1 / math.sqrt(fan_in) if dist == "normal" else math.sqrt(3 / fan_in))
+        h = np.stack([h[i] @ w[i].T for i in range(BLOCK)])
+    if kernel == "centred":
         h = h - h.mean(axis=1, keepdims=True)
-    gram = np.einsum("bij,bkj->bik", h, h)
-    np.testing.assert_allclose(rho, spectral_entropy(gram), atol=1e-8)
+    return spectral_entropy(np.einsum("bij,bkj->bik", h, h))
 
 
-def test_gram_chunking_and_rank_bound():
-    a = sample_gram_entropy(3, 2 * BLOCK, activation="linear", inputs=12, input_dim=4, width=6, chunk_size=BLOCK)
-    b = sample_gram_entropy(3, 2 * BLOCK, activation="linear", inputs=12, input_dim=4, width=6, workers=1)
+@pytest.mark.parametrize("activation,kernel,dist", [("linear", "raw", "normal"), ("relu", "centred", "normal"),
+                                                    ("relu", "raw", "uniform")])
+def test_gram_matches_a_direct_computation(activation, kernel, dist):
+    rho = sample_gram_entropy(3, BLOCK, activation=activation, kernel=kernel, dist=dist, inputs=7, input_dim=3,
+                              width=5, shortcut=False, seed=4)
+    np.testing.assert_allclose(rho, _manual_gram_entropy(3, activation, kernel, dist), atol=1e-8)
+
+
+@pytest.mark.parametrize("activation,kernel", [("relu", "raw"), ("relu", "centred"), ("linear", "centred")])
+def test_gaussian_shortcut_has_the_law_of_full_weight_matrices(activation, kernel):
+    kw = {"activation": activation, "kernel": kernel, "inputs": 6, "input_dim": 4, "width": 12}
+    fast = sample_gram_entropy_depths([1, 3], 2048, seed=0, **kw)
+    full = sample_gram_entropy_depths([1, 3], 2048, seed=1, shortcut=False, **kw)
+    for a, b in zip(fast, full):
+        assert stats.ks_2samp(a, b).pvalue > 1e-3
+
+
+def test_a_depth_one_network_is_linear_whatever_the_activation():
+    relu = sample_gram_entropy(1, 100, activation="relu", seed=2)
+    np.testing.assert_array_equal(relu, sample_gram_entropy(1, 100, activation="linear", seed=2))
+    assert not np.allclose(sample_gram_entropy(2, 100, activation="relu", seed=2),
+                           sample_gram_entropy(2, 100, activation="linear", seed=2))
+
+
+@pytest.mark.parametrize("shortcut", [True, False])
+def test_gram_depth_checkpoints_equal_separate_runs(shortcut):
+    kw = {"inputs": 5, "input_dim": 3, "width": 7, "seed": 9, "shortcut": shortcut}
+    path = sample_gram_entropy_depths([1, 2, 4], 70, chunk_size=BLOCK, **kw)
+    assert path.shape == (3, 70)
+    for row, d in zip(path, [1, 2, 4]):
+        np.testing.assert_array_equal(row, sample_gram_entropy(d, 70, workers=1, **kw))
+
+
+def test_gram_chunking_and_rank_bounds():
+    kw = {"activation": "linear", "kernel": "raw", "inputs": 12, "input_dim": 4, "width": 6}
+    a = sample_gram_entropy(3, 2 * BLOCK, chunk_size=BLOCK, **kw)
+    b = sample_gram_entropy(3, 2 * BLOCK, workers=1, **kw)
     np.testing.assert_array_equal(a, b)
     assert np.all(a <= math.log(4) + 1e-9)  # a linear network's K has rank <= input_dim
+    centred = sample_gram_entropy(2, BLOCK, inputs=6, input_dim=10, width=20)
+    assert np.all(centred <= math.log(5) + 1e-9)  # centring removes one dimension of N = 6 inputs
+    assert np.all(centred > 0)
+
+
+def test_default_construction_depth_effect():
+    """The book's construction: the raw ReLU kernel collapses with depth, the centred one far less."""
+    raw = sample_gram_entropy_depths([1, 16], 128, kernel="raw").mean(1)
+    centred = sample_gram_entropy_depths([1, 16], 128).mean(1)
+    assert raw[1] < 0.5 < raw[0] - 1.5
+    assert centred[1] > raw[1] + 0.5
 
 
 @pytest.mark.parametrize("kwargs,name", [
-    (dict(n=0, depth=1, samples=1), "n"), (dict(n=2, depth=0, samples=1), "depth"),
-    (dict(n=2, depth=1, samples=0), "samples"), (dict(n=2, depth=1, samples=1, dist="cauchy"), "dist"),
-    (dict(n=2, depth=1, samples=1, dist="lowrank"), "rank"),
-    (dict(n=2, depth=1, samples=1, dist="lowrank", rank=3), "rank"),
-    (dict(n=2, depth=1, samples=1, chunk_size=10), "chunk_size"),
-    (dict(n=2, depth=1, samples=1, dtype=torch.float16), "dtype"),
-    (dict(n=2, depth=1, samples=1, spectrum="qr"), "spectrum"),
+    ({"n": 0, "depth": 1, "samples": 1}, "n"), ({"n": 2, "depth": 0, "samples": 1}, "depth"),
+    ({"n": 2, "depth": 1, "samples": 0}, "samples"), ({"n": 2, "depth": 1, "samples": 1, "dist": "cauchy"}, "dist"),
+    ({"n": 2, "depth": 1, "samples": 1, "dist": "lowrank"}, "rank"),
+    ({"n": 2, "depth": 1, "samples": 1, "dist": "lowrank", "rank": 3}, "rank"),
+    ({"n": 2, "depth": 1, "samples": 1, "chunk_size": 10}, "chunk_size"),
+    ({"n": 2, "depth": 1, "samples": 1, "dtype": torch.float16}, "dtype"),
+    ({"n": 2, "depth": 1, "samples": 1, "spectrum": "qr"}, "spectrum"),
 ])
 def test_bad_input_raises_naming_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -152,14 +210,22 @@ def test_bad_gram_input():
         sample_gram_entropy(0, 4)
     with pytest.raises(ValueError, match="dist"):
         sample_gram_entropy(2, 4, dist="orthogonal")
+    with pytest.raises(ValueError, match="kernel"):
+        sample_gram_entropy(2, 4, kernel="cosine")
+    with pytest.raises(ValueError, match="inputs"):
+        sample_gram_entropy(2, 4, inputs=1)
+    with pytest.raises(ValueError, match="increasing"):
+        sample_gram_entropy_depths([2, 2], 4)
+    with pytest.raises(ValueError, match="dtype"):
+        sample_gram_entropy(2, 4, dtype=torch.float16)
     with pytest.raises(TypeError, match="n"):
         sample_product_entropy(2.5, 1, 1)
 
 
 def test_block_triangular_products_equal_dense_products_of_bartlett_factors():
-    from support.simulate import _bartlett_products
+    from support.simulate import bartlett_products
     n, depth = 7, 4
-    prod = next(_bartlett_products([block_generator(2, 0)], n, [depth], torch.float64, "cpu"))
+    prod = next(bartlett_products([block_generator(2, 0)], n, [depth], torch.float64, "cpu"))
     gen = block_generator(2, 0)
     dense = bartlett_(torch.empty(BLOCK, n, n, dtype=torch.float64), gen)
     for _ in range(depth - 1):
@@ -200,14 +266,3 @@ def test_depth_checkpoints_equal_separate_runs(dist):
         np.testing.assert_array_equal(row, sample_product_entropy(5, d, 70, dist=dist, seed=9))
     with pytest.raises(ValueError, match="increasing"):
         sample_product_entropy_depths(5, [2, 2], 4)
-
-
-def test_benchmark_smoke_reports_ratios_and_precision():
-    from support import simulate
-
-    res = simulate.benchmark(n=8, depth=3, samples=128, repeats=1)
-    for key in ("plain_loop_s", "engine_s", "floor_s", "speedup_vs_loop", "engine_over_floor"):
-        assert res[key] > 0, key
-    assert res["speedup_vs_loop"] == pytest.approx(res["plain_loop_s"] / res["engine_s"])
-    assert res["max_abs_f32_f64"] < 1e-4
-    assert abs(res["engine_mean_rho"] - res["loop_mean_rho"]) < 0.05

@@ -1,0 +1,150 @@
+"""Recipes of the chapter *Non-linear networks*: the trained-network sweep of the paper's Observation 2.
+
+* :data:`SCALES` and :func:`sweep_settings`: which activations, depths, seeds and steps; the
+  "quick" scale is the chapter's live slice, the "paper" scale the stored sweep (seven
+  activations, depths 2 to 16, five seeds).
+* :func:`trained_sweep` trains every (activation, depth) on one dataset and measures rho(K)
+  before and after training; :func:`trained_record` runs it on both datasets in the form
+  :func:`support.results.cached` stores, under the name :data:`TRAINED_RESULT`.
+
+Command line::
+
+    python -m support.experiments.nonlinear_networks train --scale paper   # stores the sweep (CPU, ~20 min)
+    python -m support.experiments.nonlinear_networks train --scale quick   # the live slice, printed
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import torch
+
+from support import results
+from support.activations import ACTIVATIONS
+from support.kernels import (
+    class_sorted_subset,
+    embed,
+    evaluate,
+    gram,
+    init_mlp,
+    load_digits_dataset,
+    lowrank_regression_dataset,
+    train_mlp,
+)
+from support.rank import gram_entropy
+
+TRAINED_RESULT = "nonlinear_trained_paper"
+"""Stored-result name of the paper-scale sweep."""
+
+DATASETS = ("digits", "synthetic")
+PAPER_DEPTHS = (2, 4, 8, 16)
+SWEEP_CONFIG = {"width": 64, "steps": 600, "lr": 1e-3, "lr_overrides": {"sine": 3e-4}, "heatmap_per_class": 6,
+                "synthetic": {"n_train": 512, "n_test": 512, "in_dim": 32, "out_dim": 32, "rank": 4}}
+SCALES = {
+    "quick": {"seeds": (0, 1), "depths": (2, 8), "activations": ("linear", "relu", "tanh"), "steps": 300},
+    "paper": {"seeds": (0, 1, 2, 3, 4), "depths": PAPER_DEPTHS, "activations": ACTIVATIONS},
+}
+
+
+def sweep_settings(scale: str) -> dict:
+    """Settings of the trained-network sweep at ``scale`` ("quick" or "paper")."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {tuple(SCALES)}, got {scale!r}")
+    return {**SWEEP_CONFIG, **SCALES[scale]}
+
+
+def trained_sweep(settings: dict, dataset: str = "digits", data_seed: int = 0) -> dict:
+    """Train every (activation, depth) of ``settings`` on ``dataset`` ("digits" or "synthetic").
+
+    Returns arrays ``rho_init``, ``rho_trained`` (and their ``_centred`` versions),
+    ``train_loss``, ``test_loss`` (and ``test_accuracy`` for digits) of shape
+    ``(n_activations, n_depths, S)``, and for digits ``heatmaps`` ``(n_activations, n_depths, M,
+    M)``: the first seed's trained Gram matrix on a class-sorted test subset, divided by its
+    largest absolute entry, with the subset's labels in ``heatmap_labels``.
+
+    rho is measured on the embeddings of the whole test set. Every activation uses
+    ``settings["lr"]`` unless ``settings["lr_overrides"]`` names it (SIREN needs a smaller step).
+    """
+    if dataset == "digits":
+        data = load_digits_dataset(data_seed)
+        subset = class_sorted_subset(data.y_test, settings["heatmap_per_class"])
+    elif dataset == "synthetic":
+        data = lowrank_regression_dataset(**settings["synthetic"], seed=data_seed)
+        subset = None
+    else:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    keys = ["rho_init", "rho_trained", "rho_init_centred", "rho_trained_centred", "train_loss", "test_loss"]
+    if subset is not None:
+        keys.append("test_accuracy")
+    shape = (len(settings["activations"]), len(settings["depths"]), len(settings["seeds"]))
+    out = {k: np.zeros(shape) for k in keys}
+    maps = []
+    for a, act in enumerate(settings["activations"]):
+        row = []
+        for d, depth in enumerate(settings["depths"]):
+            init = init_mlp(data.in_dim, settings["width"], data.out_dim, depth, act, settings["seeds"])
+            phi = embed(init, data.x_test)
+            out["rho_init"][a, d] = gram_entropy(phi)
+            out["rho_init_centred"][a, d] = gram_entropy(phi, centre=True)
+            net = train_mlp(data, depth, act, settings["seeds"], width=settings["width"],
+                            steps=settings["steps"], lr=settings["lr_overrides"].get(act, settings["lr"]))
+            with torch.no_grad():
+                phi = embed(net, data.x_test)
+                out["rho_trained"][a, d] = gram_entropy(phi)
+                out["rho_trained_centred"][a, d] = gram_entropy(phi, centre=True)
+                if subset is not None:
+                    k = gram(embed(net, data.x_test[subset])[0].double())
+                    row.append((k / k.abs().max()).float().numpy())
+            for key, value in evaluate(net, data).items():
+                out[key][a, d] = value
+        if row:
+            maps.append(np.stack(row))
+    if maps:
+        out["heatmaps"] = np.stack(maps)
+        out["heatmap_labels"] = data.y_test[subset].numpy()
+    return out
+
+
+def trained_record(scale: str = "paper", data_seed: int = 0, log=None) -> dict:
+    """The sweep at ``scale`` on both datasets, as :func:`support.results.cached` stores it:
+    ``config`` (the settings), ``arrays`` (``<dataset>_<key>`` for every key of
+    :func:`trained_sweep`) and ``seeds``. ``log(line)`` is told when each dataset is done."""
+    settings = sweep_settings(scale)
+    arrays = {}
+    for dataset in DATASETS:
+        for key, value in trained_sweep(settings, dataset, data_seed).items():
+            arrays[f"{dataset}_{key}"] = value
+        if log is not None:
+            log(f"{dataset} done")
+    return {"config": {**settings, "data_seed": data_seed}, "arrays": arrays, "seeds": list(settings["seeds"])}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m support.experiments.nonlinear_networks",
+                                     description="Recipes of the chapter 'Non-linear networks'.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_train = sub.add_parser("train", help="train the sweep on digits and synthetic data (CPU); "
+                                           f"the paper scale is stored as {TRAINED_RESULT}")
+    p_train.add_argument("--scale", choices=tuple(SCALES), default="paper")
+    p_train.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p_train.add_argument("--allow-dirty", action="store_true",
+                         help="store even from a tree with uncommitted changes (development only)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    say = lambda line: print(line, flush=True)
+    if args.scale == "paper":
+        stored = results.cached(TRAINED_RESULT, lambda: trained_record("paper", log=say), recompute=True,
+                                device="cpu", allow_dirty=args.allow_dirty)
+        say(results.describe(stored))
+        return 0
+    record = trained_record(args.scale, log=say)
+    rho = record["arrays"]["digits_rho_trained"].mean(-1)
+    for a, act in enumerate(record["config"]["activations"]):
+        say(f"{act:10s} trained rho(K) on digits by depth {list(record['config']['depths'])}: "
+            + " ".join(f"{v:.3f}" for v in rho[a]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
