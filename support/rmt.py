@@ -10,7 +10,8 @@ Lyapunov exponents and products
 * :func:`lyapunov_spectrum`: Newman's exact Lyapunov exponents
   ``lambda_i = (1/2) [log(2 variance) + digamma((n - i + 1) / 2)]``.
 * :func:`lyapunov_qr`: the QR (Benettin) estimator of the same exponents from simulated products.
-* :func:`gaussian_products`: products renormalised as they are formed (no overflow at any depth).
+* :func:`renormalised_products`, :func:`gaussian_products`: products renormalised as they are
+  formed (no overflow at any depth); the one product chain of the library.
 
 The Fuss-Catalan law (width ``n -> infinity`` at fixed depth)
 
@@ -62,7 +63,7 @@ from support.checks import check_int
 from support.rank import entropy_of_spectrum
 
 __all__ = [
-    "lyapunov_spectrum", "lyapunov_qr", "gaussian_products",
+    "lyapunov_spectrum", "lyapunov_qr", "renormalised_products", "gaussian_products",
     "fuss_catalan_moment", "fuss_catalan_beta_parameters", "sample_fuss_catalan",
     "fuss_catalan_density", "fuss_catalan_expectation",
     "entropy_gap_large_width", "entropy_gap_large_depth",
@@ -251,14 +252,46 @@ def lyapunov_qr(n: int, depth: int, batch: int = 16, variance: float | None = No
     return (total / depth).cpu().numpy()
 
 
+def renormalised_products(draw, depths, shape, *, dtype, device):
+    """Yield ``(d, P, log_scale)`` along one chain ``W_d ... W_1`` at each depth ``d`` in ``depths``.
+
+    ``draw(out)`` fills a tensor of ``shape`` (``(batch, n, n)``) with the next factor of every
+    chain, in place. Before each multiplication the running product is divided by its Frobenius
+    norm, so nothing overflows or underflows at any depth; ``log_scale`` (float64, ``(batch,)``)
+    is the log of what was divided out, so the true product is ``exp(log_scale) * P``. ``P`` is
+    a buffer the next step overwrites: use it (or copy it) before asking for the next depth.
+    ``depths`` must be strictly increasing. The one product chain of the library: the samplers of
+    ``support.simulate`` and :func:`gaussian_products` both run on it.
+    """
+    import torch
+
+    depths = list(depths)
+    if not depths or any(b <= a for a, b in zip(depths, depths[1:])) or depths[0] < 1:
+        raise ValueError(f"depths must be a non-empty strictly increasing sequence of integers >= 1, got {depths}")
+    factor, prod, spare = (torch.empty(shape, dtype=dtype, device=device) for _ in range(3))
+    log_scale = torch.zeros(shape[0], dtype=torch.float64, device=device)
+    tiny = torch.finfo(dtype).tiny
+    draw(prod)
+    for depth in range(1, depths[-1] + 1):
+        if depth > 1:
+            norm = torch.linalg.matrix_norm(prod).clamp_min_(tiny)
+            log_scale = log_scale + torch.log(norm.to(torch.float64))
+            prod.div_(norm[:, None, None])
+            draw(factor)
+            torch.bmm(factor, prod, out=spare)
+            prod, spare = spare, prod
+        if depth in depths:
+            yield depth, prod, log_scale
+
+
 def gaussian_products(n: int, depths, batch: int = 1, variance: float | None = None, *,
                       seed: int = 0, device="cpu", dtype=None) -> dict:
     """Sample ``batch`` products ``P_d = W_d ... W_1`` of i.i.d. Gaussian factors, at each depth in ``depths``.
 
     One chain serves all requested depths (the depth-``d`` product of a chain is the depth-``d``
-    prefix of the deeper ones; marginally each is an exact sample). The running product is divided
-    by its Frobenius norm after every factor, so nothing overflows or underflows at any depth;
-    the scale is kept separately. Returns ``{d: (P, log_scale)}`` with ``P`` a torch tensor of shape
+    prefix of the deeper ones; marginally each is an exact sample), formed by
+    :func:`renormalised_products`, so nothing overflows or underflows at any depth; the scale is
+    kept separately. Returns ``{d: (P, log_scale)}`` with ``P`` a torch tensor of shape
     ``(batch, n, n)`` of unit Frobenius norm and ``log_scale`` of shape ``(batch,)`` (float64) such
     that the true product is ``exp(log_scale) * P``. Scale-invariant quantities (rho) use ``P``;
     growth rates (Furstenberg-Kesten) use ``log_scale``. See book/rank_volume_theorem.ipynb.
@@ -269,16 +302,14 @@ def gaussian_products(n: int, depths, batch: int = 1, variance: float | None = N
     variance = _check_variance(variance, n)
     torch, device, dtype, gen = _torch_setup(device, dtype, seed, "gaussian_products")
     std = math.sqrt(variance)
-    p = torch.eye(n, dtype=dtype, device=device).expand(batch, n, n)
-    log_scale = torch.zeros(batch, dtype=torch.float64, device=device)
+
+    def draw(out):
+        out.normal_(0.0, std, generator=gen)
+
     out = {}
-    for d in range(1, wanted[-1] + 1):
-        p = (torch.randn(batch, n, n, generator=gen, dtype=dtype, device=device) * std) @ p
+    for d, p, log_scale in renormalised_products(draw, wanted, (batch, n, n), dtype=dtype, device=device):
         norm = torch.linalg.matrix_norm(p)
-        p = p / norm[:, None, None]
-        log_scale = log_scale + torch.log(norm.to(torch.float64))
-        if d in wanted:
-            out[d] = (p, log_scale)
+        out[d] = (p / norm[:, None, None], log_scale + torch.log(norm.to(torch.float64)))
     return out
 
 

@@ -41,6 +41,7 @@ import torch
 from support.activations import activate, check_activation
 from support.checks import check_int
 from support.hardware import resolve_device, resolve_dtype
+from support.rmt import renormalised_products
 from support.rank import entropy_of_spectrum, gram_entropy
 from support.seeding import seed_sequence
 
@@ -216,25 +217,14 @@ def _fill_factor(out: torch.Tensor, gen: torch.Generator, dist: str, rank: int |
 def _dense_products(gens, n: int, depths, dtype: torch.dtype, device, dist: str, rank,
                     residual_scale: float):
     """Yield the products ``W_d ... W_1`` of dense random factors at each depth ``d`` in ``depths``
-    (increasing), ``BLOCK`` samples per generator, renormalised to unit Frobenius norm before each
-    multiplication."""
-    size = len(gens) * BLOCK
-    factor, prod, spare = (torch.empty(size, n, n, dtype=dtype, device=device) for _ in range(3))
+    (increasing), ``BLOCK`` samples per generator, along :func:`support.rmt.renormalised_products`."""
 
     def draw(buffer):
         for i, gen in enumerate(gens):
             _fill_factor(buffer[i * BLOCK:(i + 1) * BLOCK], gen, dist, rank, residual_scale)
 
-    draw(prod)
-    tiny = torch.finfo(dtype).tiny
-    for depth in range(1, depths[-1] + 1):
-        if depth > 1:
-            prod.div_(torch.linalg.matrix_norm(prod).clamp_min_(tiny)[:, None, None])
-            draw(factor)
-            torch.bmm(factor, prod, out=spare)
-            prod, spare = spare, prod
-        if depth in depths:
-            yield prod
+    for _, prod, _ in renormalised_products(draw, depths, (len(gens) * BLOCK, n, n), dtype=dtype, device=device):
+        yield prod
 
 
 def _spectrum(p: torch.Tensor, method: str) -> torch.Tensor:

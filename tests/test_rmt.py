@@ -435,3 +435,25 @@ def test_entropy_drift_shapes_common_random_numbers_and_identity_value():
 def test_bad_input_raises(call, error):
     with pytest.raises(error):
         call()
+
+
+def test_renormalised_products_equal_the_plain_product_with_its_scale():
+    gen = torch.Generator().manual_seed(0)
+    factors = torch.randn(5, 3, 4, 4, generator=gen, dtype=torch.float64)  # depth, batch, n, n
+    drawn = iter(factors)
+
+    def draw(out):
+        out.copy_(next(drawn))
+
+    seen = {}
+    for d, p, log_scale in rmt.renormalised_products(draw, [1, 3, 5], (3, 4, 4), dtype=torch.float64, device="cpu"):
+        seen[d] = (p.clone(), log_scale.clone())
+    plain = factors[0]
+    for d in range(2, 6):
+        plain = factors[d - 1] @ plain
+        if d in seen:
+            p, log_scale = seen[d]
+            torch.testing.assert_close(torch.exp(log_scale)[:, None, None] * p, plain)
+    assert torch.equal(seen[1][0], factors[0]) and torch.equal(seen[1][1], torch.zeros(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        next(rmt.renormalised_products(draw, [2, 2], (3, 4, 4), dtype=torch.float64, device="cpu"))
