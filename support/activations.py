@@ -4,11 +4,11 @@ The paper's Observation 2 trains multilayer perceptrons with seven activations (
 ReLU, leaky ReLU, SELU, GELU and SIREN's sine); its Observation 1 samples random linear and ReLU
 networks. The chapters *Non-linear networks* (trained networks, ``support.kernels``) and
 *Finite-width simulations* (random networks, ``support.simulate``) both take an activation by
-name from :data:`ACTIVATIONS` and apply it with :func:`activate`.
+name from ``ACTIVATIONS`` and apply it with :func:`activate`.
 
 * ``"sine"`` is SIREN's ``sin(SIREN_OMEGA * z)`` (Sitzmann et al., 2020); its networks use their
   own uniform initialisation (``support.kernels.init_mlp``), not a gain.
-* ``"leaky_relu"`` has negative slope :data:`LEAKY_SLOPE`.
+* ``"leaky_relu"`` has negative slope ``LEAKY_SLOPE``.
 * :func:`gain` is the factor ``g`` of the usual initialisation variance ``g^2 / fan_in`` that
   keeps the activations' scale through depth: 1 for linear and SELU (the self-normalising
   choice), 5/3 for tanh, sqrt(2) for ReLU and GELU, sqrt(2 / (1 + slope^2)) for leaky ReLU.
@@ -43,7 +43,7 @@ _GAINS = {"linear": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0), "gelu": math
 
 
 def check_activation(name: str) -> str:
-    """``name`` if it is one of :data:`ACTIVATIONS`; ValueError naming the choices otherwise."""
+    """``name`` if it is one of ``ACTIVATIONS``; ValueError naming the choices otherwise."""
     if name not in _FUNCTIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
     return name

@@ -7,8 +7,8 @@ rank on a kernel: the Gram matrix ``K = Phi Phi^T`` of the embeddings ``Phi`` (`
 row per input) that a network gives ``N`` inputs. ``rho(K)`` is the entropy of K's normalised
 eigenvalues, i.e. of the squared singular values of ``Phi`` (:func:`support.rank.gram_entropy`).
 
-Design
-------
+What is here
+------------
 * Random networks at infinite width: :func:`arccos_correlation` (Cho & Saul's arc-cosine map,
   the correlation a ReLU layer passes on), :func:`infinite_width_gram` (the kernel of the
   Observation-1 construction of ``support.simulate.sample_gram_entropy`` as width -> infinity)

@@ -1,7 +1,7 @@
 """One figure style for the whole book, so that chapters compare at a glance and read at column width.
 
 ``apply_style()`` is called once at the top of every chapter. Figures are at most
-:data:`MAX_WIDTH_IN` inches wide (the content column at 100 dpi) with fonts of at least 9 pt, so
+``MAX_WIDTH_IN`` inches wide (the content column at 100 dpi) with fonts of at least 9 pt, so
 text stays legible where the browser shows them at their natural size; wider layouts stack
 panels instead. ``depth_colors`` gives the depth-ordered palette every depth sweep uses (shallow
 = light, deep = dark), ``PAPER_MARKER`` the marker style for values read off the paper's
@@ -43,7 +43,7 @@ def apply_style() -> None:
 
 
 def figure(nrows: int = 1, ncols: int = 1, *, width: float = 6.4, row_height: float = 3.2, **kwargs):
-    """``plt.subplots`` at the book's size: ``width`` inches (at most :data:`MAX_WIDTH_IN`) and
+    """``plt.subplots`` at the book's size: ``width`` inches (at most ``MAX_WIDTH_IN``) and
     ``row_height`` inches per row of panels. Returns ``(fig, axes)`` as ``plt.subplots`` does."""
     if not 0 < width <= MAX_WIDTH_IN:
         raise ValueError(f"figure width must be in (0, {MAX_WIDTH_IN}] inches, got {width}")

@@ -13,7 +13,7 @@ module. Two samplers:
 Both are batched over samples (``torch.bmm``), stream in chunks so peak memory stays bounded
 whatever ``samples`` is, and run on a GPU when one is given.
 
-Reproducibility. Samples are grouped in fixed blocks of :data:`BLOCK` samples; block ``b``
+Reproducibility. Samples are grouped in fixed blocks of ``BLOCK`` samples; block ``b``
 draws from its own generator seeded from ``support.seeding.seed_sequence(seed, b)``. A chunk
 is a run of whole blocks, so the same seed gives the same numbers whatever the chunk size or
 the number of worker threads (on a given device: CPU and CUDA generators differ).

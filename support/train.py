@@ -307,7 +307,7 @@ def _optimizer(model: nn.Module, config: TrainConfig):
 
 
 def run_fingerprint(model: nn.Module, data: data_mod.ImageArrays, config: TrainConfig) -> dict:
-    """What a checkpoint was made for: the data (:meth:`ImageArrays.fingerprint`), the model (class,
+    """What a checkpoint was made for: the data (:meth:`support.data.ImageArrays.fingerprint`), the model (class,
     and the name and shape of every state entry, which fixes expansion depth and width) and the
     config. Resuming requires equality."""
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
@@ -321,8 +321,8 @@ class TrainingState:
     It owns the model, the optimizer, the per-step learning-rate scheduler, the gradient scaler,
     the per-epoch ``history``, the recorded ``spectra``, the number of finished ``epoch`` s and the
     seconds spent training so far (``elapsed_s``, over every session of an interrupted run).
-    :meth:`state_dict` returns tensors and plain Python values only (what
-    ``torch.load(weights_only=True)`` accepts); :meth:`load_state_dict` restores it, and the
+    ``state_dict()`` returns tensors and plain Python values only (what
+    ``torch.load(weights_only=True)`` accepts); ``load_state_dict()`` restores it, and the
     global torch random state with it.
     """
 

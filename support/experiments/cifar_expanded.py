@@ -1,13 +1,13 @@
 """Recipes of the chapter *Expanded CNNs on CIFAR*: the CPU study, the GPU grid, one-run training.
 
-* :data:`STUDIES` and :func:`run_study`: the study of the paper's classification claim in its own
+* ``STUDIES`` and :func:`run_study`: the study of the paper's classification claim in its own
   regime, at a size two CPU cores can train: a CIFAR-10 training subset, the full test set, a
   plain CNN trained as a baseline and with every layer expanded into 2 and 4 factors, the same
   step schedule for every arm (the paper's 180 epochs with learning-rate drops at 60 and 120),
   five paired seeds. Runs go seed by seed (all depths of seed 0, then of seed 1, ...) and the
   result is stored after every seed, so whatever has finished is a complete paired set; every
   run checkpoints each epoch, so a rerun resumes.
-* :data:`GRIDS` and :func:`run_grid`: the paper-scale grid (all of CIFAR-10, a fast CNN in the
+* ``GRIDS`` and :func:`run_grid`: the paper-scale grid (all of CIFAR-10, a fast CNN in the
   spirit of the speed records and the plain CNN; GPU) and its CPU-sized stand-in.
 * :func:`run_experiment` trains every (depth, seed) pair of one architecture and
   :func:`summarize` reduces it to means, standard deviations and paired intervals.

@@ -3,11 +3,11 @@
 * :func:`observation1`: rho(K) of the book's construction of the paper's Observation 1 (the
   defaults of ``support.simulate.sample_gram_entropy_depths``) at the paper's depths, the numbers
   both this chapter and *Non-linear networks* show.
-* :data:`SCALES` and :func:`sweep`: rho of Gaussian products over widths 16 to 256 and depths up
-  to 128, stored under :data:`SWEEP_RESULT` at the "paper" scale.
+* ``SCALES`` and :func:`sweep`: rho of Gaussian products over widths 16 to 256 and depths up
+  to 128, stored under ``SWEEP_RESULT`` at the "paper" scale.
 * :func:`benchmark`: the product sampler timed against a plain per-sample numpy loop and against
   the machine's floor for the same work (:func:`floor_times`), with ``support.benchmarking``'s
-  interleaved repetitions; stored under :data:`BENCHMARK_RESULT`.
+  interleaved repetitions; stored under ``BENCHMARK_RESULT``.
 
 Command line::
 
@@ -39,14 +39,14 @@ BENCHMARK_RESULT = "finite_width_benchmark"
 OBSERVATION1_DEPTHS = (1, 2, 4, 8, 16)
 OBSERVATION1_SAMPLES = {"quick": 1024, "paper": 8192}
 OBSERVATION1_VARIANTS = (("linear", "centred"), ("relu", "centred"), ("relu", "raw"))
-"""(activation, kernel) pairs shown for Observation 1: the construction, and the raw ReLU kernel
-that shows why the construction is centred."""
+"""Pairs of activation and kernel shown for Observation 1 (the construction, and the raw ReLU
+kernel that shows why the construction is centred)."""
 
 
 def observation1(scale: str = "quick", *, seed: int = 0, device=None) -> dict:
-    """rho(K) samples of the Observation-1 construction at :data:`OBSERVATION1_DEPTHS`:
+    """rho(K) samples of the Observation-1 construction at ``OBSERVATION1_DEPTHS``:
     ``{(activation, kernel, dist): array (len(depths), samples)}`` for every pair of
-    :data:`OBSERVATION1_VARIANTS` and Normal and Uniform weights, ``OBSERVATION1_SAMPLES[scale]``
+    ``OBSERVATION1_VARIANTS`` and Normal and Uniform weights, ``OBSERVATION1_SAMPLES[scale]``
     networks each. Everything else is the construction's defaults."""
     if scale not in OBSERVATION1_SAMPLES:
         raise ValueError(f"scale must be one of {tuple(OBSERVATION1_SAMPLES)}, got {scale!r}")

@@ -1,11 +1,11 @@
 """Recipes of the chapter *Non-linear networks*: the trained-network sweep of the paper's Observation 2.
 
-* :data:`SCALES` and :func:`sweep_settings`: which activations, depths, seeds and steps; the
+* ``SCALES`` and :func:`sweep_settings`: which activations, depths, seeds and steps; the
   "quick" scale is the chapter's live slice, the "paper" scale the stored sweep (seven
   activations, depths 2 to 16, five seeds).
 * :func:`trained_sweep` trains every (activation, depth) on one dataset and measures rho(K)
   before and after training; :func:`trained_record` runs it on both datasets in the form
-  :func:`support.results.cached` stores, under the name :data:`TRAINED_RESULT`.
+  :func:`support.results.cached` stores, under the name ``TRAINED_RESULT``.
 
 Command line::
 

@@ -59,7 +59,7 @@ PROPORTIONAL_SAMPLES = {8: 8192, 16: 8192, 32: 4096, 64: 2048, 128: 1024}
 
 def width_sweep(*, seed: int = 0, device=None) -> dict:
     """``rho - log n`` (mean and standard error over products) for the widths and sample counts of
-    :data:`WIDTH_SWEEP` at the depths :data:`WIDTH_SWEEP_DEPTHS`, Gaussian factors; the depths are
+    ``WIDTH_SWEEP`` at the depths ``WIDTH_SWEEP_DEPTHS``, Gaussian factors; the depths are
     checkpoints along the same chains (``support.simulate.sample_product_entropy_depths``)."""
     arrays = {}
     for n, samples in WIDTH_SWEEP.items():
@@ -74,9 +74,9 @@ def width_sweep(*, seed: int = 0, device=None) -> dict:
 
 
 def small_width_ordering(*, seed: int = 0, device=None) -> dict:
-    """Empirical distribution functions of ``rho`` at widths :data:`ORDERING_WIDTHS` and depths
-    :data:`ORDERING_DEPTHS` from :data:`ORDERING_SAMPLES` products each (the depths are checkpoints
-    along the same chains), on :data:`ORDERING_GRID_POINTS` thresholds spread over ``[0, log n]``.
+    """Empirical distribution functions of ``rho`` at widths ``ORDERING_WIDTHS`` and depths
+    ``ORDERING_DEPTHS`` from ``ORDERING_SAMPLES`` products each (the depths are checkpoints
+    along the same chains), on ``ORDERING_GRID_POINTS`` thresholds spread over ``[0, log n]``.
     Arrays ``thresholds_n{n}`` and ``cdf_n{n}`` (shape ``(depths, thresholds)``: the fraction of
     products with ``rho < threshold``), plus ``mean_n{n}`` and ``std_n{n}`` per depth."""
     arrays = {}
@@ -145,7 +145,7 @@ def _spectrum_from_parameters(v):
 
 def _adversarial_search(n: int, survey_spectra, survey_score, *, seed: int, device) -> np.ndarray:
     """Nelder-Mead on the normalised drift (common random numbers, fixed seed) from the
-    :data:`DRIFT_SEARCH_STARTS` survey spectra with the largest normalised drift (excluding exact
+    ``DRIFT_SEARCH_STARTS`` survey spectra with the largest normalised drift (excluding exact
     zeros); returns the spectra it ends at."""
     order = np.argsort(survey_score)[::-1]
     starts = [survey_spectra[i] for i in order if survey_spectra[i][-1] >= 1e-8][:DRIFT_SEARCH_STARTS]
@@ -167,14 +167,14 @@ def _adversarial_search(n: int, survey_spectra, survey_score, *, seed: int, devi
 
 
 def supermartingale_search(*, seed: int = 0, device=None) -> dict:
-    """The one-step drift ``E rho(W Sigma) - rho(Sigma)`` (``rmt.entropy_drift``, :data:`DRIFT_SAMPLES`
+    """The one-step drift ``E rho(W Sigma) - rho(Sigma)`` (``rmt.entropy_drift``, ``DRIFT_SAMPLES``
     common draws of ``W`` per width) over :func:`drift_survey_spectra` at every width in
-    :data:`DRIFT_WIDTHS`. Estimates within :data:`DRIFT_RESOLVED_Z` standard errors of zero are
-    re-measured with :data:`DRIFT_RECHECK_SAMPLES` fresh draws (``recheck_*``). Near rank one,
-    ``Sigma = (1, eps, eps^2, ...)`` at the ``eps`` of :data:`DRIFT_FIRST_ORDER_EPS` is measured with
-    :data:`DRIFT_RECHECK_SAMPLES` draws (``first_order_*``): the chapter's first-order computation
+    ``DRIFT_WIDTHS``. Estimates within ``DRIFT_RESOLVED_Z`` standard errors of zero are
+    re-measured with ``DRIFT_RECHECK_SAMPLES`` fresh draws (``recheck_*``). Near rank one,
+    ``Sigma = (1, eps, eps^2, ...)`` at the ``eps`` of ``DRIFT_FIRST_ORDER_EPS`` is measured with
+    ``DRIFT_RECHECK_SAMPLES`` draws (``first_order_*``): the chapter's first-order computation
     predicts drift / (1 - p_1) -> -(lambda_1 - lambda_2) there. At the widths
-    :data:`DRIFT_SEARCH_WIDTHS` an adversarial Nelder-Mead search for the largest normalised drift
+    ``DRIFT_SEARCH_WIDTHS`` an adversarial Nelder-Mead search for the largest normalised drift
     (drift / (1 - p_1)) is run; its end points are re-measured with fresh draws (so the search's
     selection bias does not enter). Arrays per width ``n``: ``spectra_n``, ``family_n``, ``drift_n``,
     ``drift_se_n``, ``rho_n``; ``recheck_index_n``, ``recheck_drift_n``, ``recheck_drift_se_n``;
@@ -217,8 +217,8 @@ def supermartingale_search(*, seed: int = 0, device=None) -> dict:
 
 
 def proportional_regime(*, seed: int = 0, device=None) -> dict:
-    """``rho`` of products of depth ``d = beta n`` for ``beta`` in :data:`PROPORTIONAL_BETAS` at the
-    widths and sample counts of :data:`PROPORTIONAL_SAMPLES` (the depths are checkpoints along the
+    """``rho`` of products of depth ``d = beta n`` for ``beta`` in ``PROPORTIONAL_BETAS`` at the
+    widths and sample counts of ``PROPORTIONAL_SAMPLES`` (the depths are checkpoints along the
     same chains). Arrays ``rho_n{n}`` of shape ``(len(betas), samples)``."""
     arrays = {}
     for n, samples in PROPORTIONAL_SAMPLES.items():
