@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 from support.book import entry_path, toc_entries  # noqa: E402
 
 MATH = re.compile(r"\$[^$]+\$|\\\[|\\begin\{")
-PLACEHOLDERS = re.compile(r"REPLACE-WITH|PLACEHOLDER|example\.(org|com)/|TODO|FIXME", re.IGNORECASE)
+PLACEHOLDER_LINKS = re.compile(r"REPLACE-WITH|PLACEHOLDER|example\.(org|com)\b", re.IGNORECASE)
+PLACEHOLDER_TEXT = re.compile(r"REPLACE-WITH|\bTODO\b|\bFIXME\b|\bTBD\b")
 MACHINE_PATHS = re.compile(r"(?<![\w.])/(work|home|root|tmp|usr/local|opt)/[\w.-]+|PosixPath\(|site-packages/")
 MAX_PRINTED = 80
 
@@ -61,8 +62,10 @@ def page_problems(dom: str) -> list[str]:
     text = soup.get_text(" ")
     links = " ".join(a.get("href", "") for a in soup.find_all("a"))
     problems = []
-    for what, pattern in (("placeholder", PLACEHOLDERS), ("machine path", MACHINE_PATHS)):
-        hits = sorted({m.group(0) for m in pattern.finditer(text + " " + links)})
+    for what, pattern, where in (("placeholder link", PLACEHOLDER_LINKS, links),
+                                 ("placeholder", PLACEHOLDER_TEXT, text),
+                                 ("machine path", MACHINE_PATHS, text + " " + links)):
+        hits = sorted({m.group(0) for m in pattern.finditer(where)})
         if hits:
             problems.append(f"{what}s on the page: {hits[:5]}")
     return problems
