@@ -11,6 +11,7 @@ absolute path of the machine that built it. For every notebook chapter, in addit
 
 Usage: ``python scripts/check_html.py [_build/html]``; exit code 1 and one line per problem.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,29 +29,55 @@ sys.path.insert(0, str(ROOT))
 from support.book import entry_path, toc_entries  # noqa: E402
 
 MATH = re.compile(r"\$[^$]+\$|\\\[|\\begin\{")
-PLACEHOLDER_LINKS = re.compile(r"REPLACE-WITH|PLACEHOLDER|example\.(org|com)\b", re.IGNORECASE)
+PLACEHOLDER_LINKS = re.compile(
+    r"REPLACE-WITH|PLACEHOLDER|example\.(org|com)\b", re.IGNORECASE
+)
 PLACEHOLDER_TEXT = re.compile(r"REPLACE-WITH|\bTODO\b|\bFIXME\b|\bTBD\b")
-MACHINE_PATHS = re.compile(r"(?<![\w.])/(work|home|root|tmp|usr/local|opt)/[\w.-]+|PosixPath\(|site-packages/")
+MACHINE_PATHS = re.compile(
+    r"(?<![\w.])/(work|home|root|tmp|usr/local|opt)/[\w.-]+|PosixPath\(|site-packages/"
+)
 MAX_PRINTED = 80
 
 
 def rendered_dom(page: Path, browser: str) -> str:
     with tempfile.TemporaryDirectory() as profile:
         return subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=20000",
-             "--dump-dom", page.as_uri()],
-            capture_output=True, text=True, timeout=120, check=True).stdout
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=20000",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
 
 
 def expected(path: Path) -> tuple[bool, int]:
     """Whether a chapter has math, and how many figures its stored outputs hold."""
     nb = nbformat.read(path, as_version=4)
-    has_math = any(c.cell_type == "markdown" and MATH.search(c.source) for c in nb.cells)
-    figures = sum(1 for c in nb.cells if c.cell_type == "code"
-                  and not {"remove-output", "remove-cell"} & set(c.metadata.get("tags", []))
-                  for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
+    has_math = any(
+        c.cell_type == "markdown" and MATH.search(c.source) for c in nb.cells
+    )
+    figures = sum(
+        1
+        for c in nb.cells
+        if c.cell_type == "code"
+        and not {"remove-output", "remove-cell"} & set(c.metadata.get("tags", []))
+        for o in c.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    )
     return has_math, figures
 
 
@@ -62,9 +89,11 @@ def page_problems(dom: str) -> list[str]:
     text = soup.get_text(" ")
     links = " ".join(a.get("href", "") for a in soup.find_all("a"))
     problems = []
-    for what, pattern, where in (("placeholder link", PLACEHOLDER_LINKS, links),
-                                 ("placeholder", PLACEHOLDER_TEXT, text),
-                                 ("machine path", MACHINE_PATHS, text + " " + links)):
+    for what, pattern, where in (
+        ("placeholder link", PLACEHOLDER_LINKS, links),
+        ("placeholder", PLACEHOLDER_TEXT, text),
+        ("machine path", MACHINE_PATHS, text + " " + links),
+    ):
         hits = sorted({m.group(0) for m in pattern.finditer(where)})
         if hits:
             problems.append(f"{what}s on the page: {hits[:5]}")
@@ -79,25 +108,52 @@ def chapter_problems(dom: str, source: Path) -> tuple[list[str], str]:
     math = len(article.find_all("mjx-container"))
     if has_math and not math:
         problems.append("math is not typeset")
-    images = [img for img in article.select("div.cell_output img") if "_images/" in img.get("src", "")]
+    images = [
+        img
+        for img in article.select("div.cell_output img")
+        if "_images/" in img.get("src", "")
+    ]
     if len(images) < figures:
         problems.append(f"{len(images)} of {figures} stored figures are on the page")
-    uncaptioned = [img for img in images if not (img.find_parent("figure") and img.find_parent("figure").find("figcaption"))]
+    uncaptioned = [
+        img
+        for img in images
+        if not (
+            img.find_parent("figure") and img.find_parent("figure").find("figcaption")
+        )
+    ]
     if uncaptioned:
         problems.append(f"{len(uncaptioned)} figure(s) without a caption")
-    wide = [line for block in article.select("div.cell_output div.output.stream, div.cell_output pre")
-            for line in block.get_text().splitlines() if len(line) > MAX_PRINTED]
+    wide = [
+        line
+        for block in article.select(
+            "div.cell_output div.output.stream, div.cell_output pre"
+        )
+        for line in block.get_text().splitlines()
+        if len(line) > MAX_PRINTED
+    ]
     if wide:
-        problems.append(f"{len(wide)} printed line(s) wider than {MAX_PRINTED} characters, e.g. {wide[0][:60]!r}")
-    folded = article.select("details.hide, details.above-input, details.below-input, .toggle-hidden")
+        problems.append(
+            f"{len(wide)} printed line(s) wider than {MAX_PRINTED} characters, e.g. {wide[0][:60]!r}"
+        )
+    folded = article.select(
+        "details.hide, details.above-input, details.below-input, .toggle-hidden"
+    )
     if not folded:
         problems.append("no code is folded")
     captioned = len(images) - len(uncaptioned)
-    return problems, f"{math} typeset math elements, {len(images)} figures ({captioned} captioned)"
+    return (
+        problems,
+        f"{math} typeset math elements, {len(images)} figures ({captioned} captioned)",
+    )
 
 
 def main(html_dir: Path) -> int:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    browser = (
+        shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or shutil.which("google-chrome")
+    )
     if browser is None:
         print("check_html: no Chromium found (apt-get install chromium)")
         return 1
@@ -121,4 +177,10 @@ def main(html_dir: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else ROOT / "_build" / "html"))
+    sys.exit(
+        main(
+            Path(sys.argv[1]).resolve()
+            if len(sys.argv) > 1
+            else ROOT / "_build" / "html"
+        )
+    )

@@ -17,4 +17,5 @@ One module per concept; each docstring names the chapter that explains it:
 Modules are imported on demand (``from support import rank``) so that importing the package
 never pulls in torch.
 """
+
 __version__ = "0.1.0"

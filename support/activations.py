@@ -13,6 +13,7 @@ name from ``ACTIVATIONS`` and apply it with :func:`activate`.
   keeps the activations' scale through depth: 1 for linear and SELU (the self-normalising
   choice), 5/3 for tanh, sqrt(2) for ReLU and GELU, sqrt(2 / (1 + slope^2)) for leaky ReLU.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,14 @@ _FUNCTIONS = {
 ACTIVATIONS = tuple(_FUNCTIONS)
 """Names of the activations, in the order of the paper's Observation 2 figure."""
 
-_GAINS = {"linear": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0), "gelu": math.sqrt(2.0),
-          "leaky_relu": math.sqrt(2.0 / (1.0 + LEAKY_SLOPE ** 2)), "selu": 1.0}
+_GAINS = {
+    "linear": 1.0,
+    "tanh": 5.0 / 3.0,
+    "relu": math.sqrt(2.0),
+    "gelu": math.sqrt(2.0),
+    "leaky_relu": math.sqrt(2.0 / (1.0 + LEAKY_SLOPE**2)),
+    "selu": 1.0,
+}
 
 
 def check_activation(name: str) -> str:

@@ -7,6 +7,7 @@ taken within a repetition and their median reported (:func:`median_ratios`). The
 the chapters *Finite-width simulations*, *Linear over-parameterization* and *Expanded CNNs on
 CIFAR* use it.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,7 +33,7 @@ def interleaved(variants: dict, repeats: int, *, warmup: int = 1, sync=None) -> 
             variants[name]()
     times = {name: [] for name in names}
     for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             if sync is not None:
                 sync()
             start = time.perf_counter()
@@ -46,8 +47,13 @@ def interleaved(variants: dict, repeats: int, *, warmup: int = 1, sync=None) -> 
 def median_ratios(times: dict, reference: str) -> dict:
     """``{name: median over repetitions of t_name / t_reference}`` from :func:`interleaved` times."""
     if reference not in times:
-        raise ValueError(f"reference {reference!r} is not one of the timed variants {sorted(times)}")
-    return {name: statistics.median(t / r for t, r in zip(ts, times[reference])) for name, ts in times.items()}
+        raise ValueError(
+            f"reference {reference!r} is not one of the timed variants {sorted(times)}"
+        )
+    return {
+        name: statistics.median(t / r for t, r in zip(ts, times[reference]))
+        for name, ts in times.items()
+    }
 
 
 def medians(times: dict) -> dict:

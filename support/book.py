@@ -23,6 +23,7 @@ is written to ``--out-dir`` (default ``_runs/``) and logged there, never over th
 chapter. ``-p`` values are plain literals checked against the type of the parameter's default
 (:func:`coerce_parameter`); nothing else can reach the kernel.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,7 +81,10 @@ def toc_entries(root: Path) -> list[str]:
                 walk(item)
 
     walk({k: v for k, v in (toc or {}).items() if k != "root"})
-    return [str(Path(e).with_suffix("")) if Path(e).suffix in (".md", ".ipynb") else e for e in entries]
+    return [
+        str(Path(e).with_suffix("")) if Path(e).suffix in (".md", ".ipynb") else e
+        for e in entries
+    ]
 
 
 def entry_path(root: Path, entry: str) -> Path | None:
@@ -105,15 +109,22 @@ def resolve_chapter(root: Path, name: str) -> Path:
     for path in chapters:
         rel = path.relative_to(root)
         if wanted in (rel, rel.with_suffix(""), Path(rel.stem), Path(rel.name)) or (
-                wanted.is_absolute() and wanted == path):
+            wanted.is_absolute() and wanted == path
+        ):
             return path
     known = ", ".join(p.stem for p in chapters) or "none"
-    raise BookError(f"unknown chapter {name!r}: not a notebook chapter in _toc.yml (known: {known})")
+    raise BookError(
+        f"unknown chapter {name!r}: not a notebook chapter in _toc.yml (known: {known})"
+    )
 
 
 # --------------------------------------------------------------------------- parameters cell
 def parameters_cells(nb) -> list:
-    return [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    return [
+        c
+        for c in nb.cells
+        if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])
+    ]
 
 
 def parameter_values(cell_source: str) -> dict:
@@ -124,13 +135,20 @@ def parameter_values(cell_source: str) -> dict:
         raise BookError(f"parameters cell is not valid Python: {e}") from e
     values = {}
     for stmt in tree.body:
-        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
-                and isinstance(stmt.targets[0], ast.Name)):
-            raise BookError(f"parameters cell line {stmt.lineno}: only 'NAME = literal' assignments are allowed")
+        if not (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+        ):
+            raise BookError(
+                f"parameters cell line {stmt.lineno}: only 'NAME = literal' assignments are allowed"
+            )
         try:
             values[stmt.targets[0].id] = ast.literal_eval(stmt.value)
         except ValueError as e:
-            raise BookError(f"parameters cell line {stmt.lineno}: {stmt.targets[0].id} is not a plain literal") from e
+            raise BookError(
+                f"parameters cell line {stmt.lineno}: {stmt.targets[0].id} is not a plain literal"
+            ) from e
     return values
 
 
@@ -145,11 +163,15 @@ def _check_plain(value, what: str) -> None:
     elif isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise BookError(f"{what}: dict keys must be strings, got {type(key).__name__}")
+                raise BookError(
+                    f"{what}: dict keys must be strings, got {type(key).__name__}"
+                )
             _check_plain(item, what)
     elif not isinstance(value, _PLAIN_TYPES):
-        raise BookError(f"{what}: a {type(value).__name__} value is not accepted; only strings, numbers, "
-                        "booleans, None and lists or dicts of them")
+        raise BookError(
+            f"{what}: a {type(value).__name__} value is not accepted; only strings, numbers, "
+            "booleans, None and lists or dicts of them"
+        )
 
 
 def coerce_parameter(name: str, text: str, default):
@@ -174,7 +196,9 @@ def coerce_parameter(name: str, text: str, default):
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
         if not isinstance(value, bool):
-            raise BookError(f"{what}: expected True or False (the default is {default!r})")
+            raise BookError(
+                f"{what}: expected True or False (the default is {default!r})"
+            )
     elif isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, int):
             raise BookError(f"{what}: expected an integer (the default is {default!r})")
@@ -185,7 +209,9 @@ def coerce_parameter(name: str, text: str, default):
     elif isinstance(default, str):
         value = text
     elif isinstance(default, (list, dict)) and not isinstance(value, type(default)):
-        raise BookError(f"{what}: expected a {type(default).__name__} (the default is {default!r})")
+        raise BookError(
+            f"{what}: expected a {type(default).__name__} (the default is {default!r})"
+        )
     return value
 
 
@@ -228,8 +254,12 @@ def merge_streams(nb) -> None:
             continue
         merged = []
         for out in cell.get("outputs", []):
-            if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
-                    and merged[-1].get("name") == out.get("name")):
+            if (
+                out.get("output_type") == "stream"
+                and merged
+                and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == out.get("name")
+            ):
                 merged[-1]["text"] = merged[-1]["text"] + out["text"]
             else:
                 merged.append(out)
@@ -272,7 +302,9 @@ def _executor_lock(root: Path):
 
 def _replace_atomically(target: Path, write) -> None:
     """``write(tmp_path)`` to a unique temporary file beside ``target``, then rename it over ``target``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+    )
     os.close(fd)
     try:
         write(Path(tmp))
@@ -281,9 +313,14 @@ def _replace_atomically(target: Path, write) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def execute_chapter(root: Path, path: Path, parameters: dict | None = None,
-                    timeout_s: int = DEFAULT_CELL_TIMEOUT_S, out_dir: Path | None = None,
-                    commit: str | None = None) -> Path:
+def execute_chapter(
+    root: Path,
+    path: Path,
+    parameters: dict | None = None,
+    timeout_s: int = DEFAULT_CELL_TIMEOUT_S,
+    out_dir: Path | None = None,
+    commit: str | None = None,
+) -> Path:
     """Execute one chapter; return where the executed notebook went (see module docstring).
 
     ``parameters`` maps names to values (already of the defaults' types, see
@@ -303,12 +340,16 @@ def execute_chapter(root: Path, path: Path, parameters: dict | None = None,
     nb = nbformat.read(path, as_version=4)
     cells = parameters_cells(nb)
     if len(cells) != 1:
-        raise BookError(f"{path.relative_to(root)}: needs exactly one cell tagged 'parameters', found {len(cells)}")
+        raise BookError(
+            f"{path.relative_to(root)}: needs exactly one cell tagged 'parameters', found {len(cells)}"
+        )
     known = parameter_values(cells[0].source)
     unknown = sorted(set(parameters) - set(known))
     if unknown:
-        raise BookError(f"{path.relative_to(root)}: unknown parameter(s) {unknown} "
-                        f"(the chapter's parameters: {sorted(known)})")
+        raise BookError(
+            f"{path.relative_to(root)}: unknown parameter(s) {unknown} "
+            f"(the chapter's parameters: {sorted(known)})"
+        )
 
     if parameters:
         out_dir = Path(out_dir or root / "_runs")
@@ -321,15 +362,29 @@ def execute_chapter(root: Path, path: Path, parameters: dict | None = None,
         tmp = Path(tmpdir) / path.name
         start = time.perf_counter()
         try:
-            pm.execute_notebook(str(path), str(tmp), parameters=parameters, cwd=str(path.parent),
-                                kernel_name="python3", execution_timeout=timeout_s,
-                                progress_bar=False, log_output=False, report_mode=False)
+            pm.execute_notebook(
+                str(path),
+                str(tmp),
+                parameters=parameters,
+                cwd=str(path.parent),
+                kernel_name="python3",
+                execution_timeout=timeout_s,
+                progress_bar=False,
+                log_output=False,
+                report_mode=False,
+            )
         except PapermillExecutionError as e:
-            raise BookError(f"{path.relative_to(root)}: cell {e.cell_index} (execution count {e.exec_count}) "
-                            f"raised {e.ename}: {e.evalue.splitlines()[0] if e.evalue else ''}") from None
-        except Exception as e:  # kernel death, cell timeout, ...: still one line naming the chapter
+            raise BookError(
+                f"{path.relative_to(root)}: cell {e.cell_index} (execution count {e.exec_count}) "
+                f"raised {e.ename}: {e.evalue.splitlines()[0] if e.evalue else ''}"
+            ) from None
+        except (
+            Exception
+        ) as e:  # kernel death, cell timeout, ...: still one line naming the chapter
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise BookError(f"{path.relative_to(root)}: execution failed with {type(e).__name__}: {first}") from None
+            raise BookError(
+                f"{path.relative_to(root)}: execution failed with {type(e).__name__}: {first}"
+            ) from None
         duration = time.perf_counter() - start
         executed = nbformat.read(tmp, as_version=4)
     normalise(executed)
@@ -400,8 +455,13 @@ def configured_repository(root: Path) -> str:
 
 
 def _bootstrap_cell(nb):
-    cells = [c for c in nb.cells if c.cell_type == "code" and BOOTSTRAP_MARKER in c.source
-             and "remove-cell" in c.metadata.get("tags", [])]
+    cells = [
+        c
+        for c in nb.cells
+        if c.cell_type == "code"
+        and BOOTSTRAP_MARKER in c.source
+        and "remove-cell" in c.metadata.get("tags", [])
+    ]
     return cells[0] if len(cells) == 1 else None
 
 
@@ -414,24 +474,31 @@ def set_repository(root: Path, url: str) -> None:
         raise BookError(f"repository URL must start with https://, got {url!r}")
     config_path = root / "_config.yml"
     text = config_path.read_text()
-    replacements = {"url": repr(url) if url else '""', "use_repository_button": str(bool(url)).lower(),
-                    "colab_url": COLAB_URL if url else '""'}
+    replacements = {
+        "url": repr(url) if url else '""',
+        "use_repository_button": str(bool(url)).lower(),
+        "colab_url": COLAB_URL if url else '""',
+    }
     lines = []
     for line in text.splitlines():
         key = line.strip().split(":", 1)[0]
         if key in replacements and line.startswith("  "):
-            line = f"{line[:len(line) - len(line.lstrip())]}{key}: {replacements[key]}"
+            line = f"{line[: len(line) - len(line.lstrip())]}{key}: {replacements[key]}"
         lines.append(line)
     config_path.write_text("\n".join(lines) + "\n")
     if configured_repository(root) != url:
-        raise BookError("_config.yml: could not set repository.url (keep its 'repository:' block)")
+        raise BookError(
+            "_config.yml: could not set repository.url (keep its 'repository:' block)"
+        )
     for path in notebook_chapters(root):
         nb = nbformat.read(path, as_version=4)
         cell = _bootstrap_cell(nb)
         if cell is None:
-            raise BookError(f"{path.relative_to(root)}: no Colab set-up cell (tagged remove-cell) to update")
+            raise BookError(
+                f"{path.relative_to(root)}: no Colab set-up cell (tagged remove-cell) to update"
+            )
         cell.source = bootstrap_source(url)
-        _replace_atomically(path, lambda tmp: nbformat.write(nb, tmp))
+        _replace_atomically(path, lambda tmp, nb=nb: nbformat.write(nb, tmp))
 
 
 # --------------------------------------------------------------------------- status page
@@ -446,13 +513,19 @@ def read_run_log(root: Path) -> list[dict]:
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as e:
-                raise BookError(f"{RUN_LOG} line {number} is not valid JSON ({e}); repair or remove it") from e
+                raise BookError(
+                    f"{RUN_LOG} line {number} is not valid JSON ({e}); repair or remove it"
+                ) from e
     return records
 
 
 def _stored_result_rows(results_dir: Path) -> list[str]:
     rows = []
-    for name in sorted(p.stem for p in results_dir.glob("*.json")) if results_dir.exists() else []:
+    for name in (
+        sorted(p.stem for p in results_dir.glob("*.json"))
+        if results_dir.exists()
+        else []
+    ):
         try:
             p = load(name, results_dir).provenance
         except (ResultError, KeyError, TypeError) as e:
@@ -460,11 +533,15 @@ def _stored_result_rows(results_dir: Path) -> list[str]:
             rows.append(f"| `{name}` | unreadable: {reason} | | | | |")
             continue
         wall = "" if p.get("wall_time_s") is None else f"{p['wall_time_s']:.0f}"
-        rows.append(f"| `{name}` | {p['date']} | {p['device']} | {wall} | {p['seeds']} | `{p['commit']}` |")
+        rows.append(
+            f"| `{name}` | {p['date']} | {p['device']} | {wall} | {p['seeds']} | `{p['commit']}` |"
+        )
     return rows
 
 
-def status_page(root: Path, results_dir: Path | None = None, pending: dict | None = None) -> str:
+def status_page(
+    root: Path, results_dir: Path | None = None, pending: dict | None = None
+) -> str:
     """Markdown of the Status page: the latest default run of each chapter (``pending``: a record
     about to be logged), and every stored result with its provenance (unreadable ones listed as
     such)."""
@@ -485,21 +562,35 @@ def status_page(root: Path, results_dir: Path | None = None, pending: dict | Non
         "| chapter | executed | duration (s) | GPU | CPU | torch | numpy | commit |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for chapter in [e for e in toc_entries(root) if (p := entry_path(root, e)) and p.suffix == ".ipynb"]:
+    for chapter in [
+        e
+        for e in toc_entries(root)
+        if (p := entry_path(root, e)) and p.suffix == ".ipynb"
+    ]:
         r = latest.get(chapter)
         link = f"{{doc}}`/{chapter}`"
         if r is None:
             lines.append(f"| {link} | never | | | | | | |")
             continue
         v = r["versions"]
-        lines.append(f"| {link} | {r['date']} | {r['duration_s']:.1f} | {r['device']} | {r['cpu']} "
-                     f"| {v.get('torch', '-')} | {v.get('numpy', '-')} | `{r['commit']}` |")
-    lines += ["", "## Stored results", "",
-              "Runs too long for a chapter's default execution store their numbers under `book/results/`",
-              "with provenance; the chapters load them and say so.", ""]
+        lines.append(
+            f"| {link} | {r['date']} | {r['duration_s']:.1f} | {r['device']} | {r['cpu']} "
+            f"| {v.get('torch', '-')} | {v.get('numpy', '-')} | `{r['commit']}` |"
+        )
+    lines += [
+        "",
+        "## Stored results",
+        "",
+        "Runs too long for a chapter's default execution store their numbers under `book/results/`",
+        "with provenance; the chapters load them and say so.",
+        "",
+    ]
     rows = _stored_result_rows(results_dir)
     if rows:
-        lines += ["| result | computed | device | wall time (s) | seeds | commit |", "|---|---|---|---|---|---|"]
+        lines += [
+            "| result | computed | device | wall time (s) | seeds | commit |",
+            "|---|---|---|---|---|---|",
+        ]
         lines += rows
     else:
         lines.append("No stored results yet.")
@@ -521,36 +612,59 @@ def check_notebook(root: Path, path: Path) -> list[str]:
     if kernel != "python3":
         problems.append(f"{rel}: kernel is {kernel!r}, expected 'python3'")
     if any(k in nb.metadata for k in VOLATILE_NB_KEYS):
-        problems.append(f"{rel}: stale papermill metadata (execute it with `python -m support.book execute`)")
+        problems.append(
+            f"{rel}: stale papermill metadata (execute it with `python -m support.book execute`)"
+        )
     code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
     counts = [c.get("execution_count") for c in code]
     if any(n is None for n in counts):
-        problems.append(f"{rel}: {sum(n is None for n in counts)} code cell(s) never executed")
+        problems.append(
+            f"{rel}: {sum(n is None for n in counts)} code cell(s) never executed"
+        )
     elif counts != list(range(1, len(code) + 1)):
-        problems.append(f"{rel}: code cells were not executed in order from a fresh kernel (counts {counts})")
+        problems.append(
+            f"{rel}: code cells were not executed in order from a fresh kernel (counts {counts})"
+        )
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
-            long_lines = [n for n, line in enumerate(cell.source.splitlines(), 1) if len(line) > MAX_CODE_LINE]
+            long_lines = [
+                n
+                for n, line in enumerate(cell.source.splitlines(), 1)
+                if len(line) > MAX_CODE_LINE
+            ]
             if long_lines:
-                problems.append(f"{rel}: cell {i} has code lines longer than {MAX_CODE_LINE} characters "
-                                f"(lines {long_lines[:5]}); the page would cut them")
+                problems.append(
+                    f"{rel}: cell {i} has code lines longer than {MAX_CODE_LINE} characters "
+                    f"(lines {long_lines[:5]}); the page would cut them"
+                )
             if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
                 problems.append(f"{rel}: cell {i} holds an error output")
             if any(k in cell.metadata for k in VOLATILE_CELL_KEYS):
                 problems.append(f"{rel}: cell {i} has volatile execution metadata")
         tags = cell.metadata.get("tags", [])
         if "papermill-error-cell-tag" in tags or "injected-parameters" in tags:
-            problems.append(f"{rel}: cell {i} is a papermill {'error' if 'papermill-error-cell-tag' in tags else 'injected-parameters'} "
-                            "cell (committed chapters are clean default runs)")
+            kind = (
+                "error" if "papermill-error-cell-tag" in tags else "injected-parameters"
+            )
+            problems.append(
+                f"{rel}: cell {i} is a papermill {kind} "
+                "cell (committed chapters are clean default runs)"
+            )
     cell = _bootstrap_cell(nb)
     if cell is None:
-        problems.append(f"{rel}: needs one Colab set-up cell (tagged remove-cell, see support.book.bootstrap_source)")
+        problems.append(
+            f"{rel}: needs one Colab set-up cell (tagged remove-cell, see support.book.bootstrap_source)"
+        )
     elif cell.source != bootstrap_source(configured_repository(root)):
-        problems.append(f"{rel}: its Colab set-up cell differs from the configured repository: run "
-                        "`python -m support.book repository URL`")
+        problems.append(
+            f"{rel}: its Colab set-up cell differs from the configured repository: run "
+            "`python -m support.book repository URL`"
+        )
     params = parameters_cells(nb)
     if len(params) != 1:
-        problems.append(f"{rel}: needs exactly one cell tagged 'parameters', found {len(params)}")
+        problems.append(
+            f"{rel}: needs exactly one cell tagged 'parameters', found {len(params)}"
+        )
     else:
         try:
             parameter_values(params[0].source)
@@ -565,7 +679,9 @@ def check(root: Path) -> list[str]:
     entries = toc_entries(root)
     for entry in entries:
         if entry_path(root, entry) is None:
-            problems.append(f"_toc.yml lists {entry!r} but neither {entry}.ipynb nor {entry}.md exists")
+            problems.append(
+                f"_toc.yml lists {entry!r} but neither {entry}.ipynb nor {entry}.md exists"
+            )
     listed = {entry_path(root, e) for e in entries}
     for path in sorted((root / "book").rglob("*.ipynb")):
         if any(part.startswith((".", "_")) for part in path.relative_to(root).parts):
@@ -577,10 +693,14 @@ def check(root: Path) -> list[str]:
     results_dir = root / "book" / "results"
     for row in _stored_result_rows(results_dir):
         if "| unreadable: " in row:
-            problems.append(f"stored result {row.split('`')[1]} is {row.split('| ')[2].strip()}")
+            problems.append(
+                f"stored result {row.split('`')[1]} is {row.split('| ')[2].strip()}"
+            )
     status = root / STATUS_PAGE
     if not status.exists() or status.read_text() != status_page(root):
-        problems.append(f"{STATUS_PAGE} is out of date with {RUN_LOG}: run `python -m support.book status`")
+        problems.append(
+            f"{STATUS_PAGE} is out of date with {RUN_LOG}: run `python -m support.book status`"
+        )
     return problems
 
 
@@ -591,28 +711,60 @@ def _chapter_parameters(root: Path, path: Path, pairs) -> dict:
 
     cells = parameters_cells(nbformat.read(path, as_version=4))
     if len(cells) != 1:
-        raise BookError(f"{path.relative_to(root)}: needs exactly one cell tagged 'parameters', found {len(cells)}")
+        raise BookError(
+            f"{path.relative_to(root)}: needs exactly one cell tagged 'parameters', found {len(cells)}"
+        )
     defaults = parameter_values(cells[0].source)
     unknown = sorted({name for name, _ in pairs} - set(defaults))
     if unknown:
-        raise BookError(f"{path.relative_to(root)}: unknown parameter(s) {unknown} "
-                        f"(the chapter's parameters: {sorted(defaults)})")
+        raise BookError(
+            f"{path.relative_to(root)}: unknown parameter(s) {unknown} "
+            f"(the chapter's parameters: {sorted(defaults)})"
+        )
     return {name: coerce_parameter(name, text, defaults[name]) for name, text in pairs}
 
 
 def main(argv=None, root: Path | None = None) -> int:
     """Command-line entry point; returns the exit code (1 with a one-line error on bad input)."""
-    parser = argparse.ArgumentParser(prog="python -m support.book", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m support.book", description=__doc__.split("\n\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    ex = sub.add_parser("execute", help="execute chapters (all notebook chapters by default)")
-    ex.add_argument("chapters", nargs="*", help="chapter names, e.g. finite_width or book/finite_width.ipynb")
-    ex.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                    help="override a parameter (non-default run, written to --out-dir)")
-    ex.add_argument("--timeout", type=int, default=DEFAULT_CELL_TIMEOUT_S, help="per-cell timeout in seconds")
-    ex.add_argument("--out-dir", type=Path, default=None, help="where non-default runs go (default _runs/)")
+    ex = sub.add_parser(
+        "execute", help="execute chapters (all notebook chapters by default)"
+    )
+    ex.add_argument(
+        "chapters",
+        nargs="*",
+        help="chapter names, e.g. finite_width or book/finite_width.ipynb",
+    )
+    ex.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override a parameter (non-default run, written to --out-dir)",
+    )
+    ex.add_argument(
+        "--timeout",
+        type=int,
+        default=DEFAULT_CELL_TIMEOUT_S,
+        help="per-cell timeout in seconds",
+    )
+    ex.add_argument(
+        "--out-dir",
+        type=Path,
+        default=None,
+        help="where non-default runs go (default _runs/)",
+    )
     sub.add_parser("check", help="hygiene checks of the committed chapters")
     sub.add_parser("status", help="regenerate book/status.md from the run log")
-    repo = sub.add_parser("repository", help="set the public repository URL (buttons, Colab cells); '' unsets")
+    repo = sub.add_parser(
+        "repository",
+        help="set the public repository URL (buttons, Colab cells); '' unsets",
+    )
     repo.add_argument("url")
     args = parser.parse_args(argv)
 
@@ -623,12 +775,16 @@ def main(argv=None, root: Path | None = None) -> int:
         return 1
     try:
         if args.command == "execute":
-            chapters = [resolve_chapter(root, c) for c in args.chapters] or notebook_chapters(root)
+            chapters = [
+                resolve_chapter(root, c) for c in args.chapters
+            ] or notebook_chapters(root)
             commit = source_commit(root)
             for path in chapters:
                 parameters = _chapter_parameters(root, path, args.parameter)
                 print(f"executing {path.relative_to(root)} ...", flush=True)
-                target = execute_chapter(root, path, parameters, args.timeout, args.out_dir, commit)
+                target = execute_chapter(
+                    root, path, parameters, args.timeout, args.out_dir, commit
+                )
                 print(f"  ok -> {os.path.relpath(target, root)}", flush=True)
         elif args.command == "check":
             problems = check(root)
@@ -639,12 +795,16 @@ def main(argv=None, root: Path | None = None) -> int:
             print(f"check: {len(notebook_chapters(root))} chapters clean")
         elif args.command == "repository":
             set_repository(root, args.url)
-            print(f"repository {'set to ' + args.url if args.url else 'unset'}: _config.yml and "
-                  f"{len(notebook_chapters(root))} chapters updated")
+            print(
+                f"repository {'set to ' + args.url if args.url else 'unset'}: _config.yml and "
+                f"{len(notebook_chapters(root))} chapters updated"
+            )
         elif args.command == "status":
             with _executor_lock(root):
                 text = status_page(root)
-                _replace_atomically(root / STATUS_PAGE, lambda tmp: tmp.write_text(text))
+                _replace_atomically(
+                    root / STATUS_PAGE, lambda tmp: tmp.write_text(text)
+                )
             print(f"wrote {STATUS_PAGE}")
     except BookError as e:
         print(f"error: {e}", file=sys.stderr)

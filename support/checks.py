@@ -3,6 +3,7 @@
 Bad input must fail loudly with a message that names the argument and the problem, never give a
 silent wrong answer; these helpers keep that wording identical across modules.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -17,6 +17,7 @@ without linear over-parameterization. This module gets the images there:
   ``CifarLoader``). Shuffling and augmentation of epoch ``e``
   depend only on ``(seed, e)``, which is what makes an interrupted run resume exactly.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,18 @@ from support import paths, seeding
 ENV_VAR = "CIFAR10_JPEG"
 ARCHIVE_NAME = "cifar10-jpg.tar.xz"
 ARCHIVE_SHA256 = "18ee257832403cf6f3f79ff7db1e971124c3f510d031eb5c9213eee4dab66e51"
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 SPLIT_SIZES = {"train": 50_000, "test": 10_000}
 # Bumped whenever decoding changes, so caches written by another decoder are rebuilt.
 CACHE_FORMAT = 2
@@ -67,7 +78,9 @@ class ImageArrays:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> "ImageArrays":
+    def subset(
+        self, n_train: int | None = None, n_test: int | None = None, seed: int = 0
+    ) -> ImageArrays:
         """A class-balanced random subset (``n`` must be a multiple of the number of classes).
 
         ``None`` keeps a split whole. The kept images stay in their original order.
@@ -75,28 +88,40 @@ class ImageArrays:
         rng = seeding.generator(seed, "cifar-subset")
         out = {}
         for split, n in (("train", n_train), ("test", n_test)):
-            images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
+            images, labels = (
+                getattr(self, f"{split}_images"),
+                getattr(self, f"{split}_labels"),
+            )
             if n is None:
                 out[split] = (images, labels)
                 continue
             k, rem = divmod(int(n), self.num_classes)
             if n <= 0 or rem:
-                raise ValueError(f"subset: n_{split}={n} must be a positive multiple of "
-                                 f"the number of classes ({self.num_classes})")
+                raise ValueError(
+                    f"subset: n_{split}={n} must be a positive multiple of "
+                    f"the number of classes ({self.num_classes})"
+                )
             perm = rng.permutation(len(labels))
             keep = []
             for c in range(self.num_classes):
                 members = perm[labels[perm] == c]
                 if len(members) < k:
-                    raise ValueError(f"subset: n_{split}={n} needs {k} images of class {c}, "
-                                     f"the split has {len(members)}")
+                    raise ValueError(
+                        f"subset: n_{split}={n} needs {k} images of class {c}, "
+                        f"the split has {len(members)}"
+                    )
                 keep.append(members[:k])
             idx = np.sort(np.concatenate(keep))
             out[split] = (images[idx], labels[idx])
-        return replace(self, train_images=out["train"][0], train_labels=out["train"][1],
-                       test_images=out["test"][0], test_labels=out["test"][1],
-                       source=f"{self.source}; subset train={len(out['train'][1])} "
-                              f"test={len(out['test'][1])} (seed {seed})")
+        return replace(
+            self,
+            train_images=out["train"][0],
+            train_labels=out["train"][1],
+            test_images=out["test"][0],
+            test_labels=out["test"][1],
+            source=f"{self.source}; subset train={len(out['train'][1])} "
+            f"test={len(out['test'][1])} (seed {seed})",
+        )
 
     def fingerprint(self) -> dict:
         """What identifies this data for a checkpoint: name, sizes and SHA-256 of images and labels.
@@ -105,10 +130,20 @@ class ImageArrays:
         trainer compares this record (chapter *Expanded CNNs on CIFAR*).
         """
         digest = hashlib.sha256()
-        for array in (self.train_images, self.train_labels, self.test_images, self.test_labels):
+        for array in (
+            self.train_images,
+            self.train_labels,
+            self.test_images,
+            self.test_labels,
+        ):
             digest.update(np.ascontiguousarray(array).tobytes())
-        return {"name": self.name, "n_train": int(len(self.train_labels)), "n_test": int(len(self.test_labels)),
-                "num_classes": self.num_classes, "sha256": digest.hexdigest()}
+        return {
+            "name": self.name,
+            "n_train": int(len(self.train_labels)),
+            "n_test": int(len(self.test_labels)),
+            "num_classes": self.num_classes,
+            "sha256": digest.hexdigest(),
+        }
 
 
 def resolve_archive(path=None) -> Path:
@@ -123,7 +158,8 @@ def resolve_archive(path=None) -> Path:
             raise FileNotFoundError(
                 f"no CIFAR-10 JPEG archive given: pass path=... or set the environment variable "
                 f"{ENV_VAR} to {ARCHIVE_NAME} or its folder (or use load_torchvision where a "
-                f"network is available)")
+                f"network is available)"
+            )
     path = Path(path).expanduser()
     if path.is_dir():
         path = path / ARCHIVE_NAME
@@ -149,12 +185,16 @@ def verify_archive(path, expected: str | None = ARCHIVE_SHA256) -> str:
     """
     checksum = sha256sum(path)
     if expected is not None and checksum != expected:
-        raise ValueError(f"CIFAR-10 JPEG archive {path} is corrupt or not the expected file: "
-                         f"sha256 {checksum}, expected {expected}; copy it again")
+        raise ValueError(
+            f"CIFAR-10 JPEG archive {path} is corrupt or not the expected file: "
+            f"sha256 {checksum}, expected {expected}; copy it again"
+        )
     return checksum
 
 
-def decode_jpeg_archive(path, max_per_class: int | None = None, expected_sizes: dict | None = SPLIT_SIZES) -> ImageArrays:
+def decode_jpeg_archive(
+    path, max_per_class: int | None = None, expected_sizes: dict | None = SPLIT_SIZES
+) -> ImageArrays:
     """Decode an ImageFolder archive (``{train,test}/<class>/*.jpg``) into :class:`ImageArrays`.
 
     Images are sorted by (class, file name) within each split, labels follow the alphabetical
@@ -182,7 +222,9 @@ def decode_jpeg_archive(path, max_per_class: int | None = None, expected_sizes: 
                 with Image.open(io.BytesIO(tar.extractfile(member).read())) as img:
                     arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
                 if arr.shape != (32, 32, 3):
-                    raise ValueError(f"{path}: {member.name} has shape {arr.shape}, expected (32, 32, 3)")
+                    raise ValueError(
+                        f"{path}: {member.name} has shape {arr.shape}, expected (32, 32, 3)"
+                    )
                 per_class.append((fname, arr))
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ValueError(f"cannot read CIFAR-10 JPEG archive {path}: {exc}") from exc
@@ -190,23 +232,42 @@ def decode_jpeg_archive(path, max_per_class: int | None = None, expected_sizes: 
     arrays = {}
     for split in ("train", "test"):
         if tuple(sorted(found[split])) != classes or not classes:
-            raise ValueError(f"{path}: class folders differ between splits or are missing "
-                             f"(train {classes}, {split} {tuple(sorted(found[split]))})")
+            raise ValueError(
+                f"{path}: class folders differ between splits or are missing "
+                f"(train {classes}, {split} {tuple(sorted(found[split]))})"
+            )
         images, labels = [], []
         for label, cls in enumerate(classes):
             for _, arr in sorted(found[split][cls], key=lambda item: item[0]):
                 images.append(arr)
                 labels.append(label)
-        if max_per_class is None and expected_sizes is not None and len(images) != expected_sizes[split]:
-            raise ValueError(f"{path}: {split} split has {len(images)} images, "
-                             f"expected {expected_sizes[split]}")
+        if (
+            max_per_class is None
+            and expected_sizes is not None
+            and len(images) != expected_sizes[split]
+        ):
+            raise ValueError(
+                f"{path}: {split} split has {len(images)} images, "
+                f"expected {expected_sizes[split]}"
+            )
         arrays[split] = (np.stack(images), np.asarray(labels, dtype=np.int64))
-    return ImageArrays("cifar10", arrays["train"][0], arrays["train"][1], arrays["test"][0],
-                       arrays["test"][1], classes, source=f"CIFAR-10 JPEG archive {Path(path).name}")
+    return ImageArrays(
+        "cifar10",
+        arrays["train"][0],
+        arrays["train"][1],
+        arrays["test"][0],
+        arrays["test"][1],
+        classes,
+        source=f"CIFAR-10 JPEG archive {Path(path).name}",
+    )
 
 
-def load_cifar10_jpeg(path=None, cache_dir=None, expected_sha256: str | None = ARCHIVE_SHA256,
-                      expected_sizes: dict = SPLIT_SIZES) -> ImageArrays:
+def load_cifar10_jpeg(
+    path=None,
+    cache_dir=None,
+    expected_sha256: str | None = ARCHIVE_SHA256,
+    expected_sizes: dict = SPLIT_SIZES,
+) -> ImageArrays:
     """CIFAR-10 from the offline JPEG archive, decoded once and cached by checksum.
 
     ``path``: the archive or its folder (default: the ``CIFAR10_JPEG`` variable). ``cache_dir``
@@ -230,20 +291,39 @@ def load_cifar10_jpeg(path=None, cache_dir=None, expected_sha256: str | None = A
         except Exception:  # noqa: BLE001 - any unreadable cache (truncated zip, bad header, ...) is rebuilt
             fields = None
         if fields is not None and _valid_cache(fields, expected_sizes):
-            return ImageArrays("cifar10", fields["train_images"], fields["train_labels"], fields["test_images"],
-                               fields["test_labels"], tuple(str(c) for c in fields["classes"]), source)
-    decoded = replace(decode_jpeg_archive(archive, expected_sizes=expected_sizes), source=source)
+            return ImageArrays(
+                "cifar10",
+                fields["train_images"],
+                fields["train_labels"],
+                fields["test_images"],
+                fields["test_labels"],
+                tuple(str(c) for c in fields["classes"]),
+                source,
+            )
+    decoded = replace(
+        decode_jpeg_archive(archive, expected_sizes=expected_sizes), source=source
+    )
     tmp = cache_dir / f".{cache.stem}.{os.getpid()}.tmp.npz"
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        np.savez(tmp, format=np.int64(CACHE_FORMAT), train_images=decoded.train_images,
-                 train_labels=decoded.train_labels, test_images=decoded.test_images,
-                 test_labels=decoded.test_labels, classes=np.asarray(decoded.classes))
+        np.savez(
+            tmp,
+            format=np.int64(CACHE_FORMAT),
+            train_images=decoded.train_images,
+            train_labels=decoded.train_labels,
+            test_images=decoded.test_images,
+            test_labels=decoded.test_labels,
+            classes=np.asarray(decoded.classes),
+        )
         tmp.replace(cache)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        warnings.warn(f"could not write the decoded CIFAR-10 cache {cache} ({exc}); "
-                      f"continuing without it (the next run decodes again)", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"could not write the decoded CIFAR-10 cache {cache} ({exc}); "
+            f"continuing without it (the next run decodes again)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return decoded
 
 
@@ -252,86 +332,146 @@ def _valid_cache(fields: dict, expected_sizes: dict) -> bool:
     the expected split sizes of 32x32 RGB uint8 images, int64 labels within the class list."""
     try:
         classes = fields["classes"]
-        if int(fields["format"]) != CACHE_FORMAT or classes.ndim != 1 or len(classes) < 2:
+        if (
+            int(fields["format"]) != CACHE_FORMAT
+            or classes.ndim != 1
+            or len(classes) < 2
+        ):
             return False
         for split in ("train", "test"):
             images, labels = fields[f"{split}_images"], fields[f"{split}_labels"]
             n = expected_sizes[split]
             if images.shape != (n, 32, 32, 3) or images.dtype != np.uint8:
                 return False
-            if labels.shape != (n,) or labels.dtype != np.int64 or labels.min() < 0 or labels.max() >= len(classes):
+            if (
+                labels.shape != (n,)
+                or labels.dtype != np.int64
+                or labels.min() < 0
+                or labels.max() >= len(classes)
+            ):
                 return False
     except (KeyError, TypeError, ValueError):
         return False
     return True
 
 
-def load_torchvision(name: str = "cifar10", root=None, download: bool = True) -> ImageArrays:
+def load_torchvision(
+    name: str = "cifar10", root=None, download: bool = True
+) -> ImageArrays:
     """CIFAR-10 or CIFAR-100 through ``torchvision.datasets`` (the original arrays).
 
-    ``root`` defaults to ``torchvision/`` in :func:`support.paths.cache_dir`; ``download=True`` fetches the files where a
-    network exists (Colab). Raises FileNotFoundError, naming the offline alternative, when the files
-    are neither present nor downloadable.
+    ``root`` defaults to ``torchvision/`` in :func:`support.paths.cache_dir`;
+    ``download=True`` fetches the files where a network exists (Colab). Raises
+    FileNotFoundError, naming the offline alternative, when the files are neither present
+    nor downloadable.
     """
     import torchvision
 
-    classes = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}
+    classes = {
+        "cifar10": torchvision.datasets.CIFAR10,
+        "cifar100": torchvision.datasets.CIFAR100,
+    }
     if name not in classes:
         raise ValueError(f"name must be one of {sorted(classes)}, got {name!r}")
     root = Path(root) if root is not None else paths.cache_dir() / "torchvision"
     try:
         train = classes[name](str(root), train=True, download=download)
         test = classes[name](str(root), train=False, download=download)
-    except (OSError, RuntimeError) as e:  # URLError is an OSError; a missing offline copy a RuntimeError
+    except (
+        OSError,
+        RuntimeError,
+    ) as e:  # URLError is an OSError; a missing offline copy a RuntimeError
         raise FileNotFoundError(
             f"{name} is not in {root} and could not be downloaded ({type(e).__name__}: {e}); "
-            f"offline, set {ENV_VAR} to the CIFAR-10 JPEG archive (CIFAR-10 only)") from e
-    return ImageArrays(name, np.asarray(train.data, dtype=np.uint8), np.asarray(train.targets, dtype=np.int64),
-                       np.asarray(test.data, dtype=np.uint8), np.asarray(test.targets, dtype=np.int64),
-                       tuple(train.classes), source=f"torchvision.datasets.{classes[name].__name__}")
+            f"offline, set {ENV_VAR} to the CIFAR-10 JPEG archive (CIFAR-10 only)"
+        ) from e
+    return ImageArrays(
+        name,
+        np.asarray(train.data, dtype=np.uint8),
+        np.asarray(train.targets, dtype=np.int64),
+        np.asarray(test.data, dtype=np.uint8),
+        np.asarray(test.targets, dtype=np.int64),
+        tuple(train.classes),
+        source=f"torchvision.datasets.{classes[name].__name__}",
+    )
 
 
-def load_cifar(name: str = "cifar10", source: str = "auto", path=None, cache_dir=None) -> ImageArrays:
+def load_cifar(
+    name: str = "cifar10", source: str = "auto", path=None, cache_dir=None
+) -> ImageArrays:
     """Load CIFAR-10/100. ``source``: "jpeg" (offline archive), "torchvision", or "auto".
 
     "auto" uses the JPEG archive for CIFAR-10 when ``path`` is given or ``CIFAR10_JPEG`` is set,
     and torchvision (downloading) otherwise. CIFAR-100 exists only through torchvision here.
     """
     if source not in ("auto", "jpeg", "torchvision"):
-        raise ValueError(f"source must be 'auto', 'jpeg' or 'torchvision', got {source!r}")
+        raise ValueError(
+            f"source must be 'auto', 'jpeg' or 'torchvision', got {source!r}"
+        )
     if name not in NORMALIZATION:
         raise ValueError(f"name must be one of {sorted(NORMALIZATION)}, got {name!r}")
     if source == "auto":
-        source = "jpeg" if name == "cifar10" and (path is not None or os.environ.get(ENV_VAR)) else "torchvision"
+        source = (
+            "jpeg"
+            if name == "cifar10" and (path is not None or os.environ.get(ENV_VAR))
+            else "torchvision"
+        )
     if source == "jpeg":
         if name != "cifar10":
-            raise ValueError(f"the offline JPEG archive holds CIFAR-10 only, not {name!r}")
+            raise ValueError(
+                f"the offline JPEG archive holds CIFAR-10 only, not {name!r}"
+            )
         return load_cifar10_jpeg(path, cache_dir=cache_dir)
-    return load_torchvision(name, root=None if cache_dir is None else Path(cache_dir) / "torchvision")
+    return load_torchvision(
+        name, root=None if cache_dir is None else Path(cache_dir) / "torchvision"
+    )
 
 
-def synthetic(n_train: int = 256, n_test: int = 128, num_classes: int = 10, seed: int = 0) -> ImageArrays:
+def synthetic(
+    n_train: int = 256, n_test: int = 128, num_classes: int = 10, seed: int = 0
+) -> ImageArrays:
     """A small learnable stand-in for CIFAR (tests): noisy images tinted by a per-class colour pattern."""
     if n_train <= 0 or n_test <= 0 or num_classes < 2:
-        raise ValueError(f"synthetic: need positive sizes and >= 2 classes, got {n_train}, {n_test}, {num_classes}")
+        raise ValueError(
+            f"synthetic: need positive sizes and >= 2 classes, got {n_train}, {n_test}, {num_classes}"
+        )
     rng = np.random.default_rng(seed)
-    templates = rng.uniform(-60, 60, size=(num_classes, 8, 8, 3)).repeat(4, axis=1).repeat(4, axis=2)
+    templates = (
+        rng.uniform(-60, 60, size=(num_classes, 8, 8, 3))
+        .repeat(4, axis=1)
+        .repeat(4, axis=2)
+    )
 
     def draw(n):
         labels = rng.integers(0, num_classes, size=n)
         noise = rng.normal(128, 40, size=(n, 32, 32, 3))
-        return np.clip(noise + templates[labels], 0, 255).astype(np.uint8), labels.astype(np.int64)
+        return np.clip(noise + templates[labels], 0, 255).astype(
+            np.uint8
+        ), labels.astype(np.int64)
 
     (xtr, ytr), (xte, yte) = draw(n_train), draw(n_test)
-    return ImageArrays("cifar10", xtr, ytr, xte, yte, tuple(f"class{c}" for c in range(num_classes)),
-                       source=f"synthetic (seed {seed})")
+    return ImageArrays(
+        "cifar10",
+        xtr,
+        ytr,
+        xte,
+        yte,
+        tuple(f"class{c}" for c in range(num_classes)),
+        source=f"synthetic (seed {seed})",
+    )
 
 
 def normalized_tensor(images, mean, std, device="cpu"):
     """uint8 images (N, H, W, 3) -> float32 tensor (N, 3, H, W) on ``device``, per-channel normalised."""
     import torch
 
-    x = torch.as_tensor(np.asarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255)
+    x = (
+        torch.as_tensor(np.asarray(images))
+        .to(device)
+        .permute(0, 3, 1, 2)
+        .float()
+        .div_(255)
+    )
     m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
     s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
     return (x - m) / s
@@ -353,15 +493,31 @@ class DeviceLoader:
     ``world_size``-th example of the epoch's permutation (``rank`` selects which).
     """
 
-    def __init__(self, images, labels, batch_size: int, *, train: bool, device="cpu", dtype=None,
-                 mean=NORMALIZATION["cifar10"][0], std=NORMALIZATION["cifar10"][1], translate: int = 2,
-                 flip: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 channels_last: bool = True):
+    def __init__(
+        self,
+        images,
+        labels,
+        batch_size: int,
+        *,
+        train: bool,
+        device="cpu",
+        dtype=None,
+        mean=NORMALIZATION["cifar10"][0],
+        std=NORMALIZATION["cifar10"][1],
+        translate: int = 2,
+        flip: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        channels_last: bool = True,
+    ):
         import torch
 
         images = np.asarray(images) if not isinstance(images, torch.Tensor) else images
         if images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"images: expected shape (N, H, W, 3), got {tuple(images.shape)}")
+            raise ValueError(
+                f"images: expected shape (N, H, W, 3), got {tuple(images.shape)}"
+            )
         if images.dtype not in (np.uint8, torch.uint8):
             raise ValueError(f"images: expected uint8 pixels, got dtype {images.dtype}")
         if len(labels) != len(images):
@@ -369,23 +525,43 @@ class DeviceLoader:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+            raise ValueError(
+                f"rank must be in [0, world_size={world_size}), got {rank}"
+            )
         if translate < 0:
             raise ValueError(f"translate must be >= 0, got {translate}")
         self.device = torch.device(device)
         self.dtype = dtype or torch.float32
-        self.batch_size, self.train, self.translate, self.flip = int(batch_size), bool(train), int(translate), bool(flip)
-        self.seed, self.rank, self.world_size, self.epoch = int(seed), int(rank), int(world_size), 0
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.batch_size, self.train, self.translate, self.flip = (
+            int(batch_size),
+            bool(train),
+            int(translate),
+            bool(flip),
+        )
+        self.seed, self.rank, self.world_size, self.epoch = (
+            int(seed),
+            int(rank),
+            int(world_size),
+            0,
+        )
+        self.memory_format = (
+            torch.channels_last if channels_last else torch.contiguous_format
+        )
         x = normalized_tensor(images, mean, std, device=self.device).to(self.dtype)
         if self.train and self.translate:
             p = self.translate
-            x = torch.nn.functional.pad(x.float(), (p, p, p, p), mode="reflect").to(self.dtype)
+            x = torch.nn.functional.pad(x.float(), (p, p, p, p), mode="reflect").to(
+                self.dtype
+            )
         self.images = x.contiguous(memory_format=self.memory_format)
-        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(self.device)
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(
+            self.device
+        )
         if self.train and self.per_rank < self.batch_size:
-            raise ValueError(f"batch_size={batch_size} exceeds the {self.per_rank} training examples "
-                             f"per process: no complete batch")
+            raise ValueError(
+                f"batch_size={batch_size} exceeds the {self.per_rank} training examples "
+                f"per process: no complete batch"
+            )
 
     @property
     def num_examples(self) -> int:
@@ -395,7 +571,11 @@ class DeviceLoader:
     def per_rank(self) -> int:
         """Examples this process sees per epoch (in training, a multiple of ``world_size`` is used)."""
         n = self.num_examples
-        return n // self.world_size if self.train else len(range(self.rank, n, self.world_size))
+        return (
+            n // self.world_size
+            if self.train
+            else len(range(self.rank, n, self.world_size))
+        )
 
     def __len__(self) -> int:
         if self.train:
@@ -407,7 +587,9 @@ class DeviceLoader:
         self.epoch = int(epoch)
 
     def _generator(self):
-        return seeding.torch_generator(self.seed, "loader-epoch", self.epoch, device=self.device)
+        return seeding.torch_generator(
+            self.seed, "loader-epoch", self.epoch, device=self.device
+        )
 
     def _augmented(self, g):
         """The whole split translated and flipped for this epoch (identical on every rank)."""
@@ -415,14 +597,18 @@ class DeviceLoader:
 
         x, n, p = self.images, self.num_examples, self.translate
         if p:
-            shifts = torch.randint(0, 2 * p + 1, (2, n), generator=g, device=self.device)
+            shifts = torch.randint(
+                0, 2 * p + 1, (2, n), generator=g, device=self.device
+            )
             size = x.shape[-1] - 2 * p
-            out = torch.empty((n, x.shape[1], size, size), dtype=x.dtype, device=self.device)
+            out = torch.empty(
+                (n, x.shape[1], size, size), dtype=x.dtype, device=self.device
+            )
             out = out.contiguous(memory_format=self.memory_format)
             for dy in range(2 * p + 1):
                 for dx in range(2 * p + 1):
                     sel = ((shifts[0] == dy) & (shifts[1] == dx)).nonzero().squeeze(1)
-                    out[sel] = x[sel, :, dy:dy + size, dx:dx + size]
+                    out[sel] = x[sel, :, dy : dy + size, dx : dx + size]
             x = out
         if self.flip:
             flips = torch.rand(n, generator=g, device=self.device) < 0.5
@@ -433,33 +619,65 @@ class DeviceLoader:
         import torch
 
         if not self.train:
-            order = torch.arange(self.rank, self.num_examples, self.world_size, device=self.device)
+            order = torch.arange(
+                self.rank, self.num_examples, self.world_size, device=self.device
+            )
             for i in range(0, len(order), self.batch_size):
-                idx = order[i:i + self.batch_size]
+                idx = order[i : i + self.batch_size]
                 yield self.images[idx], self.labels[idx]
             return
         g = self._generator()
         perm = torch.randperm(self.num_examples, generator=g, device=self.device)
         x = self._augmented(g)
-        mine = perm[: self.per_rank * self.world_size][self.rank::self.world_size]
+        mine = perm[: self.per_rank * self.world_size][self.rank :: self.world_size]
         for b in range(len(self)):
-            idx = mine[b * self.batch_size:(b + 1) * self.batch_size]
+            idx = mine[b * self.batch_size : (b + 1) * self.batch_size]
             yield x[idx].contiguous(memory_format=self.memory_format), self.labels[idx]
 
 
-def loaders(data: ImageArrays, batch_size: int, *, device="cpu", dtype=None, eval_batch_size: int | None = None,
-            seed: int = 0, rank: int = 0, world_size: int = 1, translate: int = 2, flip: bool = True,
-            channels_last: bool = True):
+def loaders(
+    data: ImageArrays,
+    batch_size: int,
+    *,
+    device="cpu",
+    dtype=None,
+    eval_batch_size: int | None = None,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    translate: int = 2,
+    flip: bool = True,
+    channels_last: bool = True,
+):
     """``(train_loader, train_eval_loader, test_loader)`` for ``data`` on ``device``.
 
     The middle one runs over the un-augmented training images in order (train accuracy).
     """
     mean, std = NORMALIZATION[data.name]
-    common = dict(device=device, dtype=dtype, mean=mean, std=std, rank=rank, world_size=world_size,
-                  channels_last=channels_last)
+    common = dict(
+        device=device,
+        dtype=dtype,
+        mean=mean,
+        std=std,
+        rank=rank,
+        world_size=world_size,
+        channels_last=channels_last,
+    )
     eval_bs = eval_batch_size or max(batch_size, 500)
-    train = DeviceLoader(data.train_images, data.train_labels, batch_size, train=True, translate=translate,
-                         flip=flip, seed=seed, **common)
-    train_eval = DeviceLoader(data.train_images, data.train_labels, eval_bs, train=False, **common)
-    test = DeviceLoader(data.test_images, data.test_labels, eval_bs, train=False, **common)
+    train = DeviceLoader(
+        data.train_images,
+        data.train_labels,
+        batch_size,
+        train=True,
+        translate=translate,
+        flip=flip,
+        seed=seed,
+        **common,
+    )
+    train_eval = DeviceLoader(
+        data.train_images, data.train_labels, eval_bs, train=False, **common
+    )
+    test = DeviceLoader(
+        data.test_images, data.test_labels, eval_bs, train=False, **common
+    )
     return train, train_eval, test

@@ -46,6 +46,7 @@ the factors, the layers' own constructors (through ``torch.nn.utils.skip_init``)
 ``load_state_dict`` for collapsed and rebuilt layers. The training-step benchmark lives with the
 chapter's recipes (``python -m support.experiments.linear_overparam bench``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -58,8 +59,17 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize, skip_init
 
 __all__ = [
-    "expand", "collapse", "expanded_layers", "factors", "compose_kernels", "as_sequential",
-    "count_parameters", "layer_costs", "LayerCost", "ExpansionPlan", "compose_biases",
+    "expand",
+    "collapse",
+    "expanded_layers",
+    "factors",
+    "compose_kernels",
+    "as_sequential",
+    "count_parameters",
+    "layer_costs",
+    "LayerCost",
+    "ExpansionPlan",
+    "compose_biases",
 ]
 
 _EXPANDABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -70,7 +80,10 @@ _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 # Kernel algebra
 # --------------------------------------------------------------------------------------------
 
-def _compose_pair(first: torch.Tensor, second: torch.Tensor, groups: int) -> torch.Tensor:
+
+def _compose_pair(
+    first: torch.Tensor, second: torch.Tensor, groups: int
+) -> torch.Tensor:
     """Kernel of "apply ``first``, then ``second``" (valid cross-correlations, same groups).
 
     ``first``: (h, c_in/g, *k1), ``second``: (c_out, h/g, *k2) -> (c_out, c_in/g, *(k1+k2-1)).
@@ -79,19 +92,27 @@ def _compose_pair(first: torch.Tensor, second: torch.Tensor, groups: int) -> tor
     h, c_in_g = first.shape[:2]
     c_out = second.shape[0]
     k1, k2 = first.shape[2:], second.shape[2:]
-    if all(k == 1 for k in k2):  # second is a matrix per group: a (batched) matrix product
+    if all(
+        k == 1 for k in k2
+    ):  # second is a matrix per group: a (batched) matrix product
         a = first.reshape(groups, h // groups, -1)
         b = second.reshape(groups, c_out // groups, h // groups)
         return torch.bmm(b, a).reshape(c_out, c_in_g, *k1)
-    if all(k == 1 for k in k1):  # first is a matrix: mix its channels into every tap of second
+    if all(
+        k == 1 for k in k1
+    ):  # first is a matrix: mix its channels into every tap of second
         a = first.reshape(groups, h // groups, c_in_g)
         b = second.reshape(groups, c_out // groups, h // groups, -1)
         out = torch.einsum("gomp,gmc->gocp", b, a)
         return out.reshape(c_out, c_in_g, *k2)
     # general case: a full convolution of the two kernels over the spatial taps
     spatial = tuple(range(2, second.dim()))
-    out = _CONV_FN[len(k1)](first.transpose(0, 1), second.flip(spatial),
-                            padding=tuple(k - 1 for k in k2), groups=groups)
+    out = _CONV_FN[len(k1)](
+        first.transpose(0, 1),
+        second.flip(spatial),
+        padding=tuple(k - 1 for k in k2),
+        groups=groups,
+    )
     return out.transpose(0, 1)
 
 
@@ -110,12 +131,16 @@ def compose_kernels(kernels, groups: int = 1) -> torch.Tensor:
         raise ValueError("compose_kernels: kernels is empty")
     ndim = kernels[0].dim()
     if any(k.dim() != ndim for k in kernels) or ndim < 2:
-        raise ValueError("compose_kernels: kernels must all be matrices or all conv kernels of the "
-                         f"same rank, got shapes {[tuple(k.shape) for k in kernels]}")
+        raise ValueError(
+            "compose_kernels: kernels must all be matrices or all conv kernels of the "
+            f"same rank, got shapes {[tuple(k.shape) for k in kernels]}"
+        )
     for a, b in zip(kernels, kernels[1:]):
         if b.shape[1] * groups != a.shape[0]:
-            raise ValueError(f"compose_kernels: kernel of shape {tuple(b.shape)} cannot follow one of "
-                             f"shape {tuple(a.shape)} with groups={groups}")
+            raise ValueError(
+                f"compose_kernels: kernel of shape {tuple(b.shape)} cannot follow one of "
+                f"shape {tuple(a.shape)} with groups={groups}"
+            )
     if ndim == 2:
         return torch.linalg.multi_dot(kernels[::-1]) if len(kernels) > 1 else kernels[0]
     out = kernels[-1]
@@ -141,6 +166,7 @@ def compose_biases(weights, biases, groups: int = 1) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # Parametrizations
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ExpansionPlan:
@@ -207,7 +233,9 @@ class _ExpandedBias(nn.Module):
             return compose_biases(ws, bs, self.plan.groups)
 
     def right_inverse(self, bias):
-        zeros = [torch.zeros(self.plan.hidden, dtype=bias.dtype, device=bias.device)] * (self.plan.depth - 1)
+        zeros = [
+            torch.zeros(self.plan.hidden, dtype=bias.dtype, device=bias.device)
+        ] * (self.plan.depth - 1)
         return tuple(zeros) + (bias.detach().clone(),)
 
 
@@ -216,14 +244,19 @@ def _factor_shapes(weight, plan: ExpansionPlan):
     out, in_g = weight.shape[0], weight.shape[1]
     h_g = plan.hidden // plan.groups
     dims = [plan.hidden] * (plan.depth - 1) + [out]
-    return [(o, in_g if i == 0 else h_g, *k) for i, (o, k) in enumerate(zip(dims, plan.kernel_sizes))]
+    return [
+        (o, in_g if i == 0 else h_g, *k)
+        for i, (o, k) in enumerate(zip(dims, plan.kernel_sizes))
+    ]
 
 
 def _zero_factors(weight, plan: ExpansionPlan):
     return tuple(weight.new_zeros(shape) for shape in _factor_shapes(weight, plan))
 
 
-def _eye_blocks(groups: int, rows_per_group: int, cols_per_group: int, like: torch.Tensor):
+def _eye_blocks(
+    groups: int, rows_per_group: int, cols_per_group: int, like: torch.Tensor
+):
     """(groups * rows, cols) stack of per-group [I 0] / [I; 0] blocks."""
     e = torch.eye(rows_per_group, cols_per_group, dtype=like.dtype, device=like.device)
     return e.repeat(groups, 1)
@@ -233,20 +266,28 @@ def _exact_factors(weight, kernel_sizes, hidden, groups):
     """Factors whose composite is exactly ``weight``: ``[W; 0]`` (per group), then identities."""
     out = weight.shape[0]
     k_eff = tuple(weight.shape[2:])
-    if tuple(kernel_sizes[0]) != k_eff or any(any(x != 1 for x in k) for k in kernel_sizes[1:]):
-        raise ValueError(f"exact factorisation needs the kernel list [k, 1, ..., 1] with k = {k_eff}; "
-                         f"got {list(kernel_sizes)} (use init='paper' for other kernel lists)")
+    if tuple(kernel_sizes[0]) != k_eff or any(
+        any(x != 1 for x in k) for k in kernel_sizes[1:]
+    ):
+        raise ValueError(
+            f"exact factorisation needs the kernel list [k, 1, ..., 1] with k = {k_eff}; "
+            f"got {list(kernel_sizes)} (use init='paper' for other kernel lists)"
+        )
     if hidden < out:
-        raise ValueError(f"exact factorisation needs hidden width >= out features ({hidden} < {out}); "
-                         "use width >= 1 or init='paper'")
+        raise ValueError(
+            f"exact factorisation needs hidden width >= out features ({hidden} < {out}); "
+            "use width >= 1 or init='paper'"
+        )
     depth = len(kernel_sizes)
     h_g, o_g = hidden // groups, out // groups
     ones = (1,) * len(k_eff)
     w = weight.detach().reshape(groups, o_g, *weight.shape[1:])
     first = torch.cat([w, w.new_zeros(groups, h_g - o_g, *weight.shape[1:])], 1)
     first = first.reshape(hidden, *weight.shape[1:])
-    middle = [_eye_blocks(groups, h_g, h_g, weight).reshape(hidden, h_g, *ones)
-              for _ in range(depth - 2)]
+    middle = [
+        _eye_blocks(groups, h_g, h_g, weight).reshape(hidden, h_g, *ones)
+        for _ in range(depth - 2)
+    ]
     last = _eye_blocks(groups, o_g, h_g, weight).reshape(out, h_g, *ones)
     return (first, *middle, last)
 
@@ -254,6 +295,7 @@ def _exact_factors(weight, kernel_sizes, hidden, groups):
 # --------------------------------------------------------------------------------------------
 # expand / collapse
 # --------------------------------------------------------------------------------------------
+
 
 def _kernel_list(module, depth, kernel_sizes, name):
     """Per-factor kernel tuples for ``module`` (empty tuples for nn.Linear)."""
@@ -266,8 +308,10 @@ def _kernel_list(module, depth, kernel_sizes, name):
     for k in kernel_sizes:
         k = (k,) * nd if isinstance(k, int) else tuple(k)
         if len(k) != nd or any((not isinstance(x, int)) or x < 1 for x in k):
-            raise ValueError(f"expand: kernel_sizes entry {k!r} is not a valid {nd}-d kernel size "
-                             f"for module '{name}'")
+            raise ValueError(
+                f"expand: kernel_sizes entry {k!r} is not a valid {nd}-d kernel size "
+                f"for module '{name}'"
+            )
         out.append(k)
     return out
 
@@ -278,32 +322,49 @@ _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 def _validate_module(name, module):
     label = f"module '{name}' ({type(module).__name__})"
     if parametrize.is_parametrized(module):
-        raise ValueError(f"expand: {label} already has parametrizations (is it expanded already? "
-                         "collapse it first)")
+        raise ValueError(
+            f"expand: {label} already has parametrizations (is it expanded already? "
+            "collapse it first)"
+        )
     if isinstance(module, _TRANSPOSED):
-        raise ValueError(f"expand: {label} is a transposed convolution, which is not supported; "
-                         "exclude it with layers=")
-    if isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params():
-        raise ValueError(f"expand: {label} is lazy and uninitialised; run one forward pass first")
+        raise ValueError(
+            f"expand: {label} is a transposed convolution, which is not supported; "
+            "exclude it with layers="
+        )
+    if (
+        isinstance(module, nn.modules.lazy.LazyModuleMixin)
+        and module.has_uninitialized_params()
+    ):
+        raise ValueError(
+            f"expand: {label} is lazy and uninitialised; run one forward pass first"
+        )
     if type(module) not in _EXPANDABLE:
-        raise ValueError(f"expand: {label} is not an nn.Linear / nn.Conv1d / nn.Conv2d / nn.Conv3d "
-                         "(subclasses are refused: collapse rebuilds layers with these constructors)")
+        raise ValueError(
+            f"expand: {label} is not an nn.Linear / nn.Conv1d / nn.Conv2d / nn.Conv3d "
+            "(subclasses are refused: collapse rebuilds layers with these constructors)"
+        )
 
 
 def _select(model, layers):
     named = dict(model.named_modules())
     if layers is None:
-        chosen = [n for n, m in named.items() if isinstance(m, _EXPANDABLE + _TRANSPOSED)]
+        chosen = [
+            n for n, m in named.items() if isinstance(m, _EXPANDABLE + _TRANSPOSED)
+        ]
     elif callable(layers):
         chosen = [n for n, m in named.items() if layers(n, m)]
     else:
         if isinstance(layers, str):
-            raise TypeError("expand: layers must be None, a callable (name, module) -> bool, or a "
-                            "list of module names, not a string")
+            raise TypeError(
+                "expand: layers must be None, a callable (name, module) -> bool, or a "
+                "list of module names, not a string"
+            )
         chosen = list(layers)
         missing = [n for n in chosen if n not in named]
         if missing:
-            raise ValueError(f"expand: layers names {missing} are not modules of the model")
+            raise ValueError(
+                f"expand: layers names {missing} are not modules of the model"
+            )
     for n in chosen:
         _validate_module(n, named[n])
     return [(n, named[n]) for n in chosen]
@@ -321,13 +382,23 @@ def _refuse_shared_parameters(model, chosen) -> None:
             param = getattr(module, param_name, None)
             if param is None:
                 continue
-            others = sorted({f"{n}.{p}" if n else p for n, m, p in owners.get(id(param), []) if m is not module})
+            others = sorted(
+                {
+                    f"{n}.{p}" if n else p
+                    for n, m, p in owners.get(id(param), [])
+                    if m is not module
+                }
+            )
             if others:
-                raise ValueError(f"expand: module '{name}' shares its {param_name} with {others}; tied "
-                                 "parameters are not supported (expanding one side would untie them)")
+                raise ValueError(
+                    f"expand: module '{name}' shares its {param_name} with {others}; tied "
+                    "parameters are not supported (expanding one side would untie them)"
+                )
 
 
-def _plan_for(name, module, depth, width, kernel_sizes, init, allow_kernel_change) -> ExpansionPlan:
+def _plan_for(
+    name, module, depth, width, kernel_sizes, init, allow_kernel_change
+) -> ExpansionPlan:
     """Validate one layer's expansion and return its plan (nothing is modified)."""
     ks = _kernel_list(module, depth, kernel_sizes, name)
     is_conv = not isinstance(module, nn.Linear)
@@ -335,21 +406,33 @@ def _plan_for(name, module, depth, width, kernel_sizes, init, allow_kernel_chang
     out = module.weight.shape[0]
     hidden = int(out * width)
     if depth > 1 and (hidden < 1 or hidden % groups):
-        raise ValueError(f"expand: module '{name}': hidden width int({out} * {width}) = {hidden} "
-                         f"must be >= 1 and a multiple of groups={groups}")
-    k_eff = tuple(sum(k[j] for k in ks) - depth + 1 for j in range(len(ks[0]))) if is_conv else None
+        raise ValueError(
+            f"expand: module '{name}': hidden width int({out} * {width}) = {hidden} "
+            f"must be >= 1 and a multiple of groups={groups}"
+        )
+    k_eff = (
+        tuple(sum(k[j] for k in ks) - depth + 1 for j in range(len(ks[0])))
+        if is_conv
+        else None
+    )
     grows = bool(is_conv and k_eff != tuple(module.kernel_size))
     if grows:
         if not allow_kernel_change:
-            raise ValueError(f"expand: module '{name}': kernel_sizes {kernel_sizes} give an "
-                             f"effective kernel {k_eff}, not the layer's {tuple(module.kernel_size)}; "
-                             "pass allow_kernel_change=True to change the layer's kernel")
+            raise ValueError(
+                f"expand: module '{name}': kernel_sizes {kernel_sizes} give an "
+                f"effective kernel {k_eff}, not the layer's {tuple(module.kernel_size)}; "
+                "pass allow_kernel_change=True to change the layer's kernel"
+            )
         if init == "keep":
-            raise ValueError(f"expand: module '{name}': init='keep' cannot change the kernel size")
+            raise ValueError(
+                f"expand: module '{name}': init='keep' cannot change the kernel size"
+            )
         _grown_padding(module, k_eff, name)  # refuses odd growth
     if init == "keep" and depth > 1 and hidden < out:
-        raise ValueError(f"expand: module '{name}': init='keep' needs width >= 1 "
-                         f"(hidden {hidden} < out {out})")
+        raise ValueError(
+            f"expand: module '{name}': init='keep' needs width >= 1 "
+            f"(hidden {hidden} < out {out})"
+        )
     return ExpansionPlan(name, tuple(ks), hidden, groups, k_eff, grows)
 
 
@@ -367,8 +450,10 @@ def _paper_factors(module, ks, hidden, negative_slope):
         w = torch.empty(out_i, fan_in_ch, *k, dtype=w0.dtype, device=w0.device)
         taps = math.prod(k)
         last = i == depth - 1
-        gain2 = 2.0 / (1.0 + negative_slope ** 2) if last else 1.0
-        if is_conv:  # fan-out; an intermediate factor's true fan-out is (out_i / groups) * taps
+        gain2 = 2.0 / (1.0 + negative_slope**2) if last else 1.0
+        if (
+            is_conv
+        ):  # fan-out; an intermediate factor's true fan-out is (out_i / groups) * taps
             fan = out_i * taps if last else (out_i // groups) * taps
         else:
             fan = fan_in_ch
@@ -376,7 +461,9 @@ def _paper_factors(module, ks, hidden, negative_slope):
             w.normal_(0.0, math.sqrt(gain2 / fan))
         ws.append(w)
         bound = 1.0 / math.sqrt(fan_in_ch * taps)
-        bs.append(torch.empty(out_i, dtype=w0.dtype, device=w0.device).uniform_(-bound, bound))
+        bs.append(
+            torch.empty(out_i, dtype=w0.dtype, device=w0.device).uniform_(-bound, bound)
+        )
     return ws, bs
 
 
@@ -389,9 +476,11 @@ def _grown_padding(module, k_eff, name):
     new_padding = []
     for p, a, b, d in zip(old, k, k_eff, module.dilation):
         if (b - a) % 2:
-            raise ValueError(f"expand: module '{name}': effective kernel {k_eff} differs from "
-                             f"{k} by an odd amount, so no symmetric padding keeps the output "
-                             "shape")
+            raise ValueError(
+                f"expand: module '{name}': effective kernel {k_eff} differs from "
+                f"{k} by an odd amount, so no symmetric padding keeps the output "
+                "shape"
+            )
         new_padding.append(p + d * (b - a) // 2)
     return tuple(new_padding)
 
@@ -405,12 +494,28 @@ def _plain_like(layer, *, kernel_size=None, padding=None, device=None, dtype=Non
     dtype = weight.dtype if dtype is None else dtype
     has_bias = layer.bias is not None
     if cls is nn.Linear:
-        return skip_init(nn.Linear, layer.in_features, layer.out_features, bias=has_bias, device=device, dtype=dtype)
-    return skip_init(cls, layer.in_channels, layer.out_channels,
-                     layer.kernel_size if kernel_size is None else kernel_size, stride=layer.stride,
-                     padding=layer.padding if padding is None else padding, dilation=layer.dilation,
-                     groups=layer.groups, bias=has_bias, padding_mode=layer.padding_mode,
-                     device=device, dtype=dtype)
+        return skip_init(
+            nn.Linear,
+            layer.in_features,
+            layer.out_features,
+            bias=has_bias,
+            device=device,
+            dtype=dtype,
+        )
+    return skip_init(
+        cls,
+        layer.in_channels,
+        layer.out_channels,
+        layer.kernel_size if kernel_size is None else kernel_size,
+        stride=layer.stride,
+        padding=layer.padding if padding is None else padding,
+        dilation=layer.dilation,
+        groups=layer.groups,
+        bias=has_bias,
+        padding_mode=layer.padding_mode,
+        device=device,
+        dtype=dtype,
+    )
 
 
 def _with_values(plain, weight, bias, requires_grad, training):
@@ -434,17 +539,30 @@ def _expand_layer(module, plan, init, bias, ws, bs):
         return module
     if plan.grows_kernel:
         w = module.weight
-        grown = _plain_like(module, kernel_size=plan.effective_kernel,
-                            padding=_grown_padding(module, plan.effective_kernel, plan.name))
-        module = _with_values(grown, w.new_zeros(w.shape[0], w.shape[1], *plan.effective_kernel),
-                              None if module.bias is None else module.bias.detach().clone(),
-                              w.requires_grad, module.training)
-    if init == "paper":  # register on the zero map (exact under any plan), then set the sampled factors
-        module.weight = nn.Parameter(torch.zeros_like(module.weight), requires_grad=module.weight.requires_grad)
+        grown = _plain_like(
+            module,
+            kernel_size=plan.effective_kernel,
+            padding=_grown_padding(module, plan.effective_kernel, plan.name),
+        )
+        module = _with_values(
+            grown,
+            w.new_zeros(w.shape[0], w.shape[1], *plan.effective_kernel),
+            None if module.bias is None else module.bias.detach().clone(),
+            w.requires_grad,
+            module.training,
+        )
+    if (
+        init == "paper"
+    ):  # register on the zero map (exact under any plan), then set the sampled factors
+        module.weight = nn.Parameter(
+            torch.zeros_like(module.weight), requires_grad=module.weight.requires_grad
+        )
     parametrize.register_parametrization(module, "weight", _ExpandedWeight(plan))
     weight_originals = module.parametrizations.weight
     if module.bias is not None and bias == "all":
-        parametrize.register_parametrization(module, "bias", _ExpandedBias(weight_originals, plan))
+        parametrize.register_parametrization(
+            module, "bias", _ExpandedBias(weight_originals, plan)
+        )
         if init == "paper":
             with torch.no_grad():
                 for i, b in enumerate(bs):
@@ -461,14 +579,21 @@ def _expand_layer(module, plan, init, bias, ws, bs):
 
 def _snapshot(module):
     """What :func:`_restore` needs to undo an in-place expansion of ``module``."""
-    return {"weight": module.weight, "bias": module.bias,
-            "values": {k: v.detach().clone() for k, v in module.named_parameters(recurse=False)}}
+    return {
+        "weight": module.weight,
+        "bias": module.bias,
+        "values": {
+            k: v.detach().clone() for k, v in module.named_parameters(recurse=False)
+        },
+    }
 
 
 def _restore(module, snap) -> None:
     for tensor_name in ("bias", "weight"):
         if parametrize.is_parametrized(module, tensor_name):
-            parametrize.remove_parametrizations(module, tensor_name, leave_parametrized=True)
+            parametrize.remove_parametrizations(
+                module, tensor_name, leave_parametrized=True
+            )
     for tensor_name in ("weight", "bias"):
         if snap[tensor_name] is not None:
             setattr(module, tensor_name, snap[tensor_name])
@@ -482,9 +607,17 @@ def _set_submodule(model, name, module):
     setattr(model.get_submodule(parent_name), child, module)
 
 
-def expand(model: nn.Module, depth: int | None = None, width: float = 1.0, kernel_sizes=None,
-           layers=None, init: str = "paper", bias: str = "all", negative_slope: float = 0.0,
-           allow_kernel_change: bool = False) -> nn.Module:
+def expand(
+    model: nn.Module,
+    depth: int | None = None,
+    width: float = 1.0,
+    kernel_sizes=None,
+    layers=None,
+    init: str = "paper",
+    bias: str = "all",
+    negative_slope: float = 0.0,
+    allow_kernel_change: bool = False,
+) -> nn.Module:
     """Expand linear layers of ``model`` in place into ``depth`` linear sub-layers; return ``model``.
 
     Each chosen layer keeps its class and forward; its ``weight`` (and with ``bias="all"`` its
@@ -521,8 +654,15 @@ def expand(model: nn.Module, depth: int | None = None, width: float = 1.0, kerne
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise ValueError(f"expand: depth must be an integer >= 1, got {depth!r}")
     if kernel_sizes is not None and len(kernel_sizes) != depth:
-        raise ValueError(f"expand: kernel_sizes has {len(kernel_sizes)} entries but depth={depth}")
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0 or not math.isfinite(width):
+        raise ValueError(
+            f"expand: kernel_sizes has {len(kernel_sizes)} entries but depth={depth}"
+        )
+    if (
+        isinstance(width, bool)
+        or not isinstance(width, (int, float))
+        or not width > 0
+        or not math.isfinite(width)
+    ):
         raise ValueError(f"expand: width must be a finite number > 0, got {width!r}")
     if init not in ("paper", "keep"):
         raise ValueError(f"expand: init must be 'paper' or 'keep', got {init!r}")
@@ -531,14 +671,21 @@ def expand(model: nn.Module, depth: int | None = None, width: float = 1.0, kerne
 
     chosen = _select(model, layers)
     _refuse_shared_parameters(model, chosen)
-    plans = [_plan_for(name, module, depth, width, kernel_sizes, init, allow_kernel_change)
-             for name, module in chosen]
+    plans = [
+        _plan_for(name, module, depth, width, kernel_sizes, init, allow_kernel_change)
+        for name, module in chosen
+    ]
     done, replaced = [], {}
     try:
         for plan, (name, module) in zip(plans, chosen):
-            ws, bs = _paper_factors(module, plan.kernel_sizes, plan.hidden, negative_slope) \
-                if init == "paper" else (None, None)
-            if not plan.grows_kernel:  # expanded in place: remember how to undo it, even half done
+            ws, bs = (
+                _paper_factors(module, plan.kernel_sizes, plan.hidden, negative_slope)
+                if init == "paper"
+                else (None, None)
+            )
+            if (
+                not plan.grows_kernel
+            ):  # expanded in place: remember how to undo it, even half done
                 done.append((module, _snapshot(module)))
             result = _expand_layer(module, plan, init, bias, ws, bs)
             if result is not module:
@@ -566,8 +713,9 @@ def _unwrap(model):
 
 
 def _is_expanded(module) -> bool:
-    return (parametrize.is_parametrized(module, "weight")
-            and isinstance(module.parametrizations.weight[0], _ExpandedWeight))
+    return parametrize.is_parametrized(module, "weight") and isinstance(
+        module.parametrizations.weight[0], _ExpandedWeight
+    )
 
 
 def expanded_layers(model: nn.Module) -> dict:
@@ -600,7 +748,13 @@ def _plain_layer(layer):
         weight = layer.weight.detach().clone()
         bias = None if layer.bias is None else layer.bias.detach().clone()
     ws, _ = factors(layer)
-    return _with_values(_plain_like(layer), weight, bias, any(w.requires_grad for w in ws), layer.training)
+    return _with_values(
+        _plain_like(layer),
+        weight,
+        bias,
+        any(w.requires_grad for w in ws),
+        layer.training,
+    )
 
 
 def collapse(model: nn.Module, inplace: bool = False) -> nn.Module:
@@ -632,6 +786,7 @@ def collapse(model: nn.Module, inplace: bool = False) -> nn.Module:
 # --------------------------------------------------------------------------------------------
 # The sequential form (the official code's training graph; our reference and benchmark baseline)
 # --------------------------------------------------------------------------------------------
+
 
 class _Pad(nn.Module):
     """``F.pad`` as a module (for padding modes / asymmetric 'same' padding)."""
@@ -674,14 +829,28 @@ def _sequential_of(layer):
     for i, (w, b) in enumerate(zip(ws, bs)):
         if is_conv:
             first = i == 0 and symmetric and layer.padding_mode == "zeros"
-            sub = skip_init(conv_cls, w.shape[1] * layer.groups, w.shape[0], tuple(w.shape[2:]),
-                           stride=layer.stride if i == d - 1 else 1,
-                           padding=tuple(a for a, _ in pads) if first else 0,
-                           dilation=layer.dilation, groups=layer.groups, bias=b is not None,
-                           device=w.device, dtype=w.dtype)
+            sub = skip_init(
+                conv_cls,
+                w.shape[1] * layer.groups,
+                w.shape[0],
+                tuple(w.shape[2:]),
+                stride=layer.stride if i == d - 1 else 1,
+                padding=tuple(a for a, _ in pads) if first else 0,
+                dilation=layer.dilation,
+                groups=layer.groups,
+                bias=b is not None,
+                device=w.device,
+                dtype=w.dtype,
+            )
         else:
-            sub = skip_init(nn.Linear, w.shape[1], w.shape[0], bias=b is not None, device=w.device,
-                            dtype=w.dtype)
+            sub = skip_init(
+                nn.Linear,
+                w.shape[1],
+                w.shape[0],
+                bias=b is not None,
+                device=w.device,
+                dtype=w.dtype,
+            )
         with torch.no_grad():
             sub.weight.copy_(w)
             if b is not None:
@@ -713,6 +882,7 @@ def as_sequential(model: nn.Module) -> nn.Module:
 # Counting
 # --------------------------------------------------------------------------------------------
 
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable scalars (factors count, composite weights do not)."""
     return sum(p.numel() for p in _unwrap(model).parameters() if p.requires_grad)
@@ -727,6 +897,7 @@ class LayerCost:
     the effective-weight forward costs), ``compose`` is the per-step cost of forming the
     composite kernel (independent of the batch size).
     """
+
     name: str
     params_expanded: int
     params_collapsed: int
@@ -745,8 +916,10 @@ def layer_costs(model: nn.Module, example_input: torch.Tensor) -> list:
     model = _unwrap(model)
     layers = expanded_layers(model)
     shapes = {}
-    hooks = [m.register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, i[0].shape))
-             for n, m in layers.items()]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, i[0].shape))
+        for n, m in layers.items()
+    ]
     try:
         with torch.no_grad(), parametrize.cached():
             model(example_input)
@@ -767,15 +940,31 @@ def layer_costs(model: nn.Module, example_input: torch.Tensor) -> list:
             spatial = list(shape[2:])
             pads = _explicit_padding(layer)
             seq = 0
-            for i, w in enumerate(ws):  # valid convs after padding; stride only on the last
+            for i, w in enumerate(
+                ws
+            ):  # valid convs after padding; stride only on the last
                 stride = layer.stride if i == len(ws) - 1 else (1,) * len(spatial)
-                spatial = [_conv_out(n, k, s, (p if i == 0 else (0, 0)), dl) for n, k, s, p, dl in
-                           zip(spatial, w.shape[2:], stride, pads, layer.dilation)]
+                spatial = [
+                    _conv_out(n, k, s, (p if i == 0 else (0, 0)), dl)
+                    for n, k, s, p, dl in zip(
+                        spatial, w.shape[2:], stride, pads, layer.dilation
+                    )
+                ]
                 seq += w.numel() * math.prod(spatial)
             col = layer.weight.numel() * math.prod(spatial)
         comp, acc = 0, ws[-1].shape  # the fold of compose_kernels: last factors first
         for w in reversed(ws[:-1]):
-            comp += acc[0] * acc[1] * w.shape[1] * math.prod(acc[2:]) * math.prod(w.shape[2:])
-            acc = (acc[0], w.shape[1], *(a + b - 1 for a, b in zip(w.shape[2:], acc[2:])))
+            comp += (
+                acc[0]
+                * acc[1]
+                * w.shape[1]
+                * math.prod(acc[2:])
+                * math.prod(w.shape[2:])
+            )
+            acc = (
+                acc[0],
+                w.shape[1],
+                *(a + b - 1 for a, b in zip(w.shape[2:], acc[2:])),
+            )
         rows.append(LayerCost(name, p_exp, p_col, int(seq), int(col), int(comp)))
     return rows

@@ -4,6 +4,7 @@ The one place where the library turns a user's ``device``/``dtype`` argument int
 chapters take a ``DEVICE = "auto"`` parameter (see *How to run this book*); ``"auto"`` picks the
 first CUDA GPU when one is present and the CPU otherwise.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,9 @@ def resolve_device(name="auto", *, default: str = "cpu"):
     if isinstance(name, torch.device):
         name = str(name)
     if not isinstance(name, str):
-        raise TypeError(f"device must be a string, a torch.device or None, got {type(name).__name__}")
+        raise TypeError(
+            f"device must be a string, a torch.device or None, got {type(name).__name__}"
+        )
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -46,7 +49,9 @@ def resolve_dtype(dtype=None, *, default=None, allowed=None):
     allowed = (torch.float32, torch.float64) if allowed is None else tuple(allowed)
     dtype = (torch.float64 if default is None else default) if dtype is None else dtype
     if dtype not in allowed:
-        raise ValueError(f"dtype must be one of {[str(a) for a in allowed]}, got {dtype}")
+        raise ValueError(
+            f"dtype must be one of {[str(a) for a in allowed]}, got {dtype}"
+        )
     return dtype
 
 

@@ -26,6 +26,7 @@ What is here
 * Data: scikit-learn's handwritten digits (ships offline; 1797 8x8 images, 10 classes) and a
   synthetic low-rank regression ``y = x A B``.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,6 +48,7 @@ DTYPE = torch.float32
 # Random networks at infinite width
 # --------------------------------------------------------------------------------------------
 
+
 def arccos_correlation(c):
     """Cho & Saul's arc-cosine map of degree 1: the correlation of ``relu(u)`` and ``relu(v)``
     (second moments, not centred) for jointly Gaussian, zero-mean ``u, v`` of correlation ``c``,
@@ -65,7 +67,9 @@ def _correlations(gram: np.ndarray):
     """Norms and correlation matrices of input Gram matrices ``(..., N, N)``."""
     gram = np.asarray(gram, dtype=np.float64)
     if gram.ndim < 2 or gram.shape[-1] != gram.shape[-2] or gram.shape[-1] < 2:
-        raise ValueError(f"gram must have shape (..., N, N) with N >= 2, got {gram.shape}")
+        raise ValueError(
+            f"gram must have shape (..., N, N) with N >= 2, got {gram.shape}"
+        )
     norms = np.sqrt(np.diagonal(gram, axis1=-2, axis2=-1))
     if not np.all(norms > 0):
         raise ValueError("gram: every input must be nonzero (positive diagonal)")
@@ -85,7 +89,9 @@ def infinite_width_gram(x, depth: int, activation: str = "relu") -> np.ndarray:
     """
     depth = check_int(depth, "depth")
     if activation not in ("linear", "relu"):
-        raise ValueError(f"activation must be 'linear' or 'relu' (closed forms), got {activation!r}")
+        raise ValueError(
+            f"activation must be 'linear' or 'relu' (closed forms), got {activation!r}"
+        )
     x = np.asarray(x, dtype=np.float64)
     if x.ndim < 2:
         raise ValueError(f"x must have shape (..., N, input_dim), got {x.shape}")
@@ -106,7 +112,9 @@ def centre_gram(gram) -> np.ndarray:
     return centred - centred.mean(axis=-2, keepdims=True)
 
 
-def infinite_width_gram_entropy(x, depths, activation: str = "relu", kernel: str = "centred") -> np.ndarray:
+def infinite_width_gram_entropy(
+    x, depths, activation: str = "relu", kernel: str = "centred"
+) -> np.ndarray:
     """rho(K) of :func:`infinite_width_gram` at each of ``depths``: shape ``(len(depths), ...)``
     for inputs ``x`` (``(..., N, input_dim)``); ``kernel`` is "centred" (:func:`centre_gram`) or
     "raw", as in ``support.simulate.sample_gram_entropy``."""
@@ -115,7 +123,9 @@ def infinite_width_gram_entropy(x, depths, activation: str = "relu", kernel: str
     rows = []
     for depth in depths:
         gram = infinite_width_gram(x, depth, activation)
-        rows.append(spectral_entropy(centre_gram(gram) if kernel == "centred" else gram))
+        rows.append(
+            spectral_entropy(centre_gram(gram) if kernel == "centred" else gram)
+        )
     return np.stack(rows)
 
 
@@ -139,8 +149,8 @@ def raw_relu_entropy_ceiling(gram, depth: int):
     depth = check_int(depth, "depth")
     norms, corr = _correlations(gram)
     n = corr.shape[-1]
-    w = norms ** 2 / (norms ** 2).sum(axis=-1, keepdims=True)
-    s = (w ** 2).sum(axis=-1)
+    w = norms**2 / (norms**2).sum(axis=-1, keepdims=True)
+    s = (w**2).sum(axis=-1)
     pair = w[..., :, None] * w[..., None, :]
     mean = ((pair * corr).sum(axis=(-2, -1)) - s) / (1.0 - s)
     for _ in range(depth - 1):
@@ -166,6 +176,7 @@ def orthogonal_raw_relu_entropy(inputs: int, depth: int) -> float:
 # Networks
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class MLP:
     """A batch of ``S`` MLPs with one activation: ``weights[i]`` is ``(S, out_i, in_i)``,
@@ -183,12 +194,17 @@ class MLP:
         return [*self.weights, *self.biases]
 
 
-def init_mlp(in_dim: int, width: int, out_dim: int, depth: int, activation: str, seeds) -> MLP:
+def init_mlp(
+    in_dim: int, width: int, out_dim: int, depth: int, activation: str, seeds
+) -> MLP:
     """Random MLPs (one per seed) with ``depth`` linear layers, ``depth >= 2``.
 
     Seed ``s`` always gets the same network whatever other seeds are in the batch.
     """
-    in_dim, width, out_dim = (check_int(v, k) for v, k in ((in_dim, "in_dim"), (width, "width"), (out_dim, "out_dim")))
+    in_dim, width, out_dim = (
+        check_int(v, k)
+        for v, k in ((in_dim, "in_dim"), (width, "width"), (out_dim, "out_dim"))
+    )
     depth = check_int(depth, "depth", 2)
     check_activation(activation)
     seeds = check_seeds(seeds)
@@ -216,7 +232,9 @@ def init_mlp(in_dim: int, width: int, out_dim: int, depth: int, activation: str,
 def embed(net: MLP, x: torch.Tensor) -> torch.Tensor:
     """Embeddings ``(S, N, width)``: the last hidden layer's output for inputs ``x`` (``(N, in)``)."""
     if x.ndim != 2 or x.shape[1] != net.weights[0].shape[2]:
-        raise ValueError(f"x must have shape (N, {net.weights[0].shape[2]}), got {tuple(x.shape)}")
+        raise ValueError(
+            f"x must have shape (N, {net.weights[0].shape[2]}), got {tuple(x.shape)}"
+        )
     h = x.to(DTYPE).expand(net.weights[0].shape[0], *x.shape)
     for w, b in zip(net.weights[:-1], net.biases[:-1]):
         h = activate(torch.baddbmm(b[:, None, :], h, w.mT), net.activation)
@@ -239,6 +257,7 @@ def gram(phi: torch.Tensor) -> torch.Tensor:
 # Data
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Dataset:
     """Train/test tensors. ``task`` is "classification" (integer labels) or "regression"."""
@@ -255,7 +274,11 @@ class Dataset:
 
     @property
     def out_dim(self) -> int:
-        return int(self.y_train.max()) + 1 if self.task == "classification" else self.y_train.shape[1]
+        return (
+            int(self.y_train.max()) + 1
+            if self.task == "classification"
+            else self.y_train.shape[1]
+        )
 
 
 def load_digits_dataset(seed: int = 0, test_fraction: float = 0.25) -> Dataset:
@@ -267,30 +290,56 @@ def load_digits_dataset(seed: int = 0, test_fraction: float = 0.25) -> Dataset:
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
     x, y = load_digits(return_X_y=True)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction, random_state=int(seed), stratify=y)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, y, test_size=test_fraction, random_state=int(seed), stratify=y
+    )
     mean, std = x_tr.mean(0), x_tr.std(0)
     std[std == 0] = 1.0
     tr = torch.as_tensor((x_tr - mean) / std, dtype=DTYPE)
     te = torch.as_tensor((x_te - mean) / std, dtype=DTYPE)
-    return Dataset(tr, torch.as_tensor(y_tr), te, torch.as_tensor(y_te), "classification")
+    return Dataset(
+        tr, torch.as_tensor(y_tr), te, torch.as_tensor(y_te), "classification"
+    )
 
 
-def lowrank_regression_dataset(n_train: int = 512, n_test: int = 512, in_dim: int = 32, out_dim: int = 32,
-                               rank: int = 4, seed: int = 0) -> Dataset:
+def lowrank_regression_dataset(
+    n_train: int = 512,
+    n_test: int = 512,
+    in_dim: int = 32,
+    out_dim: int = 32,
+    rank: int = 4,
+    seed: int = 0,
+) -> Dataset:
     """Synthetic low-rank regression ``y = x A B / ||A B||`` with Gaussian ``x`` (``in_dim``),
     ``A`` (``in_dim x rank``), ``B`` (``rank x out_dim``), normalised to unit output power."""
-    n_train, n_test, in_dim, out_dim = (check_int(v, k) for v, k in (
-        (n_train, "n_train"), (n_test, "n_test"), (in_dim, "in_dim"), (out_dim, "out_dim")))
+    n_train, n_test, in_dim, out_dim = (
+        check_int(v, k)
+        for v, k in (
+            (n_train, "n_train"),
+            (n_test, "n_test"),
+            (in_dim, "in_dim"),
+            (out_dim, "out_dim"),
+        )
+    )
     rank = check_int(rank, "rank")
     if rank > min(in_dim, out_dim):
-        raise ValueError(f"rank must be <= min(in_dim, out_dim) = {min(in_dim, out_dim)}, got {rank}")
+        raise ValueError(
+            f"rank must be <= min(in_dim, out_dim) = {min(in_dim, out_dim)}, got {rank}"
+        )
     gen = torch_generator(seed, "lowrank-regression")
-    m = torch.randn(in_dim, rank, generator=gen) @ torch.randn(rank, out_dim, generator=gen)
+    m = torch.randn(in_dim, rank, generator=gen) @ torch.randn(
+        rank, out_dim, generator=gen
+    )
     m = m * math.sqrt(out_dim) / torch.linalg.matrix_norm(m)
     x = torch.randn(n_train + n_test, in_dim, generator=gen)
     y = x @ m
-    return Dataset(x[:n_train].to(DTYPE), y[:n_train].to(DTYPE), x[n_train:].to(DTYPE), y[n_train:].to(DTYPE),
-                   "regression")
+    return Dataset(
+        x[:n_train].to(DTYPE),
+        y[:n_train].to(DTYPE),
+        x[n_train:].to(DTYPE),
+        y[n_train:].to(DTYPE),
+        "regression",
+    )
 
 
 def class_sorted_subset(labels: torch.Tensor, per_class: int) -> torch.Tensor:
@@ -301,7 +350,9 @@ def class_sorted_subset(labels: torch.Tensor, per_class: int) -> torch.Tensor:
     for c in torch.unique(labels):
         members = torch.nonzero(labels == c).flatten()
         if len(members) < per_class:
-            raise ValueError(f"class {int(c)} has {len(members)} examples, fewer than per_class={per_class}")
+            raise ValueError(
+                f"class {int(c)} has {len(members)} examples, fewer than per_class={per_class}"
+            )
         idx.append(members[:per_class])
     return torch.cat(idx)
 
@@ -310,10 +361,17 @@ def class_sorted_subset(labels: torch.Tensor, per_class: int) -> torch.Tensor:
 # Training
 # --------------------------------------------------------------------------------------------
 
+
 def _per_seed_loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
     if task == "classification":
         s, n, c = out.shape
-        return torch.nn.functional.cross_entropy(out.reshape(s * n, c), y.repeat(s), reduction="none").reshape(s, n).mean(1)
+        return (
+            torch.nn.functional.cross_entropy(
+                out.reshape(s * n, c), y.repeat(s), reduction="none"
+            )
+            .reshape(s, n)
+            .mean(1)
+        )
     return ((out - y) ** 2).mean(dim=(1, 2))
 
 
@@ -321,15 +379,27 @@ def evaluate(net: MLP, data: Dataset) -> dict:
     """Per-seed train/test loss, and test accuracy for classification (numpy arrays)."""
     with torch.no_grad():
         out_tr, out_te = forward(net, data.x_train), forward(net, data.x_test)
-        result = {"train_loss": _per_seed_loss(out_tr, data.y_train, data.task).numpy(),
-                  "test_loss": _per_seed_loss(out_te, data.y_test, data.task).numpy()}
+        result = {
+            "train_loss": _per_seed_loss(out_tr, data.y_train, data.task).numpy(),
+            "test_loss": _per_seed_loss(out_te, data.y_test, data.task).numpy(),
+        }
         if data.task == "classification":
-            result["test_accuracy"] = (out_te.argmax(-1) == data.y_test).float().mean(1).numpy()
+            result["test_accuracy"] = (
+                (out_te.argmax(-1) == data.y_test).float().mean(1).numpy()
+            )
     return result
 
 
-def train_mlp(data: Dataset, depth: int, activation: str, seeds, *, width: int = 64, steps: int = 500,
-              lr: float = 1e-3) -> MLP:
+def train_mlp(
+    data: Dataset,
+    depth: int,
+    activation: str,
+    seeds,
+    *,
+    width: int = 64,
+    steps: int = 500,
+    lr: float = 1e-3,
+) -> MLP:
     """Train one MLP per seed on ``data`` with full-batch Adam (cosine decay to zero) on the sum
     over seeds of the per-seed loss (cross-entropy or mean squared error)."""
     steps = check_int(steps, "steps")
@@ -341,7 +411,9 @@ def train_mlp(data: Dataset, depth: int, activation: str, seeds, *, width: int =
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
-        _per_seed_loss(forward(net, data.x_train), data.y_train, data.task).sum().backward()
+        _per_seed_loss(
+            forward(net, data.x_train), data.y_train, data.task
+        ).sum().backward()
         opt.step()
         sched.step()
     for p in params:

@@ -8,6 +8,7 @@ the parameters: ``f(a, b) = rho(W + a u + b v)`` for one layer and
 the Frobenius norm of the weight it perturbs (Li et al. 2018's normalisation, so that ``a = 1``
 is a perturbation as large as the weight itself).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,13 @@ def _direction_like(weight: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return u * (np.linalg.norm(weight) / np.linalg.norm(u))
 
 
-def rank_landscape(n: int = 4, grid: int = 101, span: float = 2.0, seed: int = 0,
-                   normalise: bool = True) -> dict:
+def rank_landscape(
+    n: int = 4,
+    grid: int = 101,
+    span: float = 2.0,
+    seed: int = 0,
+    normalise: bool = True,
+) -> dict:
     """rho of the one- and two-layer maps over the ``grid x grid`` square ``[-span, span]^2``.
 
     Factors ``W1, W2`` have i.i.d. N(0, 1/n) entries and ``W = W2 W1``. Returns a dict with
@@ -61,6 +67,8 @@ def low_rho_fraction(surface: np.ndarray, thresholds) -> np.ndarray:
     surface = np.asarray(surface)
     thresholds = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
     if surface.ndim < 2:
-        raise ValueError(f"surface must have shape (..., grid, grid), got {surface.shape}")
+        raise ValueError(
+            f"surface must have shape (..., grid, grid), got {surface.shape}"
+        )
     flat = surface.reshape(*surface.shape[:-2], -1)
     return (flat[..., None, :] < thresholds[:, None]).mean(-1)

@@ -17,11 +17,12 @@ Every model has ``features(x)`` (the penultimate embedding, whose Gram-matrix rh
 measures) and ``forward(x) = head(features(x))``; ``WHITENING_LAYERS`` names layers that must
 not be expanded (fixed, data-dependent filters).
 """
+
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
 def _bn(channels: int, frozen_weight: bool) -> nn.BatchNorm2d:
@@ -56,10 +57,14 @@ class FastCNN(nn.Module):
     negations, so 24 channels) and freezes them; their bias still learns.
     """
 
-    def __init__(self, num_classes: int = 10, widths=(64, 256, 256), logit_scale: float = 1 / 9):
+    def __init__(
+        self, num_classes: int = 10, widths=(64, 256, 256), logit_scale: float = 1 / 9
+    ):
         super().__init__()
         if len(widths) != 3 or min(widths) <= 0:
-            raise ValueError(f"widths must be three positive channel counts, got {widths}")
+            raise ValueError(
+                f"widths must be three positive channel counts, got {widths}"
+            )
         self.whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)
         c = [24, *widths]
@@ -85,9 +90,13 @@ def init_whitening(model: FastCNN, images: torch.Tensor, eps: float = 5e-4) -> N
     if not isinstance(model, FastCNN):
         raise TypeError(f"init_whitening needs a FastCNN, got {type(model).__name__}")
     if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images: expected shape (N, 3, H, W), got {tuple(images.shape)}")
+        raise ValueError(
+            f"images: expected shape (N, 3, H, W), got {tuple(images.shape)}"
+        )
     weight = model.whiten.weight
-    patches = F.unfold(images.float(), kernel_size=2).transpose(1, 2).reshape(-1, 12).double()
+    patches = (
+        F.unfold(images.float(), kernel_size=2).transpose(1, 2).reshape(-1, 12).double()
+    )
     patches = patches - patches.mean(0)
     cov = patches.T @ patches / len(patches)
     eigvals, eigvecs = torch.linalg.eigh(cov)
@@ -106,8 +115,10 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.shortcut = nn.Sequential()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(c_out),
+            )
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -121,12 +132,18 @@ class ResNet18(nn.Module):
         super().__init__()
         if width <= 0:
             raise ValueError(f"width must be positive, got {width}")
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+        )
         blocks, c_in = [], width
         for i, mult in enumerate((1, 2, 4, 8)):
             c_out = width * mult
             for j in range(2):
-                blocks.append(BasicBlock(c_in, c_out, stride=2 if (i > 0 and j == 0) else 1))
+                blocks.append(
+                    BasicBlock(c_in, c_out, stride=2 if (i > 0 and j == 0) else 1)
+                )
                 c_in = c_out
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Linear(c_in, num_classes)
@@ -146,14 +163,21 @@ class PlainCNN(nn.Module):
     drops BN (convs get biases): then data-parallel training equals one-process training exactly.
     """
 
-    def __init__(self, num_classes: int = 10, widths=(64, 128, 256, 512), batch_norm: bool = True):
+    def __init__(
+        self, num_classes: int = 10, widths=(64, 128, 256, 512), batch_norm: bool = True
+    ):
         super().__init__()
         if not widths or min(widths) <= 0:
             raise ValueError(f"widths must be positive channel counts, got {widths}")
         layers, c_in = [], 3
         for c_out in widths:
             norm = [nn.BatchNorm2d(c_out)] if batch_norm else []
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batch_norm), *norm, nn.ReLU(), nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batch_norm),
+                *norm,
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
             c_in = c_out
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(c_in, num_classes)

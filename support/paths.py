@@ -11,6 +11,7 @@ wheel, or Colab's ``pip install --no-deps``:
 * ``BOOK_CACHE`` overrides the cache folder for decoded datasets and training checkpoints
   (default ``<root>/.cache``, or ``~/.cache/lowrank-simplicity-book`` outside a repository).
 """
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,8 @@ def repository_root(start=None) -> Path:
     if root is None:
         raise FileNotFoundError(
             f"not inside the book's repository (no folder with _toc.yml and book/ at or above "
-            f"{Path(start or Path.cwd()).resolve()}): run from the repository or set {ROOT_ENV}")
+            f"{Path(start or Path.cwd()).resolve()}): run from the repository or set {ROOT_ENV}"
+        )
     return root
 
 

@@ -7,6 +7,7 @@ panels instead. ``depth_colors`` gives the depth-ordered palette every depth swe
 = light, deep = dark), ``PAPER_MARKER`` the marker style for values read off the paper's
 figures, and :func:`figure` makes a figure within the width limit.
 """
+
 from __future__ import annotations
 
 import matplotlib as mpl
@@ -33,8 +34,13 @@ STYLE = {
     "figure.titlesize": 11,
 }
 
-PAPER_MARKER = {"marker": "x", "color": "black", "linestyle": "none", "markersize": 7,
-                "label": "paper (read off figure)"}
+PAPER_MARKER = {
+    "marker": "x",
+    "color": "black",
+    "linestyle": "none",
+    "markersize": 7,
+    "label": "paper (read off figure)",
+}
 
 
 def apply_style() -> None:
@@ -42,11 +48,20 @@ def apply_style() -> None:
     mpl.rcParams.update(STYLE)
 
 
-def figure(nrows: int = 1, ncols: int = 1, *, width: float = 6.4, row_height: float = 3.2, **kwargs):
+def figure(
+    nrows: int = 1,
+    ncols: int = 1,
+    *,
+    width: float = 6.4,
+    row_height: float = 3.2,
+    **kwargs,
+):
     """``plt.subplots`` at the book's size: ``width`` inches (at most ``MAX_WIDTH_IN``) and
     ``row_height`` inches per row of panels. Returns ``(fig, axes)`` as ``plt.subplots`` does."""
     if not 0 < width <= MAX_WIDTH_IN:
-        raise ValueError(f"figure width must be in (0, {MAX_WIDTH_IN}] inches, got {width}")
+        raise ValueError(
+            f"figure width must be in (0, {MAX_WIDTH_IN}] inches, got {width}"
+        )
     if row_height <= 0:
         raise ValueError(f"row_height must be positive, got {row_height}")
     return plt.subplots(nrows, ncols, figsize=(width, row_height * nrows), **kwargs)

@@ -9,6 +9,7 @@ The paper's figures plot the **spectral entropy** ``rho(A) = H(sigma / sum(sigma
 (numpy in, numpy out; torch in, torch out on the input's device). Entropies are computed in
 float64 whatever the input precision.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,10 +32,14 @@ def _validate(x, what: str):
     if not (_is_torch(x) or isinstance(x, np.ndarray)):
         x = np.asarray(x)
     if x.ndim < 2:
-        raise ValueError(f"{what}: expected a matrix of shape (..., m, n), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{what}: expected a matrix of shape (..., m, n), got shape {tuple(x.shape)}"
+        )
     if x.shape[-1] == 0 or x.shape[-2] == 0:
         raise ValueError(f"{what}: empty matrix of shape {tuple(x.shape)}")
-    finite = bool(torch.isfinite(x).all()) if _is_torch(x) else bool(np.isfinite(x).all())
+    finite = (
+        bool(torch.isfinite(x).all()) if _is_torch(x) else bool(np.isfinite(x).all())
+    )
     if not finite:
         raise ValueError(f"{what}: input contains NaN or Inf entries")
     return x
@@ -121,9 +126,15 @@ def numerical_rank(x, rtol: float | None = None):
     m, n = x.shape[-2], x.shape[-1]
     if rtol is None:
         rtol = max(m, n) * _machine_epsilon(x)
-    elif isinstance(rtol, bool) or not isinstance(rtol, (int, float, np.floating)) \
-            or not math.isfinite(rtol) or rtol < 0:
-        raise ValueError(f"numerical_rank: rtol must be a finite number >= 0, got {rtol!r}")
+    elif (
+        isinstance(rtol, bool)
+        or not isinstance(rtol, (int, float, np.floating))
+        or not math.isfinite(rtol)
+        or rtol < 0
+    ):
+        raise ValueError(
+            f"numerical_rank: rtol must be a finite number >= 0, got {rtol!r}"
+        )
     s = singular_values(x)
     above = s > rtol * s[..., :1]
     return above.sum(-1) if _is_torch(x) else above.sum(-1).astype(np.int64)
@@ -161,7 +172,9 @@ def gram_entropy(phi, centre: bool = False):
         if centre:
             phi = phi - phi.mean(dim=-2, keepdim=True)
     else:
-        phi = np.asarray(phi, dtype=np.complex128 if np.iscomplexobj(phi) else np.float64)
+        phi = np.asarray(
+            phi, dtype=np.complex128 if np.iscomplexobj(phi) else np.float64
+        )
         if centre:
             phi = phi - phi.mean(axis=-2, keepdims=True)
     return entropy_of_spectrum(singular_values(phi) ** 2)

@@ -15,6 +15,7 @@ rejects, naming the file, rather than new arrays under old metadata. A result is
 from a clean working tree (its commit must identify the code that made it), unless the caller
 says otherwise with ``allow_dirty=True``.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -36,7 +37,15 @@ from support import paths
 from support.hardware import describe_device
 
 FORMAT_VERSION = 2
-_VERSIONED = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "cma", "matplotlib")
+_VERSIONED = (
+    "torch",
+    "torchvision",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "cma",
+    "matplotlib",
+)
 _PROVENANCE_KEYS = {"commit", "device", "versions", "seeds", "wall_time_s", "date"}
 
 
@@ -55,10 +64,28 @@ def git_commit(repo: Path | None = None, ignore: tuple[str, ...] = ()) -> str:
         return "unknown"
     exclude = [f":(exclude){path}" for path in ignore]
     try:
-        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, check=True,
-                              capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *exclude],
-                               cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                *exclude,
+            ],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("-dirty" if dirty else "")
@@ -75,7 +102,9 @@ def package_versions(names=_VERSIONED) -> dict:
     return versions
 
 
-def provenance(*, device=None, seeds=None, wall_time_s=None, commit: str | None = None) -> dict:
+def provenance(
+    *, device=None, seeds=None, wall_time_s=None, commit: str | None = None
+) -> dict:
     """Provenance record: commit, device, versions, seeds, wall time and UTC date.
 
     ``commit`` defaults to the repository's current one; a run that lasts hours passes the commit
@@ -97,7 +126,8 @@ def require_clean(commit: str, what: str) -> None:
         raise ResultError(
             f"{what}: the working tree has uncommitted changes (commit {commit!r}), so the stored "
             f"provenance would not identify the code that made it; commit first, or pass "
-            f"allow_dirty=True for a result you will not publish")
+            f"allow_dirty=True for a result you will not publish"
+        )
 
 
 @dataclass
@@ -112,13 +142,26 @@ class StoredResult:
 
 
 def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not name or name.startswith(".") or Path(name).name != name:
+    if (
+        not isinstance(name, str)
+        or not name
+        or name.startswith(".")
+        or Path(name).name != name
+    ):
         raise ValueError(f"result name must be a plain file stem, got {name!r}")
     return name
 
 
-def save(name: str, *, config: dict, scalars: dict | None = None, arrays: dict | None = None,
-         provenance_record: dict, directory: Path | str | None = None, allow_dirty: bool = False) -> Path:
+def save(
+    name: str,
+    *,
+    config: dict,
+    scalars: dict | None = None,
+    arrays: dict | None = None,
+    provenance_record: dict,
+    directory: Path | str | None = None,
+    allow_dirty: bool = False,
+) -> Path:
     """Write ``NAME.json`` (and ``NAME.npz`` when ``arrays`` is given) into ``directory``
     (default :func:`support.paths.results_dir`); return the JSON path.
 
@@ -139,29 +182,47 @@ def save(name: str, *, config: dict, scalars: dict | None = None, arrays: dict |
         converted = {k: np.asarray(v) for k, v in arrays.items()}
         for key, value in converted.items():
             if value.dtype == object:
-                raise TypeError(f"result {name!r}: array {key!r} has dtype object, which cannot be stored safely")
+                raise TypeError(
+                    f"result {name!r}: array {key!r} has dtype object, which cannot be stored safely"
+                )
         np.savez_compressed(buffer, **converted)
         npz_bytes = buffer.getvalue()
-    record = {"format_version": FORMAT_VERSION, "name": name, "config": config, "scalars": scalars or {},
-              "arrays": sorted(arrays) if arrays else [],
-              "arrays_sha256": hashlib.sha256(npz_bytes).hexdigest() if npz_bytes is not None else None,
-              "provenance": provenance_record}
-    text = json.dumps(record, indent=1, sort_keys=True, default=_jsonable, allow_nan=True) + "\n"
+    record = {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "config": config,
+        "scalars": scalars or {},
+        "arrays": sorted(arrays) if arrays else [],
+        "arrays_sha256": hashlib.sha256(npz_bytes).hexdigest()
+        if npz_bytes is not None
+        else None,
+        "provenance": provenance_record,
+    }
+    text = (
+        json.dumps(record, indent=1, sort_keys=True, default=_jsonable, allow_nan=True)
+        + "\n"
+    )
     directory.mkdir(parents=True, exist_ok=True)
     json_path, npz_path = directory / f"{name}.json", directory / f"{name}.npz"
     tag = f"{os.getpid()}.{time.monotonic_ns()}"
     staged = []
     try:
         if npz_bytes is not None:
-            staged.append((_write_temp(directory, f".{name}.{tag}.npz", npz_bytes), npz_path))
-        staged.append((_write_temp(directory, f".{name}.{tag}.json", text.encode()), json_path))
+            staged.append(
+                (_write_temp(directory, f".{name}.{tag}.npz", npz_bytes), npz_path)
+            )
+        staged.append(
+            (_write_temp(directory, f".{name}.{tag}.json", text.encode()), json_path)
+        )
         for tmp, final in staged:
             tmp.replace(final)
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
     if npz_bytes is None:
-        npz_path.unlink(missing_ok=True)  # a stale array file of an earlier result of this name
+        npz_path.unlink(
+            missing_ok=True
+        )  # a stale array file of an earlier result of this name
     return json_path
 
 
@@ -189,37 +250,63 @@ def load(name: str, directory: Path | str | None = None) -> StoredResult | None:
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResultError(f"stored result {path} is unreadable ({exc}); restore it from git or recompute it") from exc
+        raise ResultError(
+            f"stored result {path} is unreadable ({exc}); restore it from git or recompute it"
+        ) from exc
     if not isinstance(record, dict) or record.get("format_version") != FORMAT_VERSION:
         version = record.get("format_version") if isinstance(record, dict) else None
-        raise ResultError(f"stored result {path} has format version {version!r}, expected {FORMAT_VERSION}; "
-                          f"recompute it with this version of the library")
+        raise ResultError(
+            f"stored result {path} has format version {version!r}, expected {FORMAT_VERSION}; "
+            f"recompute it with this version of the library"
+        )
     if record.get("name") != name:
-        raise ResultError(f"stored result {path} is named {record.get('name')!r} inside, not {name!r}")
+        raise ResultError(
+            f"stored result {path} is named {record.get('name')!r} inside, not {name!r}"
+        )
     arrays = {}
     if record.get("arrays"):
         npz = directory / f"{name}.npz"
         try:
             payload = npz.read_bytes()
         except OSError as exc:
-            raise ResultError(f"stored result {path} lists arrays but {npz} cannot be read ({exc})") from exc
+            raise ResultError(
+                f"stored result {path} lists arrays but {npz} cannot be read ({exc})"
+            ) from exc
         if hashlib.sha256(payload).hexdigest() != record.get("arrays_sha256"):
-            raise ResultError(f"stored result {npz} does not match the checksum recorded in {path.name} "
-                              f"(a half-finished save, or files from two different runs); recompute it")
+            raise ResultError(
+                f"stored result {npz} does not match the checksum recorded in {path.name} "
+                f"(a half-finished save, or files from two different runs); recompute it"
+            )
         try:
             with np.load(io.BytesIO(payload), allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
         except (ValueError, OSError, zipfile.BadZipFile) as exc:
-            raise ResultError(f"stored result {npz} cannot be read as plain arrays ({exc})") from exc
+            raise ResultError(
+                f"stored result {npz} cannot be read as plain arrays ({exc})"
+            ) from exc
         absent = sorted(set(record["arrays"]) - set(arrays))
         if absent:
-            raise ResultError(f"stored result {npz} lacks the arrays {absent} listed in {path.name}")
-    return StoredResult(name=record["name"], config=record["config"], scalars=record["scalars"],
-                        provenance=record["provenance"], arrays=arrays)
+            raise ResultError(
+                f"stored result {npz} lacks the arrays {absent} listed in {path.name}"
+            )
+    return StoredResult(
+        name=record["name"],
+        config=record["config"],
+        scalars=record["scalars"],
+        provenance=record["provenance"],
+        arrays=arrays,
+    )
 
 
-def cached(name: str, compute, *, recompute: bool = False, device=None, allow_dirty: bool = False,
-           directory: Path | str | None = None) -> StoredResult:
+def cached(
+    name: str,
+    compute,
+    *,
+    recompute: bool = False,
+    device=None,
+    allow_dirty: bool = False,
+    directory: Path | str | None = None,
+) -> StoredResult:
     """Load the stored result ``name``; when there is none (or ``recompute``), compute and store it.
 
     ``compute()`` returns a dict with ``config`` and optionally ``scalars``, ``arrays`` and
@@ -236,12 +323,25 @@ def cached(name: str, compute, *, recompute: bool = False, device=None, allow_di
     run = compute()
     unknown = set(run) - {"config", "scalars", "arrays", "seeds"}
     if "config" not in run or unknown:
-        raise ValueError(f"cached({name!r}): compute() must return config (and optionally scalars, arrays, "
-                         f"seeds), got keys {sorted(run)}")
-    record = provenance(device=device, seeds=run.get("seeds"), wall_time_s=time.perf_counter() - start,
-                        commit=commit)
-    save(name, config=run["config"], scalars=run.get("scalars"), arrays=run.get("arrays"),
-         provenance_record=record, directory=directory, allow_dirty=allow_dirty)
+        raise ValueError(
+            f"cached({name!r}): compute() must return config (and optionally scalars, arrays, "
+            f"seeds), got keys {sorted(run)}"
+        )
+    record = provenance(
+        device=device,
+        seeds=run.get("seeds"),
+        wall_time_s=time.perf_counter() - start,
+        commit=commit,
+    )
+    save(
+        name,
+        config=run["config"],
+        scalars=run.get("scalars"),
+        arrays=run.get("arrays"),
+        provenance_record=record,
+        directory=directory,
+        allow_dirty=allow_dirty,
+    )
     return load(name, directory)
 
 
@@ -255,8 +355,10 @@ def describe(result: StoredResult) -> str:
     if p.get("wall_time_s") is not None:
         details.append(f"{p['wall_time_s']:.0f} s wall")
     details.append(f"seeds {p['seeds']}")
-    return (f"stored result '{result.name}'\n  computed {p['date']} on {p['device']}\n"
-            f"  {', '.join(details)}")
+    return (
+        f"stored result '{result.name}'\n  computed {p['date']} on {p['device']}\n"
+        f"  {', '.join(details)}"
+    )
 
 
 def _jsonable(value):

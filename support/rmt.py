@@ -50,6 +50,7 @@ log-Gamma differences, the edges of the Fuss-Catalan density) an asymptotic expa
 rearranged formula takes over, and ``tests/test_rmt.py`` checks against 50-digit ``mpmath``.
 The samplers use torch (CPU or GPU) and ``support.seeding``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -63,14 +64,27 @@ from support.checks import check_int
 from support.rank import entropy_of_spectrum
 
 __all__ = [
-    "lyapunov_spectrum", "lyapunov_qr", "renormalised_products", "gaussian_products",
-    "fuss_catalan_moment", "fuss_catalan_beta_parameters", "sample_fuss_catalan",
-    "fuss_catalan_density", "fuss_catalan_expectation",
-    "entropy_gap_large_width", "entropy_gap_large_depth",
-    "entropy_gap_difference", "entropy_gap_difference_slope", "entropy_gap_difference_kernel",
-    "two_by_two_entropy", "two_by_two_log_ratio_samples", "two_by_two_transition_cdf",
-    "two_by_two_log_ratio_cdf", "two_by_two_entropy_drift",
-    "entropy_drift", "C_INFINITY",
+    "lyapunov_spectrum",
+    "lyapunov_qr",
+    "renormalised_products",
+    "gaussian_products",
+    "fuss_catalan_moment",
+    "fuss_catalan_beta_parameters",
+    "sample_fuss_catalan",
+    "fuss_catalan_density",
+    "fuss_catalan_expectation",
+    "entropy_gap_large_width",
+    "entropy_gap_large_depth",
+    "entropy_gap_difference",
+    "entropy_gap_difference_slope",
+    "entropy_gap_difference_kernel",
+    "two_by_two_entropy",
+    "two_by_two_log_ratio_samples",
+    "two_by_two_transition_cdf",
+    "two_by_two_log_ratio_cdf",
+    "two_by_two_entropy_drift",
+    "entropy_drift",
+    "C_INFINITY",
 ]
 
 C_INFINITY = 0.5 - special.gammaln(1.5) + 0.5 * special.digamma(1.5)
@@ -78,6 +92,7 @@ C_INFINITY = 0.5 - special.gammaln(1.5) + 0.5 * special.digamma(1.5)
 
 
 # ----------------------------------------------------------------------------- argument checks
+
 
 def _check_variance(variance, n: int) -> float:
     if variance is None:
@@ -111,6 +126,7 @@ def _scalar_or_array(value, like):
 
 # ----------------------------------------------------------------------------- numerical helpers
 
+
 @functools.cache
 def _gauss_legendre_01(nodes: int):
     """Gauss-Legendre nodes and weights on (0, 1) (weights sum to one)."""
@@ -137,12 +153,15 @@ def _log_gamma_ratio(z, a, b):
     ``(a - b) log z + sum_k (-1)^(k+1) [B_{k+1}(a) - B_{k+1}(b)] / (k (k+1) z^k)``, whose terms
     shrink like ``(max(|a|, |b|, 1) / z)^k`` once ``z >= 40 max(|a|, |b|, 1)``.
     """
-    z, a, b = np.broadcast_arrays(np.asarray(z, np.float64), np.asarray(a, np.float64),
-                                  np.asarray(b, np.float64))
+    z, a, b = np.broadcast_arrays(
+        np.asarray(z, np.float64), np.asarray(a, np.float64), np.asarray(b, np.float64)
+    )
     out = np.empty(z.shape)
     big = z >= _SERIES_FROM * np.maximum(1.0, np.maximum(np.abs(a), np.abs(b)))
     small = ~big
-    out[small] = special.gammaln(z[small] + a[small]) - special.gammaln(z[small] + b[small])
+    out[small] = special.gammaln(z[small] + a[small]) - special.gammaln(
+        z[small] + b[small]
+    )
     if np.any(big):
         zb, ab, bb = z[big], a[big], b[big]
         inv = 1.0 / zb
@@ -179,8 +198,16 @@ def _cot_minus_inverse(y):
         yn = y[near]
         total = np.zeros_like(yn)
         numbers = special.bernoulli(2 * 12)
-        for k in range(1, 13):  # cot y - 1/y = sum_k (-1)^k 2^(2k) B_2k y^(2k-1) / (2k)!
-            total += (-1) ** k * 2 ** (2 * k) * numbers[2 * k] * yn ** (2 * k - 1) / math.factorial(2 * k)
+        for k in range(
+            1, 13
+        ):  # cot y - 1/y = sum_k (-1)^k 2^(2k) B_2k y^(2k-1) / (2k)!
+            total += (
+                (-1) ** k
+                * 2 ** (2 * k)
+                * numbers[2 * k]
+                * yn ** (2 * k - 1)
+                / math.factorial(2 * k)
+            )
         out[near] = total
     return out
 
@@ -225,8 +252,16 @@ def _torch_setup(device, dtype, seed, purpose):
     return torch, device, dtype, torch_generator(seed, purpose, device=device)
 
 
-def lyapunov_qr(n: int, depth: int, batch: int = 16, variance: float | None = None, *,
-                seed: int = 0, device="cpu", dtype=None) -> np.ndarray:
+def lyapunov_qr(
+    n: int,
+    depth: int,
+    batch: int = 16,
+    variance: float | None = None,
+    *,
+    seed: int = 0,
+    device="cpu",
+    dtype=None,
+) -> np.ndarray:
     """QR (Benettin) estimates of the Lyapunov exponents from ``batch`` simulated products.
 
     Recursion: ``Q_0 = I``; ``W_t Q_{t-1} = Q_t R_t`` (QR); the estimate is
@@ -267,8 +302,12 @@ def renormalised_products(draw, depths, shape, *, dtype, device):
 
     depths = list(depths)
     if not depths or any(b <= a for a, b in zip(depths, depths[1:])) or depths[0] < 1:
-        raise ValueError(f"depths must be a non-empty strictly increasing sequence of integers >= 1, got {depths}")
-    factor, prod, spare = (torch.empty(shape, dtype=dtype, device=device) for _ in range(3))
+        raise ValueError(
+            f"depths must be a non-empty strictly increasing sequence of integers >= 1, got {depths}"
+        )
+    factor, prod, spare = (
+        torch.empty(shape, dtype=dtype, device=device) for _ in range(3)
+    )
     log_scale = torch.zeros(shape[0], dtype=torch.float64, device=device)
     tiny = torch.finfo(dtype).tiny
     draw(prod)
@@ -284,8 +323,16 @@ def renormalised_products(draw, depths, shape, *, dtype, device):
             yield depth, prod, log_scale
 
 
-def gaussian_products(n: int, depths, batch: int = 1, variance: float | None = None, *,
-                      seed: int = 0, device="cpu", dtype=None) -> dict:
+def gaussian_products(
+    n: int,
+    depths,
+    batch: int = 1,
+    variance: float | None = None,
+    *,
+    seed: int = 0,
+    device="cpu",
+    dtype=None,
+) -> dict:
     """Sample ``batch`` products ``P_d = W_d ... W_1`` of i.i.d. Gaussian factors, at each depth in ``depths``.
 
     One chain serves all requested depths (the depth-``d`` product of a chain is the depth-``d``
@@ -307,9 +354,14 @@ def gaussian_products(n: int, depths, batch: int = 1, variance: float | None = N
         out.normal_(0.0, std, generator=gen)
 
     out = {}
-    for d, p, log_scale in renormalised_products(draw, wanted, (batch, n, n), dtype=dtype, device=device):
+    for d, p, log_scale in renormalised_products(
+        draw, wanted, (batch, n, n), dtype=dtype, device=device
+    ):
         norm = torch.linalg.matrix_norm(p)
-        out[d] = (p / norm[:, None, None], log_scale + torch.log(norm.to(torch.float64)))
+        out[d] = (
+            p / norm[:, None, None],
+            log_scale + torch.log(norm.to(torch.float64)),
+        )
     return out
 
 
@@ -328,16 +380,22 @@ def fuss_catalan_moment(depth, t):
     d = _check_depth(depth, minimum=0.0)
     t = np.asarray(t, dtype=np.float64)
     if np.any(~np.isfinite(t)) or np.any(t * (d + 1) <= -1):
-        raise ValueError(f"fuss_catalan_moment needs finite t > -1/(depth+1), got t={t!r}")
+        raise ValueError(
+            f"fuss_catalan_moment needs finite t > -1/(depth+1), got t={t!r}"
+        )
     d, t = np.broadcast_arrays(d, t)
     log_m = np.empty(d.shape)
     z = d * t  # log M = log Gamma(z + t + 1) - log Gamma(z + 2) - log Gamma(t + 1)
     positive = z > 0
-    log_m[positive] = (_log_gamma_ratio(z[positive], t[positive] + 1, 2.0)
-                       - special.gammaln(t[positive] + 1))
+    log_m[positive] = _log_gamma_ratio(
+        z[positive], t[positive] + 1, 2.0
+    ) - special.gammaln(t[positive] + 1)
     rest = ~positive
-    log_m[rest] = (special.gammaln((d[rest] + 1) * t[rest] + 1) - special.gammaln(t[rest] + 1)
-                   - special.gammaln(d[rest] * t[rest] + 2))
+    log_m[rest] = (
+        special.gammaln((d[rest] + 1) * t[rest] + 1)
+        - special.gammaln(t[rest] + 1)
+        - special.gammaln(d[rest] * t[rest] + 2)
+    )
     with np.errstate(over="ignore"):
         value = np.exp(log_m)
     return float(value) if value.ndim == 0 else value
@@ -379,18 +437,25 @@ def _fuss_catalan_log_parts(phi, d: float):
     """``log x``, ``log density`` and ``d log x / d phi`` at ``phi`` in ``(0, pi/(d+1))``, stably."""
     s1, sd, sd1 = np.sin(phi), np.sin(d * phi), np.sin((d + 1) * phi)
     log_x = (d + 1) * np.log(sd1) - np.log(s1) - d * np.log(sd)
-    log_density = 2 * np.log(s1) + (d - 1) * np.log(sd) - d * np.log(sd1) - math.log(math.pi)
+    log_density = (
+        2 * np.log(s1) + (d - 1) * np.log(sd) - d * np.log(sd1) - math.log(math.pi)
+    )
     # d log x / d phi = (d+1)^2 cot((d+1) phi) - cot(phi) - d^2 cot(d phi); the 1/phi parts cancel
     # exactly ((d+1) - 1 - d = 0), so subtract them analytically (the edge phi -> 0 is x -> K_d)
-    dlogx = ((d + 1) ** 2 * _cot_minus_inverse((d + 1) * phi) - _cot_minus_inverse(phi)
-             - d ** 2 * _cot_minus_inverse(d * phi))
+    dlogx = (
+        (d + 1) ** 2 * _cot_minus_inverse((d + 1) * phi)
+        - _cot_minus_inverse(phi)
+        - d**2 * _cot_minus_inverse(d * phi)
+    )
     return log_x, log_density, dlogx
 
 
 def _check_phi(phi, d: float):
     phi = np.asarray(phi, dtype=np.float64)
     if np.any((phi <= 0) | (phi >= math.pi / (d + 1))):
-        raise ValueError(f"phi must lie in (0, pi/(depth+1)) = (0, {math.pi / (d + 1):.6g})")
+        raise ValueError(
+            f"phi must lie in (0, pi/(depth+1)) = (0, {math.pi / (d + 1):.6g})"
+        )
     return phi
 
 
@@ -428,8 +493,10 @@ def fuss_catalan_expectation(func, depth: int) -> float:
     """
     d = float(_check_depth(depth, minimum=1.0))
     if d > _FUSS_CATALAN_QUADRATURE_MAX_DEPTH:
-        raise ValueError(f"fuss_catalan_expectation supports depth <= {_FUSS_CATALAN_QUADRATURE_MAX_DEPTH}, "
-                         f"got {depth}; use fuss_catalan_moment or sample_fuss_catalan")
+        raise ValueError(
+            f"fuss_catalan_expectation supports depth <= {_FUSS_CATALAN_QUADRATURE_MAX_DEPTH}, "
+            f"got {depth}; use fuss_catalan_moment or sample_fuss_catalan"
+        )
 
     def integrand(phi):
         log_x, log_density, dlogx = _fuss_catalan_log_parts(np.asarray(phi), d)
@@ -437,12 +504,14 @@ def fuss_catalan_expectation(func, depth: int) -> float:
         weight = np.exp(log_density + log_x + np.log(np.abs(dlogx)))
         return float(func(x) * weight)
 
-    value, _ = integrate.quad(integrand, 0.0, math.pi / (d + 1), limit=400, epsabs=1e-13, epsrel=1e-11)
+    value, _ = integrate.quad(
+        integrand, 0.0, math.pi / (d + 1), limit=400, epsabs=1e-13, epsrel=1e-11
+    )
     return value
 
 
 # ----------------------------------------------------------------------------- the two limits
-_GAP_SERIES_FROM = 30.0   # u = d/2 from which the large-depth expansion of g is used
+_GAP_SERIES_FROM = 30.0  # u = d/2 from which the large-depth expansion of g is used
 _GAP_TAYLOR_BELOW = 1e-2  # u below which the Taylor series at 0 is used
 _GAP_TAYLOR_TERMS = 10
 
@@ -455,9 +524,18 @@ def _gap_asymptotic_coefficients():
     ``log Gamma(u + a)`` and ``digamma(u + a)`` with Bernoulli polynomials (DLMF 5.11.8 and its
     derivative in ``u``).
     """
+
     def coefficient(m):
-        return (-1) ** (m + 1) / m * (_bernoulli_polynomial(m + 1, 1.5) - _bernoulli_polynomial(m + 1, 2.0)
-                                      - _bernoulli_polynomial(m, 1.5) / 2)
+        return (
+            (-1) ** (m + 1)
+            / m
+            * (
+                _bernoulli_polynomial(m + 1, 1.5)
+                - _bernoulli_polynomial(m + 1, 2.0)
+                - _bernoulli_polynomial(m, 1.5) / 2
+            )
+        )
+
     return np.array([coefficient(m) for m in range(1, _SERIES_TERMS + 1)])
 
 
@@ -465,19 +543,31 @@ def _gap_asymptotic_coefficients():
 def _gap_taylor_coefficients():
     """``a_k`` in ``g(u) = sum_k a_k u^k`` near ``u = 0``, from
     ``dg/du = -(u+1/2) psi'(u+3/2) + u psi'(u+2)``."""
+
     def poly(j, z):  # psi^{(j)}(z)
         return special.polygamma(j, z)
+
     slope = [-0.5 * poly(1, 1.5)]  # b_0
     for j in range(1, _GAP_TAYLOR_TERMS):
-        slope.append(-0.5 * poly(j + 1, 1.5) / math.factorial(j)
-                     - poly(j, 1.5) / math.factorial(j - 1) + poly(j, 2.0) / math.factorial(j - 1))
-    return np.array([b / (k + 1) for k, b in enumerate(slope)])  # a_{k+1} = b_k / (k + 1)
+        slope.append(
+            -0.5 * poly(j + 1, 1.5) / math.factorial(j)
+            - poly(j, 1.5) / math.factorial(j - 1)
+            + poly(j, 2.0) / math.factorial(j - 1)
+        )
+    return np.array(
+        [b / (k + 1) for k, b in enumerate(slope)]
+    )  # a_{k+1} = b_k / (k + 1)
 
 
 def _gap_closed_form(u):
-    return (special.gammaln(u + 1.5) - special.gammaln(u + 2.0) - special.gammaln(1.5)
-            - (u + 0.5) * special.digamma(u + 1.5) + u * special.digamma(u + 2.0)
-            + 0.5 * special.digamma(1.5))
+    return (
+        special.gammaln(u + 1.5)
+        - special.gammaln(u + 2.0)
+        - special.gammaln(1.5)
+        - (u + 0.5) * special.digamma(u + 1.5)
+        + u * special.digamma(u + 2.0)
+        + 0.5 * special.digamma(1.5)
+    )
 
 
 def _gap_large_width(d):
@@ -494,7 +584,11 @@ def _gap_large_width(d):
     if np.any(large):
         ul = u[large]
         inv = 1.0 / ul
-        out[large] = -np.log(ul) + C_INFINITY + inv * np.polyval(_gap_asymptotic_coefficients()[::-1], inv)
+        out[large] = (
+            -np.log(ul)
+            + C_INFINITY
+            + inv * np.polyval(_gap_asymptotic_coefficients()[::-1], inv)
+        )
     return out
 
 
@@ -524,7 +618,9 @@ def entropy_gap_large_width(depth, method: str = "closed_form"):
         values = []
         for di in np.atleast_1d(d):
             es = fuss_catalan_expectation(np.sqrt, di)
-            eslogs = fuss_catalan_expectation(lambda x: 0.5 * special.xlogy(np.sqrt(x), x), di)
+            eslogs = fuss_catalan_expectation(
+                lambda x: 0.5 * special.xlogy(np.sqrt(x), x), di
+            )
             values.append(math.log(es) - eslogs / es)
         return _scalar_or_array(np.array(values).reshape(d.shape), depth)
     raise ValueError(f"method must be 'closed_form' or 'quadrature', got {method!r}")
@@ -539,7 +635,7 @@ def _gibbs_limit(d):
     out[big] = a[big] / (1 + a[big]) - np.log1p(a[big])
     if np.any(small):  # log1p(a) - a/(1+a) = sum_{k>=2} (-1)^k (k-1)/k a^k
         s = a[small]
-        out[small] = -sum((-1) ** k * (k - 1) / k * s ** k for k in range(2, 14))
+        out[small] = -sum((-1) ** k * (k - 1) / k * s**k for k in range(2, 14))
     return out
 
 
@@ -560,7 +656,7 @@ def entropy_gap_large_depth(depth, n: int | None = None):
         return _scalar_or_array(_gibbs_limit(d), depth)
     n = check_int(n, "n")
     lam = lyapunov_spectrum(n)
-    logits = d[..., None] * (lam - lam[0])           # shape (..., n), max 0: exp never overflows
+    logits = d[..., None] * (lam - lam[0])  # shape (..., n), max 0: exp never overflows
     gap = np.minimum(entropy_of_spectrum(np.exp(logits)) - math.log(n), 0.0)
     return _scalar_or_array(gap, depth)
 
@@ -574,12 +670,19 @@ def entropy_gap_difference(depth):
     d = _check_depth(depth)
     u = d / 2.0
     out = np.asarray(_gibbs_limit(d) - _gap_large_width(d), dtype=np.float64)
-    large = u >= _GAP_SERIES_FROM  # both terms ~ -log u: subtract their expansions, not their values
+    large = (
+        u >= _GAP_SERIES_FROM
+    )  # both terms ~ -log u: subtract their expansions, not their values
     if np.any(large):
         ul = u[large]
         inv = 1.0 / ul
-        out[large] = (1 - C_INFINITY - 1 / (1 + ul) - np.log1p(inv)
-                      - inv * np.polyval(_gap_asymptotic_coefficients()[::-1], inv))
+        out[large] = (
+            1
+            - C_INFINITY
+            - 1 / (1 + ul)
+            - np.log1p(inv)
+            - inv * np.polyval(_gap_asymptotic_coefficients()[::-1], inv)
+        )
     return _scalar_or_array(out, depth)
 
 
@@ -594,7 +697,9 @@ def entropy_gap_difference_kernel(t):
     if not np.all(np.isfinite(t)) or np.any(t < 0):
         raise ValueError(f"t must be finite and >= 0, got {t!r}")
     small = t < 1e-2
-    taylor = t * t * (0.5 - t / 6 + t * t / 24 - t ** 3 / 120 + t ** 4 / 720)  # t - 1 + e^-t near 0
+    taylor = (
+        t * t * (0.5 - t / 6 + t * t / 24 - t**3 / 120 + t**4 / 720)
+    )  # t - 1 + e^-t near 0
     numerator = np.where(small, taylor, t + np.expm1(-t))
     half = -np.expm1(-t / 2)  # 1 - e^(-t/2) ~ t/2
     ratio = np.where(t > 0, numerator / np.where(t > 0, half, 1.0), 0.0)
@@ -618,12 +723,25 @@ def entropy_gap_difference_slope(depth, method: str = "closed_form"):
     d = _check_depth(depth)
     u = d / 2.0
     if method == "laplace":
-        def laplace(ui):  # for u >= 1 in the scaled variable s = u t, where the weight is e^-s
+
+        def laplace(
+            ui,
+        ):  # for u >= 1 in the scaled variable s = u t, where the weight is e^-s
             if ui < 1:
-                f, scale = (lambda t: entropy_gap_difference_kernel(t) * math.exp(-ui * t)), 1.0
+                f, scale = (
+                    (lambda t: entropy_gap_difference_kernel(t) * math.exp(-ui * t)),
+                    1.0,
+                )
             else:
-                f, scale = (lambda s: entropy_gap_difference_kernel(s / ui) * math.exp(-s)), 1.0 / ui
-            return scale * integrate.quad(f, 0, np.inf, limit=400, epsabs=0, epsrel=1e-12)[0]
+                f, scale = (
+                    (lambda s: entropy_gap_difference_kernel(s / ui) * math.exp(-s)),
+                    1.0 / ui,
+                )
+            return (
+                scale
+                * integrate.quad(f, 0, np.inf, limit=400, epsabs=0, epsrel=1e-12)[0]
+            )
+
         values = [laplace(ui) for ui in np.atleast_1d(u).ravel()]
         return _scalar_or_array(0.5 * np.array(values).reshape(u.shape), depth)
     if method != "closed_form":
@@ -632,12 +750,17 @@ def entropy_gap_difference_slope(depth, method: str = "closed_form"):
     out = np.empty(u_arr.shape)
     large = u_arr >= 100
     um = u_arr[~large]
-    out[~large] = ((um + 0.5) * special.polygamma(1, um + 1.5) - um * special.polygamma(1, um + 2.0)
-                   - um / (um + 1) ** 2)
+    out[~large] = (
+        (um + 0.5) * special.polygamma(1, um + 1.5)
+        - um * special.polygamma(1, um + 2.0)
+        - um / (um + 1) ** 2
+    )
     if np.any(large):  # A(u) = (1/u) int k(s/u) e^-s ds
         nodes, weights = _LAGUERRE
         ul = u_arr[large]
-        out[large] = (entropy_gap_difference_kernel(nodes[None, :] / ul[:, None]) * weights).sum(-1) / ul
+        out[large] = (
+            entropy_gap_difference_kernel(nodes[None, :] / ul[:, None]) * weights
+        ).sum(-1) / ul
     return _scalar_or_array(0.5 * out.reshape(u.shape), depth)
 
 
@@ -707,7 +830,7 @@ def two_by_two_transition_cdf(log_ratio, threshold, *, nodes: int = 64):
     log_cosh_y = _log_cosh(y)[..., None]
     phi0 = np.arcsin(np.minimum(1.0, np.exp(-log_cosh_y)))
     span = math.pi / 2 - phi0
-    phi = phi0 + span * v ** 2
+    phi = phi0 + span * v**2
     b = _arccosh_from_log(np.log(np.sin(phi)) + log_cosh_y)
     xs = x[..., None]
     with np.errstate(divide="ignore"):
@@ -718,7 +841,9 @@ def two_by_two_transition_cdf(log_ratio, threshold, *, nodes: int = 64):
     return float(cdf) if cdf.ndim == 0 else cdf
 
 
-def two_by_two_log_ratio_cdf(depths, grid, *, nodes: int = 64, tail_tolerance: float = 1e-7) -> dict:
+def two_by_two_log_ratio_cdf(
+    depths, grid, *, nodes: int = 64, tail_tolerance: float = 1e-7
+) -> dict:
     """Exact law of ``x_d = log(s_1/s_2)`` at width two: ``{d: P(x_d <= grid)}`` for each depth.
 
     Starts from ``x_0 = 0`` (the identity) and applies the transition kernel
@@ -730,10 +855,14 @@ def two_by_two_log_ratio_cdf(depths, grid, *, nodes: int = 64, tail_tolerance: f
     """
     grid = np.asarray(grid, dtype=np.float64)
     if grid.ndim != 1 or grid.size < 3 or grid[0] != 0 or np.any(np.diff(grid) <= 0):
-        raise ValueError("grid must be a strictly increasing 1-d array starting at 0 (at least 3 points)")
+        raise ValueError(
+            "grid must be a strictly increasing 1-d array starting at 0 (at least 3 points)"
+        )
     depths = [check_int(d, "depth") for d in np.atleast_1d(depths).tolist()]
     midpoints = (grid[:-1] + grid[1:]) / 2
-    kernel = np.stack([two_by_two_transition_cdf(m, grid, nodes=nodes) for m in midpoints])
+    kernel = np.stack(
+        [two_by_two_transition_cdf(m, grid, nodes=nodes) for m in midpoints]
+    )
     cdf = two_by_two_transition_cdf(0.0, grid, nodes=nodes)
     out = {}
     for d in range(1, max(depths) + 1):
@@ -741,8 +870,10 @@ def two_by_two_log_ratio_cdf(depths, grid, *, nodes: int = 64, tail_tolerance: f
             cdf = np.diff(cdf) @ kernel
         if d in depths:
             if 1 - cdf[-1] > tail_tolerance:
-                raise ValueError(f"grid ends at {grid[-1]:g} but depth {d} puts mass {1 - cdf[-1]:.2e} "
-                                 f"beyond it; extend the grid")
+                raise ValueError(
+                    f"grid ends at {grid[-1]:g} but depth {d} puts mass {1 - cdf[-1]:.2e} "
+                    f"beyond it; extend the grid"
+                )
             out[d] = cdf.copy()
     return out
 
@@ -784,7 +915,9 @@ def _entropy_near_rank_one(s):
     return torch.log1p(r) - torch.xlogy(t, t).sum(-1) / (1 + r)
 
 
-def entropy_drift(singular_values, samples: int, *, seed: int = 0, device="cpu", chunk: int = 8192) -> tuple:
+def entropy_drift(
+    singular_values, samples: int, *, seed: int = 0, device="cpu", chunk: int = 8192
+) -> tuple:
     """Monte Carlo of ``E[rho(W Sigma)] - rho(Sigma)`` for a Gaussian ``n x n`` factor ``W``.
 
     ``rho(W Sigma)`` depends on ``Sigma`` only through its singular values (``W`` is invariant
@@ -803,15 +936,23 @@ def entropy_drift(singular_values, samples: int, *, seed: int = 0, device="cpu",
     single = spectra.ndim == 1
     spectra = np.atleast_2d(spectra)
     if spectra.ndim != 2 or spectra.shape[1] < 2:
-        raise ValueError(f"singular_values must have shape (n,) or (k, n) with n >= 2, got {spectra.shape}")
-    if not np.all(np.isfinite(spectra)) or np.any(spectra < 0) or np.any(spectra.max(1) <= 0):
+        raise ValueError(
+            f"singular_values must have shape (n,) or (k, n) with n >= 2, got {spectra.shape}"
+        )
+    if (
+        not np.all(np.isfinite(spectra))
+        or np.any(spectra < 0)
+        or np.any(spectra.max(1) <= 0)
+    ):
         raise ValueError("singular_values must be finite, >= 0 and not all zero")
     samples = check_int(samples, "samples", minimum=2)
     device = _resolve_device(device)
     gen = torch_generator(seed, "entropy_drift", device=device)
     n = spectra.shape[1]
     spectra = np.ascontiguousarray(np.sort(spectra, axis=1)[:, ::-1])
-    scale = torch.as_tensor(spectra / spectra[:, :1], dtype=torch.float64, device=device)
+    scale = torch.as_tensor(
+        spectra / spectra[:, :1], dtype=torch.float64, device=device
+    )
     total = torch.zeros(len(spectra), dtype=torch.float64, device=device)
     total_sq = torch.zeros_like(total)
     start = 0
@@ -824,7 +965,11 @@ def entropy_drift(singular_values, samples: int, *, seed: int = 0, device="cpu",
             total_sq[i] += (rho * rho).sum()
         start += m
     mean = (total / samples).cpu().numpy()
-    var = np.maximum((total_sq / samples).cpu().numpy() - mean ** 2, 0.0) * samples / (samples - 1)
+    var = (
+        np.maximum((total_sq / samples).cpu().numpy() - mean**2, 0.0)
+        * samples
+        / (samples - 1)
+    )
     drift = mean - _entropy_near_rank_one(torch.as_tensor(spectra)).numpy()
     se = np.sqrt(var / samples)
     return (float(drift[0]), float(se[0])) if single else (drift, se)

@@ -13,6 +13,7 @@ mapping is the same on every machine and Python version.
 
 *How to run this book* explains the ``SEED`` parameter every chapter takes.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -28,6 +28,7 @@ inputs instead of drawing the whole weight matrix. The chapter's benchmark
 (``python -m support.experiments.finite_width bench``) times the product sampler against a
 plain per-sample numpy loop and against the machine's floor for the same work.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -41,8 +42,8 @@ import torch
 from support.activations import activate, check_activation
 from support.checks import check_int
 from support.hardware import resolve_device, resolve_dtype
-from support.rmt import renormalised_products
 from support.rank import entropy_of_spectrum, gram_entropy
+from support.rmt import renormalised_products
 from support.seeding import seed_sequence
 
 BLOCK = 64
@@ -53,10 +54,13 @@ GRAM_KERNELS = ("centred", "raw")
 OBSERVATION1 = {"inputs": 16, "input_dim": 16, "width": 64, "kernel": "centred"}
 """Sizes and kernel of the book's construction of the paper's Observation 1 (the defaults of
 :func:`sample_gram_entropy_depths`; *Finite-width simulations* explains the choice)."""
-_CHUNK_BYTES = 8 * 2**20  # per worker on CPU (cache-sized chunks measured fastest); 128x on GPU
+_CHUNK_BYTES = (
+    8 * 2**20
+)  # per worker on CPU (cache-sized chunks measured fastest); 128x on GPU
 
 
 # ----------------------------------------------------------------------------- streams
+
 
 def block_generator(seed: int, block: int, device=None) -> torch.Generator:
     """The torch generator of block ``block`` for ``seed`` (independent streams via SeedSequence)."""
@@ -66,18 +70,27 @@ def block_generator(seed: int, block: int, device=None) -> torch.Generator:
     return gen
 
 
-def _plan(samples: int, chunk_size: int | None, bytes_per_sample: int, workers: int,
-          device: torch.device) -> list[range]:
+def _plan(
+    samples: int,
+    chunk_size: int | None,
+    bytes_per_sample: int,
+    workers: int,
+    device: torch.device,
+) -> list[range]:
     """Split ``samples`` into chunks of whole blocks; returns one range of block indices per chunk."""
     blocks = math.ceil(samples / BLOCK)
     if chunk_size is None:
         budget = _CHUNK_BYTES if device.type == "cpu" else 128 * _CHUNK_BYTES
         per_chunk = max(1, budget // (bytes_per_sample * BLOCK))
-        per_chunk = min(per_chunk, math.ceil(blocks / workers))  # keep every worker busy
+        per_chunk = min(
+            per_chunk, math.ceil(blocks / workers)
+        )  # keep every worker busy
     else:
         chunk_size = check_int(chunk_size, "chunk_size")
         if chunk_size % BLOCK:
-            raise ValueError(f"chunk_size must be a multiple of BLOCK={BLOCK}, got {chunk_size}")
+            raise ValueError(
+                f"chunk_size must be a multiple of BLOCK={BLOCK}, got {chunk_size}"
+            )
         per_chunk = chunk_size // BLOCK
     return [range(b, min(b + per_chunk, blocks)) for b in range(0, blocks, per_chunk)]
 
@@ -88,7 +101,9 @@ def _map_chunks(fn, chunks, workers: int, device: torch.device) -> list:
     if device.type != "cpu":
         return [fn(c) for c in chunks]
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # intra-op threads on tiny LAPACK calls only spin, worst on a busy machine
+    torch.set_num_threads(
+        1
+    )  # intra-op threads on tiny LAPACK calls only spin, worst on a busy machine
     try:
         if workers == 1 or len(chunks) == 1:
             return [fn(c) for c in chunks]
@@ -99,32 +114,53 @@ def _map_chunks(fn, chunks, workers: int, device: torch.device) -> list:
 
 
 def _default_workers(device: torch.device) -> int:
-    return max(1, min(torch.get_num_threads(), os.cpu_count() or 1)) if device.type == "cpu" else 1
+    return (
+        max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
+        if device.type == "cpu"
+        else 1
+    )
 
 
 # ----------------------------------------------------------------------------- factors
 
-def _draw(shape, gen: torch.Generator, dtype: torch.dtype, device, kind: str = "normal") -> torch.Tensor:
+
+def _draw(
+    shape, gen: torch.Generator, dtype: torch.dtype, device, kind: str = "normal"
+) -> torch.Tensor:
     """Standard normal (or U(-1, 1)) variates, always drawn in float32 and then converted, so that
     float32 and float64 runs with the same seed see the same matrices."""
     x = torch.empty(shape, dtype=torch.float32, device=device)
-    x = x.normal_(generator=gen) if kind == "normal" else x.uniform_(-1.0, 1.0, generator=gen)
+    x = (
+        x.normal_(generator=gen)
+        if kind == "normal"
+        else x.uniform_(-1.0, 1.0, generator=gen)
+    )
     return x if dtype == torch.float32 else x.to(dtype)
 
 
-def _bartlett_blocks_(top: torch.Tensor, r22: torch.Tensor, gen: torch.Generator) -> None:
+def _bartlett_blocks_(
+    top: torch.Tensor, r22: torch.Tensor, gen: torch.Generator
+) -> None:
     """Draw ``B`` Bartlett factors in block form, in place: ``top`` (``(B, a, n)``) gets the top
     ``a = ceil(n/2)`` rows, ``r22`` (``(B, b, b)``, ``b = n - a``) the bottom-right block; the
     bottom-left block is zero. Streams: ``B * a * n`` float32 normals, then the ``B * n`` chi
     variates (as square roots of twice Gamma(df/2) variates)."""
     batch, a, n = top.shape
     b = n - a
-    x = top if top.dtype == torch.float32 else torch.empty(top.shape, dtype=torch.float32, device=top.device)
+    x = (
+        top
+        if top.dtype == torch.float32
+        else torch.empty(top.shape, dtype=torch.float32, device=top.device)
+    )
     x.normal_(generator=gen)
-    half_df = torch.arange(n, 0, -1, dtype=torch.float32, device=top.device).div_(2).expand(batch, n)
+    half_df = (
+        torch.arange(n, 0, -1, dtype=torch.float32, device=top.device)
+        .div_(2)
+        .expand(batch, n)
+    )
     chi = torch._standard_gamma(half_df, generator=gen).mul_(2.0).sqrt_()
     if b:  # strict lower triangle of the last b rows of x, transposed (disjoint from x's strict upper part)
-        r22.copy_(x[:, a - b:, :b].mT)
+        r22.copy_(x[:, a - b :, :b].mT)
         r22.triu_(1)
         r22.diagonal(dim1=-2, dim2=-1).copy_(chi[:, a:])
     x.triu_(1)
@@ -164,12 +200,16 @@ def bartlett_products(gens, n: int, depths, dtype: torch.dtype, device):
     size = len(gens) * BLOCK
 
     def parts():
-        return (torch.empty(size, a, n, dtype=dtype, device=device),
-                torch.empty(size, b, b, dtype=dtype, device=device))
+        return (
+            torch.empty(size, a, n, dtype=dtype, device=device),
+            torch.empty(size, b, b, dtype=dtype, device=device),
+        )
 
     def draw(top, r22):
         for i, gen in enumerate(gens):
-            _bartlett_blocks_(top[i * BLOCK:(i + 1) * BLOCK], r22[i * BLOCK:(i + 1) * BLOCK], gen)
+            _bartlett_blocks_(
+                top[i * BLOCK : (i + 1) * BLOCK], r22[i * BLOCK : (i + 1) * BLOCK], gen
+            )
 
     (ptop, p22), (ftop, f22), (ntop, n22) = parts(), parts(), parts()
     cross = torch.empty(size, a, b, dtype=dtype, device=device)
@@ -177,7 +217,9 @@ def bartlett_products(gens, n: int, depths, dtype: torch.dtype, device):
     tiny = torch.finfo(dtype).tiny
     for depth in range(1, depths[-1] + 1):
         if depth > 1:
-            norm = torch.linalg.vector_norm(ptop, dim=(1, 2)).hypot_(torch.linalg.vector_norm(p22, dim=(1, 2)))
+            norm = torch.linalg.vector_norm(ptop, dim=(1, 2)).hypot_(
+                torch.linalg.vector_norm(p22, dim=(1, 2))
+            )
             norm.clamp_min_(tiny)
             ptop.div_(norm[:, None, None])
             p22.div_(norm[:, None, None])
@@ -195,35 +237,56 @@ def bartlett_products(gens, n: int, depths, dtype: torch.dtype, device):
             yield prod
 
 
-def _fill_factor(out: torch.Tensor, gen: torch.Generator, dist: str, rank: int | None,
-                 residual_scale: float) -> None:
+def _fill_factor(
+    out: torch.Tensor,
+    gen: torch.Generator,
+    dist: str,
+    rank: int | None,
+    residual_scale: float,
+) -> None:
     """Fill ``out`` (shape ``(B, n, n)``) with one random factor per sample."""
     n, batch, dtype, device = out.shape[-1], out.shape[0], out.dtype, out.device
     if dist in ("normal", "uniform"):
         out.copy_(_draw(out.shape, gen, dtype, device, dist))
     elif dist == "orthogonal":
         q, r = torch.linalg.qr(_draw(out.shape, gen, dtype, device))
-        out.copy_(q * torch.sgn(r.diagonal(dim1=-2, dim2=-1)).unsqueeze(-2))  # Haar measure
+        out.copy_(
+            q * torch.sgn(r.diagonal(dim1=-2, dim2=-1)).unsqueeze(-2)
+        )  # Haar measure
     elif dist == "lowrank":
         f = _draw((2, batch, n, rank), gen, dtype, device)
         torch.bmm(f[0], f[1].mT, out=out)
     elif dist == "residual":
-        out.copy_(_draw(out.shape, gen, dtype, device)).mul_(residual_scale / math.sqrt(n))
+        out.copy_(_draw(out.shape, gen, dtype, device)).mul_(
+            residual_scale / math.sqrt(n)
+        )
         out.diagonal(dim1=-2, dim2=-1).add_(1.0)
     else:  # pragma: no cover - validated by the caller
         raise ValueError(f"unknown dist {dist!r}")
 
 
-def _dense_products(gens, n: int, depths, dtype: torch.dtype, device, dist: str, rank,
-                    residual_scale: float):
+def _dense_products(
+    gens,
+    n: int,
+    depths,
+    dtype: torch.dtype,
+    device,
+    dist: str,
+    rank,
+    residual_scale: float,
+):
     """Yield the products ``W_d ... W_1`` of dense random factors at each depth ``d`` in ``depths``
     (increasing), ``BLOCK`` samples per generator, along :func:`support.rmt.renormalised_products`."""
 
     def draw(buffer):
         for i, gen in enumerate(gens):
-            _fill_factor(buffer[i * BLOCK:(i + 1) * BLOCK], gen, dist, rank, residual_scale)
+            _fill_factor(
+                buffer[i * BLOCK : (i + 1) * BLOCK], gen, dist, rank, residual_scale
+            )
 
-    for _, prod, _ in renormalised_products(draw, depths, (len(gens) * BLOCK, n, n), dtype=dtype, device=device):
+    for _, prod, _ in renormalised_products(
+        draw, depths, (len(gens) * BLOCK, n, n), dtype=dtype, device=device
+    ):
         yield prod
 
 
@@ -239,11 +302,23 @@ def _spectrum(p: torch.Tensor, method: str) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- public API
 
-def sample_product_entropy(n: int, depth: int, samples: int, *, dist: str = "normal", seed: int = 0,
-                           device=None, dtype: torch.dtype = torch.float64, rank: int | None = None,
-                           residual_scale: float = 1.0, bartlett: bool = True,
-                           spectrum: str = "gram", chunk_size: int | None = None,
-                           workers: int | None = None) -> np.ndarray:
+
+def sample_product_entropy(
+    n: int,
+    depth: int,
+    samples: int,
+    *,
+    dist: str = "normal",
+    seed: int = 0,
+    device=None,
+    dtype: torch.dtype = torch.float64,
+    rank: int | None = None,
+    residual_scale: float = 1.0,
+    bartlett: bool = True,
+    spectrum: str = "gram",
+    chunk_size: int | None = None,
+    workers: int | None = None,
+) -> np.ndarray:
     """rho (nats) of ``samples`` independent products ``W_depth ... W_1`` of random ``n x n`` factors.
 
     ``dist`` picks the factors:
@@ -262,16 +337,38 @@ def sample_product_entropy(n: int, depth: int, samples: int, *, dist: str = "nor
     See book/finite_width.ipynb.
     """
     return sample_product_entropy_depths(
-        n, [depth], samples, dist=dist, seed=seed, device=device, dtype=dtype, rank=rank,
-        residual_scale=residual_scale, bartlett=bartlett, spectrum=spectrum, chunk_size=chunk_size,
-        workers=workers)[0]
+        n,
+        [depth],
+        samples,
+        dist=dist,
+        seed=seed,
+        device=device,
+        dtype=dtype,
+        rank=rank,
+        residual_scale=residual_scale,
+        bartlett=bartlett,
+        spectrum=spectrum,
+        chunk_size=chunk_size,
+        workers=workers,
+    )[0]
 
 
-def sample_product_entropy_depths(n: int, depths, samples: int, *, dist: str = "normal", seed: int = 0,
-                                  device=None, dtype: torch.dtype = torch.float64, rank: int | None = None,
-                                  residual_scale: float = 1.0, bartlett: bool = True,
-                                  spectrum: str = "gram", chunk_size: int | None = None,
-                                  workers: int | None = None) -> np.ndarray:
+def sample_product_entropy_depths(
+    n: int,
+    depths,
+    samples: int,
+    *,
+    dist: str = "normal",
+    seed: int = 0,
+    device=None,
+    dtype: torch.dtype = torch.float64,
+    rank: int | None = None,
+    residual_scale: float = 1.0,
+    bartlett: bool = True,
+    spectrum: str = "gram",
+    chunk_size: int | None = None,
+    workers: int | None = None,
+) -> np.ndarray:
     """rho at several depths along the same chains: row ``k`` of the result (shape
     ``(len(depths), samples)``) equals ``sample_product_entropy(n, depths[k], samples, ...)`` with the
     same arguments, but all depths cost one chain of ``max(depths)`` factors (the depth-``d`` product
@@ -279,7 +376,9 @@ def sample_product_entropy_depths(n: int, depths, samples: int, *, dist: str = "
     n = check_int(n, "n")
     depths = [check_int(d, "depth") for d in depths]
     if not depths or any(b <= a for a, b in itertools.pairwise(depths)):
-        raise ValueError(f"depths must be a non-empty strictly increasing sequence, got {depths}")
+        raise ValueError(
+            f"depths must be a non-empty strictly increasing sequence, got {depths}"
+        )
     samples = check_int(samples, "samples")
     if dist not in PRODUCT_DISTS:
         raise ValueError(f"dist must be one of {PRODUCT_DISTS}, got {dist!r}")
@@ -295,7 +394,9 @@ def sample_product_entropy_depths(n: int, depths, samples: int, *, dist: str = "
         raise ValueError(f"spectrum must be 'gram' or 'svd', got {spectrum!r}")
     dtype = resolve_dtype(dtype)
     device = resolve_device(device, default="cpu")
-    workers = _default_workers(device) if workers is None else check_int(workers, "workers")
+    workers = (
+        _default_workers(device) if workers is None else check_int(workers, "workers")
+    )
     itemsize = torch.finfo(dtype).bits // 8
     chunks = _plan(samples, chunk_size, 3 * n * n * itemsize, workers, device)
 
@@ -304,8 +405,12 @@ def sample_product_entropy_depths(n: int, depths, samples: int, *, dist: str = "
         if dist == "normal" and bartlett:
             products = bartlett_products(gens, n, depths, dtype, device)
         else:
-            products = _dense_products(gens, n, depths, dtype, device, dist, rank, residual_scale)
-        return torch.stack([entropy_of_spectrum(_spectrum(p, spectrum)).cpu() for p in products])
+            products = _dense_products(
+                gens, n, depths, dtype, device, dist, rank, residual_scale
+            )
+        return torch.stack(
+            [entropy_of_spectrum(_spectrum(p, spectrum)).cpu() for p in products]
+        )
 
     rho = torch.cat(_map_chunks(run, chunks, workers, device), dim=1)[:, :samples]
     return rho.numpy()
@@ -318,12 +423,23 @@ def sample_gram_entropy(depth: int, samples: int, **kwargs) -> np.ndarray:
     return sample_gram_entropy_depths([depth], samples, **kwargs)[0]
 
 
-def sample_gram_entropy_depths(depths, samples: int, *, activation: str = "relu",
-                               kernel: str = OBSERVATION1["kernel"], inputs: int = OBSERVATION1["inputs"],
-                               input_dim: int = OBSERVATION1["input_dim"], width: int = OBSERVATION1["width"],
-                               dist: str = "normal", shortcut: bool = True,
-                               seed: int = 0, device=None, dtype: torch.dtype | None = None,
-                               chunk_size: int | None = None, workers: int | None = None) -> np.ndarray:
+def sample_gram_entropy_depths(
+    depths,
+    samples: int,
+    *,
+    activation: str = "relu",
+    kernel: str = OBSERVATION1["kernel"],
+    inputs: int = OBSERVATION1["inputs"],
+    input_dim: int = OBSERVATION1["input_dim"],
+    width: int = OBSERVATION1["width"],
+    dist: str = "normal",
+    shortcut: bool = True,
+    seed: int = 0,
+    device=None,
+    dtype: torch.dtype | None = None,
+    chunk_size: int | None = None,
+    workers: int | None = None,
+) -> np.ndarray:
     """rho(K) (nats) of Gram matrices of random networks' outputs at initialisation, at each of
     ``depths`` (strictly increasing): an array of shape ``(len(depths), samples)``.
 
@@ -353,7 +469,9 @@ def sample_gram_entropy_depths(depths, samples: int, *, activation: str = "relu"
     """
     depths = [check_int(d, "depth") for d in depths]
     if not depths or any(b <= a for a, b in itertools.pairwise(depths)):
-        raise ValueError(f"depths must be a non-empty strictly increasing sequence, got {depths}")
+        raise ValueError(
+            f"depths must be a non-empty strictly increasing sequence, got {depths}"
+        )
     samples = check_int(samples, "samples")
     inputs = check_int(inputs, "inputs", 2)
     input_dim = check_int(input_dim, "input_dim")
@@ -365,7 +483,9 @@ def sample_gram_entropy_depths(depths, samples: int, *, activation: str = "relu"
         raise ValueError(f"dist must be 'normal' or 'uniform', got {dist!r}")
     dtype = resolve_dtype(dtype)
     device = resolve_device(device, default="cpu")
-    workers = _default_workers(device) if workers is None else check_int(workers, "workers")
+    workers = (
+        _default_workers(device) if workers is None else check_int(workers, "workers")
+    )
     from_gram = dist == "normal" and shortcut
     itemsize = torch.finfo(dtype).bits // 8
     fan = max(width, input_dim)
@@ -376,7 +496,9 @@ def sample_gram_entropy_depths(depths, samples: int, *, activation: str = "relu"
     def layer(h: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         fan_in = h.shape[-1]
         if from_gram:
-            r = torch.linalg.qr(h.mT, mode="r")[1]                      # (BLOCK, min(fan_in, inputs), inputs)
+            r = torch.linalg.qr(h.mT, mode="r")[
+                1
+            ]  # (BLOCK, min(fan_in, inputs), inputs)
             g = _draw((BLOCK, width, r.shape[-2]), gen, dtype, device)
             return torch.bmm(r.mT, g.mT).div_(math.sqrt(fan_in))
         w = _draw((BLOCK, width, fan_in), gen, dtype, device, dist)
@@ -402,14 +524,21 @@ def sample_gram_entropy_depths(depths, samples: int, *, activation: str = "relu"
 
 # ----------------------------------------------------------------------------- summaries
 
+
 def product_entropy_sweep(widths, depths, samples: int, **kwargs) -> np.ndarray:
     """rho samples for every (width, depth): array of shape ``(len(widths), len(depths), samples)``.
 
     Keyword arguments go to :func:`sample_product_entropy_depths`: at each width the depths are
     checkpoints along the same chains (one population of networks made deeper, not independent
     experiments per depth)."""
-    return np.stack([sample_product_entropy_depths(int(n), [int(d) for d in depths], samples, **kwargs)
-                     for n in widths])
+    return np.stack(
+        [
+            sample_product_entropy_depths(
+                int(n), [int(d) for d in depths], samples, **kwargs
+            )
+            for n in widths
+        ]
+    )
 
 
 def volume_fraction(rho, thresholds) -> np.ndarray:
@@ -427,6 +556,7 @@ def distribution_mode(samples) -> float:
     """Location of the peak of a Gaussian kernel density estimate (Scott's bandwidth) of ``samples``,
     the quantity read off the paper's density plots."""
     from scipy.stats import gaussian_kde
+
     x = np.asarray(samples, dtype=np.float64)
     if x.ndim != 1 or x.size < 2:
         raise ValueError("samples must be a 1-d array of at least 2 values")

@@ -4,6 +4,7 @@ Chapters show every comparison as an HTML table (a pandas ``DataFrame``), never 
 that a narrow column would clip. :func:`paper_vs_ours` builds the usual four columns; any other
 table is a plain ``DataFrame`` made in the chapter.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,7 @@ import pandas as pd
 
 
 def verdict(paper: float, ours: float, tolerance: float) -> str:
-    """"matches" when ``|ours - paper| <= tolerance``, else "differs"; "no paper value" for NaN."""
+    """ "matches" when ``|ours - paper| <= tolerance``, else "differs"; "no paper value" for NaN."""
     if paper is None or (isinstance(paper, float) and math.isnan(paper)):
         return "no paper value"
     if not math.isfinite(ours):
@@ -20,7 +21,9 @@ def verdict(paper: float, ours: float, tolerance: float) -> str:
     return "matches" if abs(ours - paper) <= tolerance else "differs"
 
 
-def paper_vs_ours(rows, *, tolerance: float, digits: int = 2, index_name: str = "quantity") -> pd.DataFrame:
+def paper_vs_ours(
+    rows, *, tolerance: float, digits: int = 2, index_name: str = "quantity"
+) -> pd.DataFrame:
     """Table with columns paper | ours | difference | verdict, one row per ``(label, paper, ours)``.
 
     ``tolerance`` decides the verdict (:func:`verdict`); values are rounded to ``digits``
@@ -33,8 +36,15 @@ def paper_vs_ours(rows, *, tolerance: float, digits: int = 2, index_name: str = 
     for label, paper, ours in rows:
         paper = math.nan if paper is None else float(paper)
         ours = float(ours)
-        records.append({index_name: label, "paper": paper, "ours": ours, "difference": ours - paper,
-                        "verdict": verdict(paper, ours, tolerance)})
+        records.append(
+            {
+                index_name: label,
+                "paper": paper,
+                "ours": ours,
+                "difference": ours - paper,
+                "verdict": verdict(paper, ours, tolerance),
+            }
+        )
     if not records:
         raise ValueError("paper_vs_ours: no rows")
     table = pd.DataFrame.from_records(records).set_index(index_name)
@@ -46,7 +56,9 @@ def interval_verdict(low: float, high: float, *, better: str = "higher") -> str:
     "gain" when it lies above zero, "loss" when below, "no detectable difference" when it
     contains zero (``better="lower"`` swaps gain and loss, e.g. for losses)."""
     if not (math.isfinite(low) and math.isfinite(high)) or low > high:
-        raise ValueError(f"interval_verdict: need a finite interval low <= high, got [{low}, {high}]")
+        raise ValueError(
+            f"interval_verdict: need a finite interval low <= high, got [{low}, {high}]"
+        )
     if better not in ("higher", "lower"):
         raise ValueError(f"better must be 'higher' or 'lower', got {better!r}")
     if low > 0:

@@ -29,6 +29,7 @@ What :func:`train` does, and why:
   process takes every ``world_size``-th example of the epoch's permutation, ``batch_size`` stays the
   global batch, evaluations are summed over processes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -65,11 +66,27 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be resumed: unreadable, foreign, or made for another run."""
 
 
-def _finite(value, name: str, low: float, high: float = math.inf, *, low_open: bool = False,
-            high_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+def _finite(
+    value,
+    name: str,
+    low: float,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+    ):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if value < low or (low_open and value == low) or value > high or (high_open and value == high):
+    if (
+        value < low
+        or (low_open and value == low)
+        or value > high
+        or (high_open and value == high)
+    ):
         lo, hi = "(" if low_open else "[", ")" if high_open else "]"
         raise ValueError(f"{name} must be in {lo}{low}, {high}{hi}, got {value!r}")
     return float(value)
@@ -136,25 +153,37 @@ class TrainConfig:
         _finite(self.weight_decay, "weight_decay", 0.0)
         _finite(self.label_smoothing, "label_smoothing", 0.0, 1.0, high_open=True)
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+            raise ValueError(
+                f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"
+            )
         _finite(self.warmup, "warmup", 0.0, 1.0, high_open=True)
-        if isinstance(self.milestones, (str, bytes)) or not hasattr(self.milestones, "__iter__"):
-            raise ValueError(f"milestones must be a sequence of fractions, got {self.milestones!r}")
-        self.milestones = tuple(_finite(m, "milestones entry", 0.0, 1.0, low_open=True, high_open=True)
-                                for m in self.milestones)
+        if isinstance(self.milestones, (str, bytes)) or not hasattr(
+            self.milestones, "__iter__"
+        ):
+            raise ValueError(
+                f"milestones must be a sequence of fractions, got {self.milestones!r}"
+            )
+        self.milestones = tuple(
+            _finite(m, "milestones entry", 0.0, 1.0, low_open=True, high_open=True)
+            for m in self.milestones
+        )
         if list(self.milestones) != sorted(set(self.milestones)):
             raise ValueError(f"milestones must be increasing, got {self.milestones}")
         _finite(self.gamma, "gamma", 0.0, low_open=True)
         _integer(self.translate, "translate", 0)
         _flag(self.flip, "flip")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise ValueError(
+                f"precision must be one of {PRECISIONS}, got {self.precision!r}"
+            )
         _flag(self.channels_last, "channels_last")
         _flag(self.compile, "compile")
         _integer(self.seed, "seed", 0)
         _integer(self.check_every, "check_every", 1)
         if self.record_layer is not None and not isinstance(self.record_layer, str):
-            raise ValueError(f"record_layer must be a module name or None, got {self.record_layer!r}")
+            raise ValueError(
+                f"record_layer must be a module name or None, got {self.record_layer!r}"
+            )
         _flag(self.train_eval, "train_eval")
 
     def to_dict(self) -> dict:
@@ -204,8 +233,16 @@ def deployable(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def build_model(name: str, num_classes: int, *, depth: int = 1, width: float = 1.0, seed: int = 0,
-                model_kwargs: dict | None = None, whitening_images: torch.Tensor | None = None) -> nn.Module:
+def build_model(
+    name: str,
+    num_classes: int,
+    *,
+    depth: int = 1,
+    width: float = 1.0,
+    seed: int = 0,
+    model_kwargs: dict | None = None,
+    whitening_images: torch.Tensor | None = None,
+) -> nn.Module:
     """Build a model from ``support.models`` from ``seed`` with the paper's initialisation.
 
     ``depth=1`` is the baseline: ``support.expand.expand(model, depth=1)`` re-initialises its layers
@@ -222,10 +259,18 @@ def build_model(name: str, num_classes: int, *, depth: int = 1, width: float = 1
     model = models.build(name, num_classes=num_classes, **(model_kwargs or {}))
     if isinstance(model, models.FastCNN):
         if whitening_images is None:
-            raise ValueError("FastCNN needs whitening_images (normalised training images) to set its whitening layer")
+            raise ValueError(
+                "FastCNN needs whitening_images (normalised training images) to set its whitening layer"
+            )
         models.init_whitening(model, whitening_images)
-    expand(model, depth=depth, width=width,
-           layers=lambda n, m: isinstance(m, (nn.Conv2d, nn.Linear)) and n not in models.WHITENING_LAYERS)
+    expand(
+        model,
+        depth=depth,
+        width=width,
+        layers=lambda n, m: (
+            isinstance(m, (nn.Conv2d, nn.Linear)) and n not in models.WHITENING_LAYERS
+        ),
+    )
     return model
 
 
@@ -249,7 +294,15 @@ class TrainResult:
     config: dict = field(default_factory=dict)
 
 
-HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_acc_augmented", "test_acc", "test_loss", "train_acc")
+HISTORY_KEYS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc_augmented",
+    "test_acc",
+    "test_loss",
+    "train_acc",
+)
 
 
 def _dist_info():
@@ -282,7 +335,9 @@ def _autocast(device, precision: str):
     device = torch.device(device)
     if precision == "fp32":
         return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    return torch.autocast(
+        device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16
+    )
 
 
 def layer_singular_values(model: nn.Module, layer: str) -> np.ndarray:
@@ -292,7 +347,9 @@ def layer_singular_values(model: nn.Module, layer: str) -> np.ndarray:
     """
     module = dict(model.named_modules()).get(layer)
     if not isinstance(module, (nn.Conv2d, nn.Linear)):
-        raise ValueError(f"record_layer {layer!r} is not a Conv2d/Linear module of {type(model).__name__}")
+        raise ValueError(
+            f"record_layer {layer!r} is not a Conv2d/Linear module of {type(model).__name__}"
+        )
     with torch.no_grad():
         w = module.weight.detach().float().reshape(module.weight.shape[0], -1)
         return torch.linalg.svdvals(w.cpu().double()).numpy()
@@ -301,18 +358,29 @@ def layer_singular_values(model: nn.Module, layer: str) -> np.ndarray:
 def _optimizer(model: nn.Module, config: TrainConfig):
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    return torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
-                            {"params": no_decay, "weight_decay": 0.0}],
-                           lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+    return torch.optim.SGD(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+    )
 
 
-def run_fingerprint(model: nn.Module, data: data_mod.ImageArrays, config: TrainConfig) -> dict:
+def run_fingerprint(
+    model: nn.Module, data: data_mod.ImageArrays, config: TrainConfig
+) -> dict:
     """What a checkpoint was made for: the data (:meth:`support.data.ImageArrays.fingerprint`), the model (class,
     and the name and shape of every state entry, which fixes expansion depth and width) and the
     config. Resuming requires equality."""
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
-    return {"data": data.fingerprint(), "model": {"class": type(model).__name__, "state_shapes": shapes},
-            "config": config.to_dict()}
+    return {
+        "data": data.fingerprint(),
+        "model": {"class": type(model).__name__, "state_shapes": shapes},
+        "config": config.to_dict(),
+    }
 
 
 class TrainingState:
@@ -326,30 +394,51 @@ class TrainingState:
     global torch random state with it.
     """
 
-    def __init__(self, model: nn.Module, config: TrainConfig, steps_per_epoch: int, precision: str, device):
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        steps_per_epoch: int,
+        precision: str,
+        device,
+    ):
         self.model, self.config = model, config
         self.optimizer = _optimizer(model, config)
         total = config.epochs * steps_per_epoch
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, total, config))
-        self.scaler = torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, total, config)
+        )
+        self.scaler = torch.amp.GradScaler(
+            torch.device(device).type, enabled=precision == "fp16"
+        )
         self.history = {k: [] for k in HISTORY_KEYS}
         self.spectra: list[np.ndarray] = []
         self.epoch = 0
         self.elapsed_s = 0.0
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "history": {k: list(v) for k, v in self.history.items()},
-                "spectra": [torch.from_numpy(np.asarray(s, dtype=np.float64)) for s in self.spectra],
-                "elapsed_s": float(self.elapsed_s), "rng_cpu": torch.get_rng_state()}
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "history": {k: list(v) for k, v in self.history.items()},
+            "spectra": [
+                torch.from_numpy(np.asarray(s, dtype=np.float64)) for s in self.spectra
+            ],
+            "elapsed_s": float(self.elapsed_s),
+            "rng_cpu": torch.get_rng_state(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        self.history = {k: [float(v) for v in state["history"][k]] for k in HISTORY_KEYS}
+        self.history = {
+            k: [float(v) for v in state["history"][k]] for k in HISTORY_KEYS
+        }
         self.spectra = [s.cpu().numpy() for s in state["spectra"]]
         self.epoch = int(state["epoch"])
         self.elapsed_s = float(state["elapsed_s"])
@@ -364,15 +453,21 @@ def save_checkpoint(path, state: TrainingState, fingerprint: dict) -> None:
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "fingerprint": fingerprint,
-               "state": state.state_dict()}
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "fingerprint": fingerprint,
+        "state": state.state_dict(),
+    }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(payload, tmp)
         tmp.replace(path)
     except (OSError, RuntimeError) as exc:
         tmp.unlink(missing_ok=True)
-        raise OSError(f"could not write checkpoint {path} ({exc}); the previous checkpoint is kept") from exc
+        raise OSError(
+            f"could not write checkpoint {path} ({exc}); the previous checkpoint is kept"
+        ) from exc
 
 
 def load_checkpoint(path, device, fingerprint: dict) -> dict:
@@ -386,23 +481,33 @@ def load_checkpoint(path, device, fingerprint: dict) -> dict:
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - unpickling, zip, I/O errors all mean "cannot resume"
-        raise CheckpointError(f"checkpoint {path} is unreadable or not a checkpoint of this trainer "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                              f"delete it to start the run over") from exc
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable or not a checkpoint of this trainer "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            f"delete it to start the run over"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a checkpoint of support.train; delete it or pass another path")
+        raise CheckpointError(
+            f"{path} is not a checkpoint of support.train; delete it or pass another path"
+        )
     if payload.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has version {payload.get('version')!r}, this trainer writes "
-                              f"{CHECKPOINT_VERSION}; delete it to start the run over")
+        raise CheckpointError(
+            f"checkpoint {path} has version {payload.get('version')!r}, this trainer writes "
+            f"{CHECKPOINT_VERSION}; delete it to start the run over"
+        )
     stored = payload.get("fingerprint", {})
     for part in ("data", "model", "config"):
         if stored.get(part) != fingerprint[part]:
-            raise CheckpointError(f"checkpoint {path} was made for another run (its {part} differs); "
-                                  f"delete it, or pass a checkpoint path of its own to this run")
+            raise CheckpointError(
+                f"checkpoint {path} was made for another run (its {part} differs); "
+                f"delete it, or pass a checkpoint path of its own to this run"
+            )
     return payload["state"]
 
 
-def train_epoch(net: nn.Module, loader, state: TrainingState, precision: str, loss_fn, bar=None) -> torch.Tensor:
+def train_epoch(
+    net: nn.Module, loader, state: TrainingState, precision: str, loss_fn, bar=None
+) -> torch.Tensor:
     """One pass over ``loader``: forward, backward, optimizer and scheduler step per batch.
 
     Returns ``[summed loss, correct predictions, examples]`` (float64, on the device; summed
@@ -423,35 +528,64 @@ def train_epoch(net: nn.Module, loader, state: TrainingState, precision: str, lo
         sums[0] += loss.detach().double() * len(y)
         sums[1] += (logits.detach().argmax(1) == y).sum()
         sums[2] += len(y)
-        if ((step + 1) % config.check_every == 0 or step + 1 == len(loader)) and not torch.isfinite(sums[0]):
-            raise NonFiniteLossError(f"non-finite training loss at epoch {state.epoch + 1}, step {step + 1} "
-                                     f"(lr {state.scheduler.get_last_lr()[0]:.4g}); lower the learning rate")
+        if (
+            (step + 1) % config.check_every == 0 or step + 1 == len(loader)
+        ) and not torch.isfinite(sums[0]):
+            raise NonFiniteLossError(
+                f"non-finite training loss at epoch {state.epoch + 1}, step {step + 1} "
+                f"(lr {state.scheduler.get_last_lr()[0]:.4g}); lower the learning rate"
+            )
         if bar is not None:
             bar.update()
     return sums
 
 
-def _record_epoch(state: TrainingState, sums: torch.Tensor, lr: float, inference: nn.Module, loaders,
-                  precision: str) -> None:
+def _record_epoch(
+    state: TrainingState,
+    sums: torch.Tensor,
+    lr: float,
+    inference: nn.Module,
+    loaders,
+    precision: str,
+) -> None:
     """Append one epoch's metrics (``lr``: the learning rate of its first step) and the recorded
     layer's spectrum to ``state``."""
     _, train_eval_loader, test_loader = loaders
     config = state.config
     test = evaluate(inference, test_loader, precision)
     last = state.epoch + 1 == config.epochs
-    train_acc = evaluate(inference, train_eval_loader, precision)["acc"] if config.train_eval or last else math.nan
+    train_acc = (
+        evaluate(inference, train_eval_loader, precision)["acc"]
+        if config.train_eval or last
+        else math.nan
+    )
     s = sums.tolist()
-    row = {"epoch": state.epoch + 1, "lr": lr, "train_loss": s[0] / s[2],
-           "train_acc_augmented": s[1] / s[2], "test_acc": test["acc"], "test_loss": test["loss"],
-           "train_acc": train_acc}
+    row = {
+        "epoch": state.epoch + 1,
+        "lr": lr,
+        "train_loss": s[0] / s[2],
+        "train_acc_augmented": s[1] / s[2],
+        "test_acc": test["acc"],
+        "test_loss": test["loss"],
+        "train_acc": train_acc,
+    }
     for key in HISTORY_KEYS:
         state.history[key].append(float(row[key]))
     if config.record_layer is not None:
         state.spectra.append(layer_singular_values(inference, config.record_layer))
 
 
-def train(model: nn.Module, data: data_mod.ImageArrays, config: TrainConfig, *, device="auto",
-          checkpoint=None, progress: bool | str = "auto", log=None, stop_after_epoch: int | None = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    data: data_mod.ImageArrays,
+    config: TrainConfig,
+    *,
+    device="auto",
+    checkpoint=None,
+    progress: bool | str = "auto",
+    log=None,
+    stop_after_epoch: int | None = None,
+) -> TrainResult:
     """Train ``model`` on ``data`` with ``config``; return a :class:`TrainResult`.
 
     ``checkpoint``: a file path; after every epoch the full :class:`TrainingState` is written
@@ -470,25 +604,48 @@ def train(model: nn.Module, data: data_mod.ImageArrays, config: TrainConfig, *, 
     precision = precision_for(device, config.precision)
     rank, world = _dist_info()
     if config.batch_size % world:
-        raise ValueError(f"batch_size={config.batch_size} must be divisible by the {world} processes")
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        raise ValueError(
+            f"batch_size={config.batch_size} must be divisible by the {world} processes"
+        )
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
+        precision
+    ]
     loaders = data_mod.loaders(
-        data, config.batch_size // world, device=device, dtype=torch.float32 if precision == "fp32" else dtype,
-        seed=config.seed, rank=rank, world_size=world, translate=config.translate, flip=config.flip,
-        channels_last=config.channels_last)
+        data,
+        config.batch_size // world,
+        device=device,
+        dtype=torch.float32 if precision == "fp32" else dtype,
+        seed=config.seed,
+        rank=rank,
+        world_size=world,
+        translate=config.translate,
+        flip=config.flip,
+        channels_last=config.channels_last,
+    )
     train_loader = loaders[0]
-    fingerprint = run_fingerprint(model, data, config) if checkpoint is not None else None
-    model = model.to(device, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
+    fingerprint = (
+        run_fingerprint(model, data, config) if checkpoint is not None else None
+    )
+    model = model.to(
+        device,
+        memory_format=torch.channels_last
+        if config.channels_last
+        else torch.contiguous_format,
+    )
     state = TrainingState(model, config, len(train_loader), precision, device)
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     if ckpt_path is not None and ckpt_path.exists():
         state.load_state_dict(load_checkpoint(ckpt_path, device, fingerprint))
     elif config.record_layer is not None:
-        state.spectra.append(layer_singular_values(deployable(model), config.record_layer))
+        state.spectra.append(
+            layer_singular_values(deployable(model), config.record_layer)
+        )
     resumed_from = state.epoch
     net = model
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if config.compile:
         net = torch.compile(net)
     show = sys.stderr.isatty() if progress == "auto" else bool(progress)
@@ -496,10 +653,18 @@ def train(model: nn.Module, data: data_mod.ImageArrays, config: TrainConfig, *, 
     if show and rank == 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=config.epochs * len(train_loader), initial=state.epoch * len(train_loader),
-                   desc="train", leave=False)
+        bar = tqdm(
+            total=config.epochs * len(train_loader),
+            initial=state.epoch * len(train_loader),
+            desc="train",
+            leave=False,
+        )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    last_epoch = config.epochs if stop_after_epoch is None else min(config.epochs, stop_after_epoch)
+    last_epoch = (
+        config.epochs
+        if stop_after_epoch is None
+        else min(config.epochs, stop_after_epoch)
+    )
     while state.epoch < last_epoch:
         epoch_start = time.perf_counter()
         net.train()
@@ -513,8 +678,10 @@ def train(model: nn.Module, data: data_mod.ImageArrays, config: TrainConfig, *, 
         state.elapsed_s += time.perf_counter() - epoch_start
         if log is not None and rank == 0:
             h = state.history
-            log(f"epoch {state.epoch}/{config.epochs}: train loss {h['train_loss'][-1]:.4f}, "
-                f"train acc (augmented) {h['train_acc_augmented'][-1]:.4f}, test acc {h['test_acc'][-1]:.4f}")
+            log(
+                f"epoch {state.epoch}/{config.epochs}: train loss {h['train_loss'][-1]:.4f}, "
+                f"train acc (augmented) {h['train_acc_augmented'][-1]:.4f}, test acc {h['test_acc'][-1]:.4f}"
+            )
         if ckpt_path is not None and rank == 0:
             save_checkpoint(ckpt_path, state, fingerprint)
         if world > 1:
@@ -524,18 +691,31 @@ def train(model: nn.Module, data: data_mod.ImageArrays, config: TrainConfig, *, 
     history = state.history
     final = {"epochs_done": state.epoch}
     if state.epoch:
-        final.update(test_acc=history["test_acc"][-1], test_loss=history["test_loss"][-1],
-                     train_acc=history["train_acc"][-1], train_loss=history["train_loss"][-1])
-    return TrainResult(history=history, final=final, spectra=np.array(state.spectra) if state.spectra else None,
-                       model=deployable(model), precision=precision, device=describe_device(device),
-                       wall_time_s=time.perf_counter() - start_time, training_time_s=state.elapsed_s,
-                       resumed_from_epoch=resumed_from,
-                       config=config.to_dict())
+        final.update(
+            test_acc=history["test_acc"][-1],
+            test_loss=history["test_loss"][-1],
+            train_acc=history["train_acc"][-1],
+            train_loss=history["train_loss"][-1],
+        )
+    return TrainResult(
+        history=history,
+        final=final,
+        spectra=np.array(state.spectra) if state.spectra else None,
+        model=deployable(model),
+        precision=precision,
+        device=describe_device(device),
+        wall_time_s=time.perf_counter() - start_time,
+        training_time_s=state.elapsed_s,
+        resumed_from_epoch=resumed_from,
+        config=config.to_dict(),
+    )
 
 
 # --------------------------------------------------------------------------- embeddings and stats
 @torch.no_grad()
-def penultimate_embeddings(model: nn.Module, loader, max_examples: int | None = None) -> torch.Tensor:
+def penultimate_embeddings(
+    model: nn.Module, loader, max_examples: int | None = None
+) -> torch.Tensor:
     """Penultimate embeddings ``model.features(x)`` (float32, CPU) of an evaluation loader's images."""
     model.eval()
     out, n = [], 0
@@ -557,17 +737,27 @@ def paired_difference(treatment, baseline, confidence: float = 0.95) -> dict:
     """
     a, b = np.asarray(treatment, dtype=float), np.asarray(baseline, dtype=float)
     if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"treatment and baseline must be 1-D of equal length, got {a.shape} and {b.shape}")
+        raise ValueError(
+            f"treatment and baseline must be 1-D of equal length, got {a.shape} and {b.shape}"
+        )
     if len(a) < 2:
         raise ValueError(f"a confidence interval needs at least 2 pairs, got {len(a)}")
     d = a - b
-    if np.all(d == d[0]):  # zero spread: scipy's t-interval is undefined, the interval is the point
+    if np.all(
+        d == d[0]
+    ):  # zero spread: scipy's t-interval is undefined, the interval is the point
         low = high = float(d[0])
     else:
         ci = stats.ttest_rel(a, b).confidence_interval(confidence)
         low, high = float(ci.low), float(ci.high)
-    return {"mean": float(d.mean()), "std": float(d.std(ddof=1)), "n": len(d), "ci_low": low, "ci_high": high,
-            "confidence": confidence}
+    return {
+        "mean": float(d.mean()),
+        "std": float(d.std(ddof=1)),
+        "n": len(d),
+        "ci_low": low,
+        "ci_high": high,
+        "confidence": confidence,
+    }
 
 
 def embedding_rho(model: nn.Module, loader, max_examples: int = 500) -> float:

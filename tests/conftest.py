@@ -1,4 +1,5 @@
 """Fixtures shared by the unit tests. Each one restores the torch global state it changes."""
+
 import pytest
 import torch
 
@@ -28,7 +29,11 @@ def tf32_off():
 @pytest.fixture(autouse=True)
 def _torch_global_state_is_restored():
     """Every test leaves the thread count, default dtype and grad mode as it found them."""
-    before = (torch.get_num_threads(), torch.get_default_dtype(), torch.is_grad_enabled())
+    before = (
+        torch.get_num_threads(),
+        torch.get_default_dtype(),
+        torch.is_grad_enabled(),
+    )
     yield
     torch.set_num_threads(before[0])
     torch.set_default_dtype(before[1])

@@ -1,5 +1,6 @@
 """The library's two layers stay apart (DESIGN.md): concept modules never import the experiment
 layer and carry no command lines; ``expand`` depends on torch alone."""
+
 import ast
 from pathlib import Path
 
@@ -8,7 +9,9 @@ import pytest
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 CONCEPTS = sorted(p for p in SUPPORT.glob("*.py") if p.name != "__init__.py")
 EXPERIMENTS = sorted((SUPPORT / "experiments").glob("*.py"))
-TOOLS_WITH_A_COMMAND_LINE = {"book.py"}  # the chapter executor is a tool, not an experiment
+TOOLS_WITH_A_COMMAND_LINE = {
+    "book.py"
+}  # the chapter executor is a tool, not an experiment
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -24,22 +27,34 @@ def imported_modules(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("path", CONCEPTS, ids=lambda p: p.name)
 def test_concept_modules_never_import_the_experiment_layer(path):
-    bad = sorted(n for n in imported_modules(path) if n.startswith("support.experiments"))
+    bad = sorted(
+        n for n in imported_modules(path) if n.startswith("support.experiments")
+    )
     assert not bad, f"{path.name} imports {bad}"
 
 
-@pytest.mark.parametrize("path", [p for p in CONCEPTS if p.name not in TOOLS_WITH_A_COMMAND_LINE],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    [p for p in CONCEPTS if p.name not in TOOLS_WITH_A_COMMAND_LINE],
+    ids=lambda p: p.name,
+)
 def test_concept_modules_have_no_command_line(path):
     tree = ast.parse(path.read_text())
     assert "argparse" not in imported_modules(path), f"{path.name} parses command lines"
-    mains = [n for n in ast.walk(tree) if isinstance(n, ast.Compare) and isinstance(n.left, ast.Name)
-             and n.left.id == "__name__"]
+    mains = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Compare)
+        and isinstance(n.left, ast.Name)
+        and n.left.id == "__name__"
+    ]
     assert not mains, f"{path.name} has a __main__ block"
 
 
 def test_expand_depends_on_torch_alone():
-    support_imports = {n for n in imported_modules(SUPPORT / "expand.py") if n.startswith("support")}
+    support_imports = {
+        n for n in imported_modules(SUPPORT / "expand.py") if n.startswith("support")
+    }
     assert not support_imports, f"expand imports {sorted(support_imports)}"
 
 

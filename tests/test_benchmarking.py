@@ -1,4 +1,5 @@
 """Tests of the interleaved timing helpers (support/benchmarking.py)."""
+
 import time
 
 import pytest
@@ -8,8 +9,10 @@ from support import benchmarking
 
 def test_interleaved_rotates_order_and_ratios_reflect_work():
     calls = []
-    variants = {"fast": lambda: (calls.append("fast"), time.sleep(0.001)),
-                "slow": lambda: (calls.append("slow"), time.sleep(0.004))}
+    variants = {
+        "fast": lambda: (calls.append("fast"), time.sleep(0.001)),
+        "slow": lambda: (calls.append("slow"), time.sleep(0.004)),
+    }
     times = benchmarking.interleaved(variants, repeats=4, warmup=1)
     assert calls[:2] == ["fast", "slow"]  # warm-up
     assert calls[2:] == ["fast", "slow", "slow", "fast", "fast", "slow", "slow", "fast"]
@@ -32,9 +35,16 @@ def test_training_steps_update_every_model():
     import torch
 
     torch.manual_seed(0)
-    models = {"a": torch.nn.Linear(3, 2), "b": torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2))}
-    before = {k: [p.detach().clone() for p in m.parameters()] for k, m in models.items()}
-    steps = benchmarking.training_steps(models, torch.randn(4, 3), torch.tensor([0, 1, 1, 0]), lr=0.1)
+    models = {
+        "a": torch.nn.Linear(3, 2),
+        "b": torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2)),
+    }
+    before = {
+        k: [p.detach().clone() for p in m.parameters()] for k, m in models.items()
+    }
+    steps = benchmarking.training_steps(
+        models, torch.randn(4, 3), torch.tensor([0, 1, 1, 0]), lr=0.1
+    )
     times = benchmarking.interleaved(steps, repeats=2, warmup=0)
     assert set(times) == {"a", "b"}
     for k, m in models.items():

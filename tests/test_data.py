@@ -1,4 +1,5 @@
 """Tests of support.data: archive checks and decoding, the checksum-keyed cache, subsets, device loader."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +14,9 @@ import torch
 
 from support import data
 
-REAL_ARCHIVE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg"
+REAL_ARCHIVE_DIR = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg"
+)
 
 
 def _jpeg_bytes(rgb: np.ndarray) -> bytes:
@@ -40,7 +43,9 @@ def _make_archive(path: Path, per_split=None, size=32, seed=0) -> dict:
                     tar.addfile(info, io.BytesIO(payload))
                     from PIL import Image
 
-                    decoded[(split, cls, i)] = np.asarray(Image.open(io.BytesIO(payload)).convert("RGB"))
+                    decoded[(split, cls, i)] = np.asarray(
+                        Image.open(io.BytesIO(payload)).convert("RGB")
+                    )
     return decoded
 
 
@@ -70,11 +75,19 @@ def test_decode_tiny_archive_order_labels_and_pixels(tmp_path):
     path = tmp_path / "tiny.tar.xz"
     decoded = _make_archive(path)
     arrays = data.decode_jpeg_archive(path, expected_sizes={"train": 6, "test": 4})
-    assert arrays.classes == ("a_cls", "b_cls")  # alphabetical, whatever the archive order
-    assert arrays.train_images.shape == (6, 32, 32, 3) and arrays.train_images.dtype == np.uint8
+    assert arrays.classes == (
+        "a_cls",
+        "b_cls",
+    )  # alphabetical, whatever the archive order
+    assert (
+        arrays.train_images.shape == (6, 32, 32, 3)
+        and arrays.train_images.dtype == np.uint8
+    )
     np.testing.assert_array_equal(arrays.train_labels, [0, 0, 0, 1, 1, 1])
     np.testing.assert_array_equal(arrays.test_labels, [0, 0, 1, 1])
-    np.testing.assert_array_equal(arrays.train_images[1], decoded[("train", "a_cls", 1)])
+    np.testing.assert_array_equal(
+        arrays.train_images[1], decoded[("train", "a_cls", 1)]
+    )
     np.testing.assert_array_equal(arrays.test_images[2], decoded[("test", "b_cls", 0)])
     few = data.decode_jpeg_archive(path, max_per_class=1)
     assert len(few.train_labels) == 2 and len(few.test_labels) == 2
@@ -99,21 +112,29 @@ def test_cache_is_keyed_by_checksum_and_reused(tmp_path):
     path = tmp_path / "tiny.tar.xz"
     _make_archive(path)
     sizes = {"train": 6, "test": 4}
-    first = data.load_cifar10_jpeg(path, cache_dir=tmp_path / "cache", expected_sha256=None, expected_sizes=sizes)
+    first = data.load_cifar10_jpeg(
+        path, cache_dir=tmp_path / "cache", expected_sha256=None, expected_sizes=sizes
+    )
     checksum = hashlib.sha256(path.read_bytes()).hexdigest()
     cache = tmp_path / "cache" / f"cifar10-jpeg-{checksum[:16]}.npz"
     assert cache.exists()
     os.utime(cache, (1, 1))
     path_mtime = cache.stat().st_mtime
-    second = data.load_cifar10_jpeg(path, cache_dir=tmp_path / "cache", expected_sha256=None, expected_sizes=sizes)
+    second = data.load_cifar10_jpeg(
+        path, cache_dir=tmp_path / "cache", expected_sha256=None, expected_sizes=sizes
+    )
     assert cache.stat().st_mtime == path_mtime  # loaded, not rewritten
     np.testing.assert_array_equal(first.train_images, second.train_images)
     assert second.classes == first.classes
     cache.write_bytes(b"garbage")  # a damaged cache is decoded again
-    third = data.load_cifar10_jpeg(path, cache_dir=tmp_path / "cache", expected_sha256=None, expected_sizes=sizes)
+    third = data.load_cifar10_jpeg(
+        path, cache_dir=tmp_path / "cache", expected_sha256=None, expected_sizes=sizes
+    )
     np.testing.assert_array_equal(third.test_images, first.test_images)
     with pytest.raises(ValueError, match="corrupt"):
-        data.load_cifar10_jpeg(path, cache_dir=tmp_path / "cache")  # real checksum expected
+        data.load_cifar10_jpeg(
+            path, cache_dir=tmp_path / "cache"
+        )  # real checksum expected
 
 
 def _real_archive():
@@ -126,16 +147,25 @@ def _real_archive():
     return None
 
 
-@pytest.mark.skipif(_real_archive() is None,
-                    reason=f"CIFAR-10 JPEG archive not available (set {data.ENV_VAR} or place it in ../shared/data/cifar10-jpeg)")
+@pytest.mark.skipif(
+    _real_archive() is None,
+    reason=f"CIFAR-10 JPEG archive not available (set {data.ENV_VAR} or place it in ../shared/data/cifar10-jpeg)",
+)
 def test_real_archive_checksum_and_slice():
     path = _real_archive()
     assert data.verify_archive(path) == data.ARCHIVE_SHA256
     arrays = data.decode_jpeg_archive(path, max_per_class=3)
     assert arrays.classes == data.CIFAR10_CLASSES
-    assert arrays.train_images.shape == (30, 32, 32, 3) and arrays.test_images.shape == (30, 32, 32, 3)
+    assert arrays.train_images.shape == (
+        30,
+        32,
+        32,
+        3,
+    ) and arrays.test_images.shape == (30, 32, 32, 3)
     np.testing.assert_array_equal(np.bincount(arrays.train_labels), [3] * 10)
-    assert 60 < arrays.train_images.mean() < 190  # natural images, not blank or saturated
+    assert (
+        60 < arrays.train_images.mean() < 190
+    )  # natural images, not blank or saturated
 
 
 def test_subset_is_class_balanced_and_ordered():
@@ -145,7 +175,10 @@ def test_subset_is_class_balanced_and_ordered():
     np.testing.assert_array_equal(np.bincount(s.test_labels, minlength=4), [5] * 4)
     # kept images appear in their original order, and are images of the original set
     flat = d.train_images.reshape(len(d.train_images), -1)
-    pos = [int(np.flatnonzero((flat == img.reshape(-1)).all(1))[0]) for img in s.train_images]
+    pos = [
+        int(np.flatnonzero((flat == img.reshape(-1)).all(1))[0])
+        for img in s.train_images
+    ]
     assert pos == sorted(pos)
     assert d.subset(40, 20, seed=3).train_labels.tolist() == s.train_labels.tolist()
     with pytest.raises(ValueError, match="multiple"):
@@ -166,11 +199,15 @@ def test_load_cifar_argument_errors():
 def test_eval_loader_normalises_in_order():
     d = data.synthetic(10, 7, seed=0)
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
-    loader = data.DeviceLoader(d.test_images, d.test_labels, 3, train=False, mean=mean, std=std)
+    loader = data.DeviceLoader(
+        d.test_images, d.test_labels, 3, train=False, mean=mean, std=std
+    )
     xs, ys = zip(*loader)
     assert [len(y) for y in ys] == [3, 3, 1] and len(loader) == 3
     x = torch.cat(xs).numpy()
-    expected = (d.test_images.transpose(0, 3, 1, 2) / 255 - np.array(mean)[:, None, None]) / np.array(std)[:, None, None]
+    expected = (
+        d.test_images.transpose(0, 3, 1, 2) / 255 - np.array(mean)[:, None, None]
+    ) / np.array(std)[:, None, None]
     np.testing.assert_allclose(x, expected, atol=1e-6)
     np.testing.assert_array_equal(torch.cat(ys).numpy(), d.test_labels)
 
@@ -178,12 +215,24 @@ def test_eval_loader_normalises_in_order():
 def test_train_loader_is_a_deterministic_permutation_per_epoch():
     d = data.synthetic(50, 10, seed=0)
     labels = np.arange(50)  # label = index, to see the permutation
-    loader = data.DeviceLoader(d.train_images, labels, 8, train=True, translate=0, flip=False, seed=5, mean=(0, 0, 0), std=(1, 1, 1))
+    loader = data.DeviceLoader(
+        d.train_images,
+        labels,
+        8,
+        train=True,
+        translate=0,
+        flip=False,
+        seed=5,
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+    )
     assert len(loader) == 6  # 50 // 8, last partial batch dropped
     epoch0 = torch.cat([y for _, y in loader]).numpy()
     assert len(set(epoch0.tolist())) == 48
     for x, y in loader:  # without augmentation a batch holds exactly the indexed images
-        np.testing.assert_allclose(x.numpy(), d.train_images[y.numpy()].transpose(0, 3, 1, 2) / 255, atol=1e-6)
+        np.testing.assert_allclose(
+            x.numpy(), d.train_images[y.numpy()].transpose(0, 3, 1, 2) / 255, atol=1e-6
+        )
     again = torch.cat([y for _, y in loader]).numpy()
     np.testing.assert_array_equal(epoch0, again)
     loader.set_epoch(1)
@@ -194,19 +243,35 @@ def test_augmentation_is_a_reflect_padded_crop_or_its_mirror():
     d = data.synthetic(64, 8, seed=2)
     labels = np.arange(64)
     p = 2
-    loader = data.DeviceLoader(d.train_images, labels, 16, train=True, translate=p, flip=True, seed=0, mean=(0, 0, 0), std=(1, 1, 1))
-    padded = np.pad(d.train_images.transpose(0, 3, 1, 2) / 255, ((0, 0), (0, 0), (p, p), (p, p)), mode="reflect")
+    loader = data.DeviceLoader(
+        d.train_images,
+        labels,
+        16,
+        train=True,
+        translate=p,
+        flip=True,
+        seed=0,
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+    )
+    padded = np.pad(
+        d.train_images.transpose(0, 3, 1, 2) / 255,
+        ((0, 0), (0, 0), (p, p), (p, p)),
+        mode="reflect",
+    )
     shifts, flips = set(), 0
     for x, y in loader:
         for img, i in zip(x.numpy(), y.numpy()):
             found = None
             for dy in range(2 * p + 1):
                 for dx in range(2 * p + 1):
-                    crop = padded[i, :, dy:dy + 32, dx:dx + 32]
+                    crop = padded[i, :, dy : dy + 32, dx : dx + 32]
                     for flipped, cand in ((False, crop), (True, crop[..., ::-1])):
                         if np.allclose(img, cand, atol=1e-6):
                             found = (dy, dx, flipped)
-            assert found is not None, "augmented image is not a crop of the padded original"
+            assert found is not None, (
+                "augmented image is not a crop of the padded original"
+            )
             shifts.add(found[:2])
             flips += found[2]
     assert len(shifts) > 10 and 10 < flips < 54  # shifts and flips actually vary
@@ -217,7 +282,15 @@ def test_sharding_reassembles_the_single_process_batches():
     labels = np.arange(40)
     kw = dict(train=True, translate=1, seed=3, mean=(0, 0, 0), std=(1, 1, 1))
     whole = [y for _, y in data.DeviceLoader(d.train_images, labels, 8, **kw)]
-    ranks = [[y for _, y in data.DeviceLoader(d.train_images, labels, 4, rank=r, world_size=2, **kw)] for r in (0, 1)]
+    ranks = [
+        [
+            y
+            for _, y in data.DeviceLoader(
+                d.train_images, labels, 4, rank=r, world_size=2, **kw
+            )
+        ]
+        for r in (0, 1)
+    ]
     assert len(ranks[0]) == len(whole) == 5
     for b, y in enumerate(whole):
         assert sorted(y.tolist()) == sorted(ranks[0][b].tolist() + ranks[1][b].tolist())
@@ -226,16 +299,22 @@ def test_sharding_reassembles_the_single_process_batches():
 def test_loader_argument_errors():
     d = data.synthetic(20, 10, seed=0)
     with pytest.raises(ValueError, match="uint8"):
-        data.DeviceLoader(d.train_images.astype(np.float32), d.train_labels, 4, train=True)
+        data.DeviceLoader(
+            d.train_images.astype(np.float32), d.train_labels, 4, train=True
+        )
     with pytest.raises(ValueError, match="labels"):
         data.DeviceLoader(d.train_images, d.train_labels[:5], 4, train=True)
     with pytest.raises(ValueError, match="batch_size"):
         data.DeviceLoader(d.train_images, d.train_labels, 64, train=True)
     with pytest.raises(ValueError, match="rank"):
-        data.DeviceLoader(d.train_images, d.train_labels, 4, train=True, rank=2, world_size=2)
+        data.DeviceLoader(
+            d.train_images, d.train_labels, 4, train=True, rank=2, world_size=2
+        )
 
 
-def test_missing_dataset_without_network_names_the_offline_alternative(tmp_path, monkeypatch):
+def test_missing_dataset_without_network_names_the_offline_alternative(
+    tmp_path, monkeypatch
+):
     import urllib.error
 
     import torchvision
@@ -245,5 +324,7 @@ def test_missing_dataset_without_network_names_the_offline_alternative(tmp_path,
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
     monkeypatch.delenv(data.ENV_VAR, raising=False)
-    with pytest.raises(FileNotFoundError, match=f"could not be downloaded.*set {data.ENV_VAR}"):
+    with pytest.raises(
+        FileNotFoundError, match=f"could not be downloaded.*set {data.ENV_VAR}"
+    ):
         data.load_cifar("cifar10", cache_dir=tmp_path)

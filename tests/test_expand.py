@@ -4,6 +4,7 @@ The reference runs the sub-layers one after another with ``F.pad`` + ``F.conv{1,
 ``F.linear`` (padding on the input, valid convolutions, stride on the last), which is the
 definition of the expanded layer; the library never calls it.
 """
+
 import copy
 import io
 import math
@@ -18,8 +19,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.nn.utils import parametrize
 
-from support.expand import (as_sequential, collapse, compose_kernels, count_parameters, expand,
-                            expanded_layers, factors, layer_costs)
+from support.expand import (
+    as_sequential,
+    collapse,
+    compose_kernels,
+    count_parameters,
+    expand,
+    expanded_layers,
+    factors,
+    layer_costs,
+)
 
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -27,7 +36,9 @@ CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def reference_forward(x, ws, bs, *, nd, stride=1, pads=None, mode="zeros", dilation=1, groups=1):
+def reference_forward(
+    x, ws, bs, *, nd, stride=1, pads=None, mode="zeros", dilation=1, groups=1
+):
     """Sub-layers one after another: pad once, valid convs, stride on the last (or F.linear)."""
     if nd == 0:
         for w, b in zip(ws, bs):
@@ -36,8 +47,14 @@ def reference_forward(x, ws, bs, *, nd, stride=1, pads=None, mode="zeros", dilat
     flat = [v for a, b in reversed(pads) for v in (a, b)]
     x = F.pad(x, flat, mode="constant" if mode == "zeros" else mode)
     for i, (w, b) in enumerate(zip(ws, bs)):
-        x = CONV[nd](x, w, b, stride=stride if i == len(ws) - 1 else 1, dilation=dilation,
-                     groups=groups)
+        x = CONV[nd](
+            x,
+            w,
+            b,
+            stride=stride if i == len(ws) - 1 else 1,
+            dilation=dilation,
+            groups=groups,
+        )
     return x
 
 
@@ -52,16 +69,27 @@ def layer_configs(draw):
     hidden = int(cout * width)
     if depth > 1 and (hidden < 1 or hidden % groups):
         width = 1.0
-    cfg = dict(nd=nd, groups=groups, cin=cin, cout=cout, depth=depth, width=width,
-               bias=draw(st.booleans()), bias_mode=draw(st.sampled_from(["all", "last"])),
-               init=draw(st.sampled_from(["paper", "keep"])), seed=draw(st.integers(0, 2**16)))
+    cfg = dict(
+        nd=nd,
+        groups=groups,
+        cin=cin,
+        cout=cout,
+        depth=depth,
+        width=width,
+        bias=draw(st.booleans()),
+        bias_mode=draw(st.sampled_from(["all", "last"])),
+        init=draw(st.sampled_from(["paper", "keep"])),
+        seed=draw(st.integers(0, 2**16)),
+    )
     if width < 1:  # an exact factorisation needs hidden >= out
         cfg["init"] = "paper"
     if nd == 0:
         cfg["batch_shape"] = draw(st.sampled_from([(3,), (2, 3)]))
         return cfg
     custom = draw(st.booleans())
-    if custom:  # kernel list: effective kernel sum(k) - depth + 1 becomes the layer's kernel
+    if (
+        custom
+    ):  # kernel list: effective kernel sum(k) - depth + 1 becomes the layer's kernel
         per = [tuple(draw(st.integers(1, 3)) for _ in range(nd)) for _ in range(depth)]
         k = tuple(sum(p[j] for p in per) - depth + 1 for j in range(nd))
         cfg["kernel_sizes"] = per
@@ -83,12 +111,25 @@ def layer_configs(draw):
         padding, pads = "valid", [(0, 0)] * nd
     else:  # PyTorch's 'same': the odd extra element goes to the right
         padding = "same"
-        pads = [(dilation * (kk - 1) // 2, dilation * (kk - 1) - dilation * (kk - 1) // 2) for kk in k]
+        pads = [
+            (dilation * (kk - 1) // 2, dilation * (kk - 1) - dilation * (kk - 1) // 2)
+            for kk in k
+        ]
     mode = draw(st.sampled_from(["zeros", "zeros", "reflect", "replicate", "circular"]))
     extent = [dilation * (kk - 1) + 1 for kk in k]
-    size = [max(e - sum(p), max(p) + 1) + draw(st.integers(0, 3)) for e, p in zip(extent, pads)]
-    cfg.update(k=k, dilation=dilation, stride=stride, padding=padding, pads=pads, mode=mode,
-               size=size)
+    size = [
+        max(e - sum(p), max(p) + 1) + draw(st.integers(0, 3))
+        for e, p in zip(extent, pads)
+    ]
+    cfg.update(
+        k=k,
+        dilation=dilation,
+        stride=stride,
+        padding=padding,
+        pads=pads,
+        mode=mode,
+        size=size,
+    )
     return cfg
 
 
@@ -97,9 +138,18 @@ def build(cfg):
     if cfg["nd"] == 0:
         return nn.Linear(cfg["cin"], cfg["cout"], bias=cfg["bias"], dtype=torch.float64)
     cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[cfg["nd"]]
-    return cls(cfg["cin"], cfg["cout"], cfg["k"], stride=cfg["stride"], padding=cfg["padding"],
-               dilation=cfg["dilation"], groups=cfg["groups"], bias=cfg["bias"],
-               padding_mode=cfg["mode"], dtype=torch.float64)
+    return cls(
+        cfg["cin"],
+        cfg["cout"],
+        cfg["k"],
+        stride=cfg["stride"],
+        padding=cfg["padding"],
+        dilation=cfg["dilation"],
+        groups=cfg["groups"],
+        bias=cfg["bias"],
+        padding_mode=cfg["mode"],
+        dtype=torch.float64,
+    )
 
 
 def make_input(cfg, batch=2):
@@ -112,8 +162,15 @@ def make_input(cfg, batch=2):
 
 
 def expand_cfg(layer, cfg):
-    return expand(layer, depth=cfg["depth"], width=cfg["width"], kernel_sizes=cfg.get("kernel_sizes"),
-                  init=cfg["init"], bias=cfg["bias_mode"], allow_kernel_change=True)
+    return expand(
+        layer,
+        depth=cfg["depth"],
+        width=cfg["width"],
+        kernel_sizes=cfg.get("kernel_sizes"),
+        init=cfg["init"],
+        bias=cfg["bias_mode"],
+        allow_kernel_change=True,
+    )
 
 
 def close(a, b, tol=1e-10):
@@ -136,9 +193,17 @@ def test_expanded_matches_sequential_reference_outputs_and_gradients(cfg):
     ref_bs = [None if b is None else b.detach().clone().requires_grad_() for b in bs]
     if cfg["nd"]:
         x_ref = x.detach().clone().requires_grad_()
-        y_ref = reference_forward(x_ref, ref_ws, ref_bs, nd=cfg["nd"], stride=cfg["stride"],
-                                  pads=cfg["pads"], mode=cfg["mode"], dilation=cfg["dilation"],
-                                  groups=cfg["groups"])
+        y_ref = reference_forward(
+            x_ref,
+            ref_ws,
+            ref_bs,
+            nd=cfg["nd"],
+            stride=cfg["stride"],
+            pads=cfg["pads"],
+            mode=cfg["mode"],
+            dilation=cfg["dilation"],
+            groups=cfg["groups"],
+        )
     else:
         x_ref = x.detach().clone().requires_grad_()
         y_ref = reference_forward(x_ref, ref_ws, ref_bs, nd=0)
@@ -147,8 +212,11 @@ def test_expanded_matches_sequential_reference_outputs_and_gradients(cfg):
     if before is not None:  # init="keep" factorises the weight exactly: same function
         close(y.detach(), before)
     # gradients w.r.t. the input and every factor
-    g = torch.randn(y.shape, generator=torch.Generator().manual_seed(cfg["seed"] + 2),
-                    dtype=torch.float64)
+    g = torch.randn(
+        y.shape,
+        generator=torch.Generator().manual_seed(cfg["seed"] + 2),
+        dtype=torch.float64,
+    )
     params = [x] + list(ws) + [b for b in bs if b is not None]
     params_ref = [x_ref] + ref_ws + [b for b in ref_bs if b is not None]
     grads = torch.autograd.grad((y * g).sum(), params)
@@ -166,8 +234,11 @@ def test_expanded_matches_sequential_reference_outputs_and_gradients(cfg):
 def test_compose_kernels_matches_impulse_response():
     """The composite kernel is the response of the chain to a unit impulse (2-d, groups)."""
     torch.manual_seed(0)
-    ws = [torch.randn(4, 1, 3, 2, dtype=torch.float64), torch.randn(4, 2, 2, 3, dtype=torch.float64),
-          torch.randn(2, 2, 1, 1, dtype=torch.float64)]
+    ws = [
+        torch.randn(4, 1, 3, 2, dtype=torch.float64),
+        torch.randn(4, 2, 2, 3, dtype=torch.float64),
+        torch.randn(2, 2, 1, 1, dtype=torch.float64),
+    ]
     k = compose_kernels(ws, groups=2)
     assert k.shape == (2, 1, 4, 4)
     for c in range(2):
@@ -179,7 +250,9 @@ def test_compose_kernels_matches_impulse_response():
         # cross-correlation: output at p sees input p + t, so the impulse at 3 gives K[..., 3 - p]
         resp = y[0].flip(-1, -2)
         for o in range(2):
-            if o // 1 == c:  # output channel o belongs to group o (one output per group)
+            if (
+                o // 1 == c
+            ):  # output channel o belongs to group o (one output per group)
                 close(resp[o], k[o, 0])
             else:
                 assert resp[o].abs().max() == 0
@@ -190,9 +263,16 @@ def test_compose_kernels_matches_impulse_response():
 
 
 def tiny_cnn(dtype=torch.float64):
-    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(),
-                         nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)).to(dtype)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1, bias=False),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Conv2d(6, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 5),
+    ).to(dtype)
 
 
 def test_collapse_returns_original_architecture_and_leaves_input_untouched():
@@ -215,7 +295,9 @@ def test_collapse_returns_original_architecture_and_leaves_input_untouched():
     close(model(x), y)
     inplace = collapse(model, inplace=True)
     assert inplace is model and not expanded_layers(model)
-    assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in model.parameters())
+    assert all(
+        isinstance(p, nn.Parameter) and p.requires_grad for p in model.parameters()
+    )
     close(model(x), y)
     close(snapshot.eval()(x), y)
     # nothing expanded: a no-op (a copy by default)
@@ -249,7 +331,9 @@ def test_paper_init_collapsed_variance_is_base_kaiming(depth):
         with torch.no_grad():
             ratios["conv"].append(conv.weight.pow(2).mean().item() / (2 / (64 * 9)))
             ratios["linear"].append(lin.weight.pow(2).mean().item() / (2 / 256))
-            ratios["grouped"].append(grouped.weight.pow(2).mean().item() / (2 / (64 * 9)))
+            ratios["grouped"].append(
+                grouped.weight.pow(2).mean().item() / (2 / (64 * 9))
+            )
     for kind, r in ratios.items():
         assert abs(sum(r) / len(r) - 1) < 0.12, (kind, r)
     assert parametrize.is_parametrized(conv) == (depth > 1)
@@ -259,17 +343,33 @@ def test_kernel_lists_preserve_summed_variance_and_change_kernel_only_on_request
     torch.manual_seed(0)
     with pytest.raises(ValueError, match="effective kernel"):
         expand(nn.Conv2d(4, 4, 3, padding=1), kernel_sizes=[5, 3, 1])
-    conv = expand(nn.Conv2d(64, 64, 3, padding=1), kernel_sizes=[5, 3, 1], allow_kernel_change=True)
-    assert conv.kernel_size == (7, 7) and conv.padding == (3, 3) and conv.weight.shape[-1] == 7
+    conv = expand(
+        nn.Conv2d(64, 64, 3, padding=1),
+        kernel_sizes=[5, 3, 1],
+        allow_kernel_change=True,
+    )
+    assert (
+        conv.kernel_size == (7, 7)
+        and conv.padding == (3, 3)
+        and conv.weight.shape[-1] == 7
+    )
     x = torch.randn(1, 64, 9, 9)
     assert conv(x).shape == x.shape
-    with torch.no_grad():  # per-(out, in) energy summed over taps = 2 / out, as for the base init
+    with (
+        torch.no_grad()
+    ):  # per-(out, in) energy summed over taps = 2 / out, as for the base init
         energy = conv.weight.pow(2).sum((-1, -2)).mean().item()
     assert abs(energy / (2 / 64) - 1) < 0.1
-    valid = expand(nn.Conv1d(2, 2, 3, padding="valid"), kernel_sizes=[3, 3], allow_kernel_change=True)
+    valid = expand(
+        nn.Conv1d(2, 2, 3, padding="valid"),
+        kernel_sizes=[3, 3],
+        allow_kernel_change=True,
+    )
     assert valid.padding == (1,) and valid(torch.randn(1, 2, 9)).shape == (1, 2, 7)
     with pytest.raises(ValueError, match="odd amount"):
-        expand(nn.Conv2d(4, 4, 3, padding=1), kernel_sizes=[2, 1], allow_kernel_change=True)
+        expand(
+            nn.Conv2d(4, 4, 3, padding=1), kernel_sizes=[2, 1], allow_kernel_change=True
+        )
 
 
 def test_depth_one_reinitialises_plain_layer():
@@ -296,18 +396,21 @@ def test_layer_selection():
         expand(tiny_cnn(), layers="0")
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(depth=0), "depth must be"),
-    (dict(depth=2.0), "depth must be"),
-    (dict(width=0), "width must be"),
-    (dict(width=-1.0), "width must be"),
-    (dict(width=float("nan")), "width must be"),
-    (dict(init="xavier"), "init must be"),
-    (dict(bias="some"), "bias must be"),
-    (dict(depth=3, kernel_sizes=[3, 1]), "2 entries but depth=3"),
-    (dict(kernel_sizes=[0, 3]), "not a valid 2-d kernel"),
-    (dict(width=0.5, init="keep"), "init='keep' needs width"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(depth=0), "depth must be"),
+        (dict(depth=2.0), "depth must be"),
+        (dict(width=0), "width must be"),
+        (dict(width=-1.0), "width must be"),
+        (dict(width=float("nan")), "width must be"),
+        (dict(init="xavier"), "init must be"),
+        (dict(bias="some"), "bias must be"),
+        (dict(depth=3, kernel_sizes=[3, 1]), "2 entries but depth=3"),
+        (dict(kernel_sizes=[0, 3]), "not a valid 2-d kernel"),
+        (dict(width=0.5, init="keep"), "init='keep' needs width"),
+    ],
+)
 def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         expand(tiny_cnn(), **kwargs)
@@ -319,7 +422,9 @@ def test_unsupported_modules_raise_with_their_name():
         expand(model)
     assert not expanded_layers(model)  # nothing touched when anything is refused
     expand(model, layers=["0"])
-    with pytest.raises(ValueError, match="'0' \\(.*Conv2d\\) already has parametrizations"):
+    with pytest.raises(
+        ValueError, match="'0' \\(.*Conv2d\\) already has parametrizations"
+    ):
         expand(model, layers=["0"])
     with pytest.raises(ValueError, match="groups=4"):
         expand(nn.Conv2d(8, 8, 3, groups=4), width=1.25)
@@ -342,7 +447,10 @@ def test_state_dict_roundtrip_of_expanded_model():
     assert "0.parametrizations.weight.original2" in a.state_dict()
     # factors appear once among the parameters although the bias reads them too
     assert count_parameters(a) == sum(p.numel() for p in a.state_dict().values()) - sum(
-        t.numel() for n, t in a.state_dict().items() if "running" in n or "num_batches" in n)
+        t.numel()
+        for n, t in a.state_dict().items()
+        if "running" in n or "num_batches" in n
+    )
 
 
 def test_keep_init_assignment_factorises_exactly():
@@ -362,7 +470,9 @@ def test_bf16_autocast_composes_in_float32_and_matches_collapsed():
     flat = collapse(model)
     x = torch.randn(2, 3, 8, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert model[3].weight.dtype == torch.float32  # composite formed in the factors' dtype
+        assert (
+            model[3].weight.dtype == torch.float32
+        )  # composite formed in the factors' dtype
         y = model(x)
         y_flat = flat(x)
     assert y.dtype == torch.bfloat16
@@ -417,14 +527,21 @@ def test_torch_compile_inductor_matches_eager():
 def _ddp_worker(rank, world, path, init_file):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
+
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world
+    )
     torch.manual_seed(0)
-    model = expand(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                                 nn.Linear(4 * 16, 3)), depth=3)
+    model = expand(
+        nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16, 3)
+        ),
+        depth=3,
+    )
     ddp = DDP(model)
     x = torch.randn(4, 3, 4, 4, generator=torch.Generator().manual_seed(1))
-    ddp(x[2 * rank: 2 * rank + 2]).square().mean().backward()
+    ddp(x[2 * rank : 2 * rank + 2]).square().mean().backward()
     if rank == 0:
         torch.save({n: p.grad for n, p in model.named_parameters()}, path)
     dist.destroy_process_group()
@@ -433,13 +550,20 @@ def _ddp_worker(rank, world, path, init_file):
 @pytest.mark.distributed
 def test_ddp_gloo_two_processes_average_factor_gradients():
     import torch.multiprocessing as mp
+
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "grads.pt")
-        mp.spawn(_ddp_worker, args=(2, path, os.path.join(tmp, "init")), nprocs=2, join=True)
+        mp.spawn(
+            _ddp_worker, args=(2, path, os.path.join(tmp, "init")), nprocs=2, join=True
+        )
         grads = torch.load(path)
     torch.manual_seed(0)
-    model = expand(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                                 nn.Linear(4 * 16, 3)), depth=3)
+    model = expand(
+        nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16, 3)
+        ),
+        depth=3,
+    )
     x = torch.randn(4, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     model(x).square().mean().backward()
     assert set(grads) == {n for n, _ in model.named_parameters()}
@@ -448,8 +572,12 @@ def test_ddp_gloo_two_processes_average_factor_gradients():
 
 
 def test_layer_costs_by_hand():
-    model = expand(nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.Flatten(), nn.Linear(8 * 64, 5)),
-                   depth=3)
+    model = expand(
+        nn.Sequential(
+            nn.Conv2d(4, 8, 3, padding=1), nn.Flatten(), nn.Linear(8 * 64, 5)
+        ),
+        depth=3,
+    )
     conv, lin = layer_costs(model, torch.zeros(1, 4, 8, 8))
     assert conv.params_expanded == 8 * 4 * 9 + 8 * 8 + 8 * 8 + 3 * 8
     assert conv.params_collapsed == 8 * 4 * 9 + 8
@@ -459,10 +587,17 @@ def test_layer_costs_by_hand():
     assert lin.macs_sequential == 5 * 512 + 25 + 25 and lin.macs_collapsed == 5 * 512
     assert lin.macs_compose == 5 * 5 * 5 + 5 * 5 * 512
     assert count_parameters(model) == conv.params_expanded + lin.params_expanded
-    assert count_parameters(collapse(model)) == conv.params_collapsed + lin.params_collapsed
+    assert (
+        count_parameters(collapse(model))
+        == conv.params_collapsed + lin.params_collapsed
+    )
     # strided layers: the sequential form runs its first sub-layers at full resolution
-    (row,) = layer_costs(expand(nn.Conv2d(2, 2, 3, stride=2, padding=1)), torch.zeros(1, 2, 8, 8))
-    assert row.macs_sequential == 64 * 2 * 2 * 9 + 16 * 4 and row.macs_collapsed == 16 * 36
+    (row,) = layer_costs(
+        expand(nn.Conv2d(2, 2, 3, stride=2, padding=1)), torch.zeros(1, 2, 8, 8)
+    )
+    assert (
+        row.macs_sequential == 64 * 2 * 2 * 9 + 16 * 4 and row.macs_collapsed == 16 * 36
+    )
 
 
 def test_factors_rejects_plain_layer():
@@ -475,10 +610,14 @@ def test_tied_parameters_are_refused_naming_both_sides():
     encoder, decoder = nn.Linear(4, 4), nn.Linear(4, 4)
     decoder.weight = encoder.weight  # tied
     model = nn.Sequential(encoder, nn.ReLU(), decoder)
-    with pytest.raises(ValueError, match=r"module '0' shares its weight with \['2.weight'\]"):
+    with pytest.raises(
+        ValueError, match=r"module '0' shares its weight with \['2.weight'\]"
+    ):
         expand(model, depth=2)
     assert not expanded_layers(model) and model[2].weight is model[0].weight
-    shared = nn.Linear(4, 4)  # one module used twice is not a tie between modules: allowed
+    shared = nn.Linear(
+        4, 4
+    )  # one module used twice is not a tie between modules: allowed
     expand(nn.Sequential(shared, nn.ReLU(), shared), depth=2)
     assert parametrize.is_parametrized(shared)
 
@@ -494,7 +633,9 @@ def test_expand_is_all_or_nothing(monkeypatch):
 
     def failing(module, name, p, **kw):
         calls.append(name)
-        if len(calls) == 3:  # layer '0' (no bias) and the weight of '3' are done; the bias of '3' fails
+        if (
+            len(calls) == 3
+        ):  # layer '0' (no bias) and the weight of '3' are done; the bias of '3' fails
             raise RuntimeError("injected failure")
         return real(module, name, p, **kw)
 
@@ -526,7 +667,12 @@ def test_collapse_builds_layers_with_their_constructors_without_drawing_random_n
     out = collapse(model)
     assert torch.equal(torch.get_rng_state(), state)
     for layer in (out[0], out[3], out[7]):
-        assert type(layer) in (nn.Conv2d, nn.Linear) and not parametrize.is_parametrized(layer)
+        assert type(layer) in (
+            nn.Conv2d,
+            nn.Linear,
+        ) and not parametrize.is_parametrized(layer)
     single = expand(nn.Linear(3, 2), depth=2)
     plain = collapse(single, inplace=True)
-    assert type(plain) is nn.Linear and torch.equal(plain.weight, single.weight.detach())
+    assert type(plain) is nn.Linear and torch.equal(
+        plain.weight, single.weight.detach()
+    )

@@ -1,4 +1,5 @@
 """Tests of the CIFAR chapter's recipes (support/experiments/cifar_expanded.py) on tiny synthetic data."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,24 +20,46 @@ def tiny_data():
 
 
 def _config(**kw):
-    base = dict(epochs=1, batch_size=16, lr=0.05, label_smoothing=0.1, warmup=0.25, check_every=2,
-                record_layer="body.4")
+    base = dict(
+        epochs=1,
+        batch_size=16,
+        lr=0.05,
+        label_smoothing=0.1,
+        warmup=0.25,
+        check_every=2,
+        record_layer="body.4",
+    )
     base.update(kw)
     return train.TrainConfig(**base)
 
 
 def test_run_experiment_goes_seed_by_seed_and_summarizes(tiny_data):
     seen = []
-    out = ce.run_experiment(tiny_data, "plain", depths=(1, 2), seeds=(0, 1), config=_config(), model_kwargs=TINY,
-                            device="cpu", rho_examples=32,
-                            on_seed_done=lambda o: seen.append((int(o["seeds_done"]), o["test_acc"].copy())))
+    out = ce.run_experiment(
+        tiny_data,
+        "plain",
+        depths=(1, 2),
+        seeds=(0, 1),
+        config=_config(),
+        model_kwargs=TINY,
+        device="cpu",
+        rho_examples=32,
+        on_seed_done=lambda o: seen.append(
+            (int(o["seeds_done"]), o["test_acc"].copy())
+        ),
+    )
     assert [s for s, _ in seen] == [1, 2]
     first = seen[0][1]
-    assert np.all(np.isfinite(first[:, 0])) and np.all(np.isnan(first[:, 1]))  # seed 0 complete at both depths
+    assert np.all(np.isfinite(first[:, 0])) and np.all(
+        np.isnan(first[:, 1])
+    )  # seed 0 complete at both depths
     assert out["test_acc"].shape == (2, 2) and out["spectra"].shape == (2, 2, 2, 8)
     assert out["history_test_acc"].shape == (2, 2, 1)
     np.testing.assert_array_equal(out["history_test_acc"][..., -1], out["test_acc"])
-    assert out["params"][1] > out["params"][0] and out["params_deployed"][1] == out["params_deployed"][0]
+    assert (
+        out["params"][1] > out["params"][0]
+        and out["params_deployed"][1] == out["params_deployed"][0]
+    )
     assert out["flops_deployed"][0] == out["flops_deployed"][1]
     for key in ("embedding_rho", "embedding_rho_init"):
         assert np.all((0 < out[key]) & (out[key] <= np.log(32)))
@@ -45,23 +68,44 @@ def test_run_experiment_goes_seed_by_seed_and_summarizes(tiny_data):
     assert d["mean"] == pytest.approx(np.mean(out["test_acc"][1] - out["test_acc"][0]))
     assert d["ci_low"] <= d["mean"] <= d["ci_high"]
     one_seed = ce.summarize({**out, "seeds_done": np.int64(1)}, (1, 2))
-    assert "test_acc_minus_baseline" not in one_seed["depth_2"]  # no interval from one pair
+    assert (
+        "test_acc_minus_baseline" not in one_seed["depth_2"]
+    )  # no interval from one pair
 
 
 def test_run_grid_stores_results_with_provenance(tmp_path, monkeypatch):
     tiny = ce.Experiment("tiny", "plain", TINY, 1, 16, 0.05, "body.0")
-    monkeypatch.setitem(ce.GRIDS, "test", {"subset": (40, 20), "seeds": (0, 1), "depths": (1, 2),
-                                           "experiments": (tiny,)})
-    monkeypatch.setattr(data, "load_cifar", lambda name: data.synthetic(96, 48, num_classes=4, seed=0))
-    names = ce.run_grid("test", device="cpu", checkpoint_dir=tmp_path / "ck", results_dir=tmp_path,
-                        allow_dirty=True)
+    monkeypatch.setitem(
+        ce.GRIDS,
+        "test",
+        {"subset": (40, 20), "seeds": (0, 1), "depths": (1, 2), "experiments": (tiny,)},
+    )
+    monkeypatch.setattr(
+        data, "load_cifar", lambda name: data.synthetic(96, 48, num_classes=4, seed=0)
+    )
+    names = ce.run_grid(
+        "test",
+        device="cpu",
+        checkpoint_dir=tmp_path / "ck",
+        results_dir=tmp_path,
+        allow_dirty=True,
+    )
     assert names == ["cifar_cifar10_tiny_test"]
     stored = results.load(names[0], directory=tmp_path)
-    assert stored.config["n_train"] == 40 and stored.config["train_config"]["epochs"] == 1
-    assert stored.arrays["test_acc"].shape == (2, 2) and stored.provenance["seeds"] == [0, 1]
+    assert (
+        stored.config["n_train"] == 40 and stored.config["train_config"]["epochs"] == 1
+    )
+    assert stored.arrays["test_acc"].shape == (2, 2) and stored.provenance["seeds"] == [
+        0,
+        1,
+    ]
     assert "test_acc_minus_baseline" in stored.scalars["depth_2"]
     assert sorted(p.name for p in (tmp_path / "ck" / names[0]).iterdir()) == [
-        "plain-d1-s0.pt", "plain-d1-s1.pt", "plain-d2-s0.pt", "plain-d2-s1.pt"]  # checkpoints apart per grid
+        "plain-d1-s0.pt",
+        "plain-d1-s1.pt",
+        "plain-d2-s0.pt",
+        "plain-d2-s1.pt",
+    ]  # checkpoints apart per grid
     with pytest.raises(ValueError, match="scale"):
         ce.run_grid("huge")
 
@@ -69,9 +113,17 @@ def test_run_grid_stores_results_with_provenance(tmp_path, monkeypatch):
 def test_study_recipe_is_the_papers_schedule():
     study = ce.STUDIES["plain5k"]
     config = study.config()
-    assert config.schedule == "step" and config.epochs == 180 and config.label_smoothing == 0.0
+    assert (
+        config.schedule == "step"
+        and config.epochs == 180
+        and config.label_smoothing == 0.0
+    )
     steps = config.epochs * (study.n_train // config.batch_size)
-    drops = [s for s in range(1, steps) if train.lr_factor(s, steps, config) < train.lr_factor(s - 1, steps, config)]
+    drops = [
+        s
+        for s in range(1, steps)
+        if train.lr_factor(s, steps, config) < train.lr_factor(s - 1, steps, config)
+    ]
     assert [round(s / steps * config.epochs) for s in drops] == [60, 120]
     assert (config.translate, config.flip) == (0, False)
     augmented = ce.STUDIES["plain5k_augmented"].config()
@@ -80,10 +132,22 @@ def test_study_recipe_is_the_papers_schedule():
 
 
 def test_study_stores_after_every_seed_and_resumes(tmp_path, monkeypatch):
-    small = ce.Study("tiny", 40, augment=False, model_kwargs=TINY, seeds=(0, 1), depths=(1, 2), epochs=2,
-                     batch_size=16, record_layer="body.4", rho_examples=20)
+    small = ce.Study(
+        "tiny",
+        40,
+        augment=False,
+        model_kwargs=TINY,
+        seeds=(0, 1),
+        depths=(1, 2),
+        epochs=2,
+        batch_size=16,
+        record_layer="body.4",
+        rho_examples=20,
+    )
     monkeypatch.setitem(ce.STUDIES, "tiny", small)
-    monkeypatch.setattr(data, "load_cifar", lambda name: data.synthetic(96, 48, num_classes=4, seed=0))
+    monkeypatch.setattr(
+        data, "load_cifar", lambda name: data.synthetic(96, 48, num_classes=4, seed=0)
+    )
     stored_counts = []
     real_save = results.save
 
@@ -93,11 +157,19 @@ def test_study_stores_after_every_seed_and_resumes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(results, "save", spy)
     ck = tmp_path / "ck"
-    first = ce.run_study("tiny", checkpoint_dir=ck, results_dir=tmp_path, allow_dirty=True)
+    first = ce.run_study(
+        "tiny", checkpoint_dir=ck, results_dir=tmp_path, allow_dirty=True
+    )
     assert stored_counts == [1, 2]
-    assert first.config["seeds_planned"] == [0, 1] and first.arrays["spectra"].shape == (2, 2, 3, 8)
-    assert first.arrays["history_lr"][0, 0].tolist() == pytest.approx([0.05, 0.005])  # drop after 1/3 of 2 epochs
-    again = ce.run_study("tiny", checkpoint_dir=ck, results_dir=tmp_path, allow_dirty=True)  # all from checkpoints
+    assert first.config["seeds_planned"] == [0, 1] and first.arrays[
+        "spectra"
+    ].shape == (2, 2, 3, 8)
+    assert first.arrays["history_lr"][0, 0].tolist() == pytest.approx(
+        [0.05, 0.005]
+    )  # drop after 1/3 of 2 epochs
+    again = ce.run_study(
+        "tiny", checkpoint_dir=ck, results_dir=tmp_path, allow_dirty=True
+    )  # all from checkpoints
     np.testing.assert_array_equal(again.arrays["test_acc"], first.arrays["test_acc"])
     np.testing.assert_array_equal(again.arrays["spectra"], first.arrays["spectra"])
     with pytest.raises(results.ResultError, match="uncommitted"):
@@ -106,8 +178,14 @@ def test_study_stores_after_every_seed_and_resumes(tmp_path, monkeypatch):
 
 
 def test_step_time_compares_every_depth_of_the_study_to_the_plain_step(monkeypatch):
-    monkeypatch.setitem(ce.STUDIES, "tiny", ce.Study("tiny", 40, augment=False, model_kwargs=TINY, batch_size=4))
+    monkeypatch.setitem(
+        ce.STUDIES,
+        "tiny",
+        ce.Study("tiny", 40, augment=False, model_kwargs=TINY, batch_size=4),
+    )
     out = ce.step_time(study="tiny", repeats=2, threads=1)
     assert list(out["median_ms"]) == ["depth 1", "depth 2", "depth 4"]
-    assert out["ratio"]["depth 1"] == 1.0 and all(v > 0 for v in out["median_ms"].values())
+    assert out["ratio"]["depth 1"] == 1.0 and all(
+        v > 0 for v in out["median_ms"].values()
+    )
     assert out["config"]["batch"] == 4 and out["config"]["threads"] == 1

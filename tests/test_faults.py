@@ -1,10 +1,9 @@
 """Fault injection and hostile input: nothing runs from a data file or a parameter, nothing is lost
 or silently wrong. One test per case of the fault review; each failed on the code before it."""
+
 from __future__ import annotations
 
 import json
-import os
-import pickle
 import subprocess
 import sys
 import threading
@@ -37,7 +36,9 @@ def tiny_data():
 
 
 def _config(**kw):
-    return train.TrainConfig(**{**dict(epochs=2, batch_size=16, lr=0.05, check_every=2), **kw})
+    return train.TrainConfig(
+        **{**dict(epochs=2, batch_size=16, lr=0.05, check_every=2), **kw}
+    )
 
 
 def _model(seed=0, depth=2):
@@ -48,19 +49,31 @@ def _model(seed=0, depth=2):
 def test_a_checkpoint_carrying_a_pickle_payload_runs_nothing(tiny_data, tmp_path):
     marker = tmp_path / "pwned"
     ckpt = tmp_path / "ckpt.pt"
-    torch.save({"format": train.CHECKPOINT_FORMAT, "version": train.CHECKPOINT_VERSION,
-                "fingerprint": _Payload(str(marker)), "state": {}}, ckpt)
+    torch.save(
+        {
+            "format": train.CHECKPOINT_FORMAT,
+            "version": train.CHECKPOINT_VERSION,
+            "fingerprint": _Payload(str(marker)),
+            "state": {},
+        },
+        ckpt,
+    )
     with pytest.raises(train.CheckpointError, match=f"checkpoint {ckpt} is unreadable"):
         train.train(_model(), tiny_data, _config(), device="cpu", checkpoint=ckpt)
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "unreadable"),
-    (b"not a zip file at all", "unreadable"),
-    (None, "not a checkpoint of support.train"),  # a foreign torch file
-])
-def test_corrupt_or_foreign_checkpoints_are_named_with_what_to_do(tiny_data, tmp_path, content, message):
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "unreadable"),
+        (b"not a zip file at all", "unreadable"),
+        (None, "not a checkpoint of support.train"),  # a foreign torch file
+    ],
+)
+def test_corrupt_or_foreign_checkpoints_are_named_with_what_to_do(
+    tiny_data, tmp_path, content, message
+):
     ckpt = tmp_path / "c.pt"
     if content is None:
         torch.save({"weights": torch.zeros(2)}, ckpt)
@@ -68,12 +81,21 @@ def test_corrupt_or_foreign_checkpoints_are_named_with_what_to_do(tiny_data, tmp
         ckpt.write_bytes(content)
     with pytest.raises(train.CheckpointError, match=message) as info:
         train.train(_model(), tiny_data, _config(), device="cpu", checkpoint=ckpt)
-    assert str(ckpt) in str(info.value) and ("delete" in str(info.value) or "another path" in str(info.value))
+    assert str(ckpt) in str(info.value) and (
+        "delete" in str(info.value) or "another path" in str(info.value)
+    )
 
 
 def test_a_truncated_checkpoint_is_refused(tiny_data, tmp_path):
     ckpt = tmp_path / "c.pt"
-    train.train(_model(), tiny_data, _config(), device="cpu", checkpoint=ckpt, stop_after_epoch=1)
+    train.train(
+        _model(),
+        tiny_data,
+        _config(),
+        device="cpu",
+        checkpoint=ckpt,
+        stop_after_epoch=1,
+    )
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     with pytest.raises(train.CheckpointError, match="unreadable"):
         train.train(_model(), tiny_data, _config(), device="cpu", checkpoint=ckpt)
@@ -82,10 +104,22 @@ def test_a_truncated_checkpoint_is_refused(tiny_data, tmp_path):
 def test_resume_refuses_a_checkpoint_of_another_subset(tiny_data, tmp_path):
     ckpt = tmp_path / "c.pt"
     full = data.synthetic(96, 48, num_classes=4, seed=0)
-    train.train(_model(), full.subset(48, 24, seed=0), _config(), device="cpu", checkpoint=ckpt,
-                stop_after_epoch=1)
+    train.train(
+        _model(),
+        full.subset(48, 24, seed=0),
+        _config(),
+        device="cpu",
+        checkpoint=ckpt,
+        stop_after_epoch=1,
+    )
     with pytest.raises(train.CheckpointError, match="its data differs"):
-        train.train(_model(), full.subset(48, 24, seed=1), _config(), device="cpu", checkpoint=ckpt)
+        train.train(
+            _model(),
+            full.subset(48, 24, seed=1),
+            _config(),
+            device="cpu",
+            checkpoint=ckpt,
+        )
 
 
 def test_a_finished_run_is_not_returned_for_other_data(tiny_data, tmp_path):
@@ -96,9 +130,18 @@ def test_a_finished_run_is_not_returned_for_other_data(tiny_data, tmp_path):
         train.train(_model(), other, _config(), device="cpu", checkpoint=ckpt)
 
 
-def test_a_failed_checkpoint_write_keeps_the_previous_one(tiny_data, tmp_path, monkeypatch):
+def test_a_failed_checkpoint_write_keeps_the_previous_one(
+    tiny_data, tmp_path, monkeypatch
+):
     ckpt = tmp_path / "c.pt"
-    train.train(_model(), tiny_data, _config(), device="cpu", checkpoint=ckpt, stop_after_epoch=1)
+    train.train(
+        _model(),
+        tiny_data,
+        _config(),
+        device="cpu",
+        checkpoint=ckpt,
+        stop_after_epoch=1,
+    )
     before = ckpt.read_bytes()
 
     def disk_full(obj, f, *a, **k):
@@ -106,41 +149,77 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tiny_data, tmp_path, m
         raise RuntimeError("basic_ios::clear: iostream error")
 
     monkeypatch.setattr(torch, "save", disk_full)
-    with pytest.raises(OSError, match=f"could not write checkpoint {ckpt}.*previous checkpoint is kept"):
+    with pytest.raises(
+        OSError, match=f"could not write checkpoint {ckpt}.*previous checkpoint is kept"
+    ):
         train.train(_model(), tiny_data, _config(), device="cpu", checkpoint=ckpt)
     assert ckpt.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left
 
 
-@pytest.mark.parametrize("field, value", [
-    ("lr", float("inf")), ("lr", float("nan")), ("epochs", 2.5), ("momentum", -1.0), ("momentum", 1.0),
-    ("seed", "x"), ("seed", -1), ("batch_size", True), ("weight_decay", float("nan")), ("gamma", 0.0),
-    ("milestones", (0.75, 0.5)), ("milestones", (1.5,)), ("translate", -1), ("flip", "yes"),
-    ("record_layer", 3),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("lr", float("inf")),
+        ("lr", float("nan")),
+        ("epochs", 2.5),
+        ("momentum", -1.0),
+        ("momentum", 1.0),
+        ("seed", "x"),
+        ("seed", -1),
+        ("batch_size", True),
+        ("weight_decay", float("nan")),
+        ("gamma", 0.0),
+        ("milestones", (0.75, 0.5)),
+        ("milestones", (1.5,)),
+        ("translate", -1),
+        ("flip", "yes"),
+        ("record_layer", 3),
+    ],
+)
 def test_train_config_validates_every_field(field, value):
-    with pytest.raises(ValueError, match=field.rstrip("s") if field == "milestones" else field):
+    with pytest.raises(
+        ValueError, match=field.rstrip("s") if field == "milestones" else field
+    ):
         train.TrainConfig(**{field: value})
 
 
 # ------------------------------------------------------------------------------- stored results
 def test_results_load_never_unpickles(tmp_path):
-    results.save("r", config={}, arrays={"a": [1.0]}, provenance_record=results.provenance(commit="0" * 12),
-                 directory=tmp_path)
+    results.save(
+        "r",
+        config={},
+        arrays={"a": [1.0]},
+        provenance_record=results.provenance(commit="0" * 12),
+        directory=tmp_path,
+    )
     marker = tmp_path / "pwned"
     np.savez(tmp_path / "r.npz", a=np.array([_Payload(str(marker))], dtype=object))
     record = json.loads((tmp_path / "r.json").read_text())
     import hashlib
-    record["arrays_sha256"] = hashlib.sha256((tmp_path / "r.npz").read_bytes()).hexdigest()
+
+    record["arrays_sha256"] = hashlib.sha256(
+        (tmp_path / "r.npz").read_bytes()
+    ).hexdigest()
     (tmp_path / "r.json").write_text(json.dumps(record))
-    with pytest.raises(results.ResultError, match="cannot be read as plain arrays.*allow_pickle"):
+    with pytest.raises(
+        results.ResultError, match="cannot be read as plain arrays.*allow_pickle"
+    ):
         results.load("r", tmp_path)
     assert not marker.exists()
 
 
-def test_a_crash_between_the_two_renames_leaves_a_pair_that_load_refuses(tmp_path, monkeypatch):
+def test_a_crash_between_the_two_renames_leaves_a_pair_that_load_refuses(
+    tmp_path, monkeypatch
+):
     prov = results.provenance(commit="0" * 12)
-    results.save("r", config={"v": 1}, arrays={"a": [1.0]}, provenance_record=prov, directory=tmp_path)
+    results.save(
+        "r",
+        config={"v": 1},
+        arrays={"a": [1.0]},
+        provenance_record=prov,
+        directory=tmp_path,
+    )
     real_replace = Path.replace
 
     def crash_on_json(self, target):
@@ -150,9 +229,18 @@ def test_a_crash_between_the_two_renames_leaves_a_pair_that_load_refuses(tmp_pat
 
     monkeypatch.setattr(Path, "replace", crash_on_json)
     with pytest.raises(KeyboardInterrupt):
-        results.save("r", config={"v": 2}, arrays={"a": [2.0]}, provenance_record=prov, directory=tmp_path)
+        results.save(
+            "r",
+            config={"v": 2},
+            arrays={"a": [2.0]},
+            provenance_record=prov,
+            directory=tmp_path,
+        )
     monkeypatch.setattr(Path, "replace", real_replace)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.npz"]  # temporary files removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "r.json",
+        "r.npz",
+    ]  # temporary files removed
     with pytest.raises(results.ResultError, match="checksum"):
         results.load("r", tmp_path)
 
@@ -171,11 +259,16 @@ def _cache_file(cache_dir):
     return cache
 
 
-@pytest.mark.parametrize("damage", ["truncate", "bitflip", "stale_shape", "labels_out_of_range", "old_format"])
+@pytest.mark.parametrize(
+    "damage",
+    ["truncate", "bitflip", "stale_shape", "labels_out_of_range", "old_format"],
+)
 def test_a_damaged_or_stale_cache_is_rebuilt(tmp_path, damage):
     archive, sizes = _tiny_archive(tmp_path)
     cache_dir = tmp_path / "cache"
-    good = data.load_cifar10_jpeg(archive, cache_dir=cache_dir, expected_sha256=None, expected_sizes=sizes)
+    good = data.load_cifar10_jpeg(
+        archive, cache_dir=cache_dir, expected_sha256=None, expected_sizes=sizes
+    )
     cache = _cache_file(cache_dir)
     raw = cache.read_bytes()
     if damage == "truncate":
@@ -194,7 +287,9 @@ def test_a_damaged_or_stale_cache_is_rebuilt(tmp_path, damage):
         else:
             fields["format"] = np.int64(1)
         np.savez(cache, **fields)
-    again = data.load_cifar10_jpeg(archive, cache_dir=cache_dir, expected_sha256=None, expected_sizes=sizes)
+    again = data.load_cifar10_jpeg(
+        archive, cache_dir=cache_dir, expected_sha256=None, expected_sizes=sizes
+    )
     np.testing.assert_array_equal(again.train_images, good.train_images)
     np.testing.assert_array_equal(again.test_labels, good.test_labels)
     with np.load(_cache_file(cache_dir)) as z:  # rewritten whole
@@ -211,8 +306,12 @@ def test_a_failed_cache_write_only_warns_and_leaves_no_temp_file(tmp_path, monke
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(np, "savez", no_space)
-    with pytest.warns(RuntimeWarning, match="could not write the decoded CIFAR-10 cache"):
-        decoded = data.load_cifar10_jpeg(archive, cache_dir=cache_dir, expected_sha256=None, expected_sizes=sizes)
+    with pytest.warns(
+        RuntimeWarning, match="could not write the decoded CIFAR-10 cache"
+    ):
+        decoded = data.load_cifar10_jpeg(
+            archive, cache_dir=cache_dir, expected_sha256=None, expected_sizes=sizes
+        )
     assert len(decoded.train_labels) == 6
     assert list(cache_dir.iterdir()) == []
 
@@ -221,42 +320,68 @@ def test_a_failed_cache_write_only_warns_and_leaves_no_temp_file(tmp_path, monke
 @pytest.fixture
 def tiny_book(tmp_path):
     (tmp_path / "book").mkdir()
-    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/good\n"
-                                       "  - file: book/status\n")
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/good\n"
+        "  - file: book/status\n"
+    )
     (tmp_path / "book" / "intro.md").write_text("# Intro\n")
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell("SCALE = 'quick'\nSEED = 0\nLR = 0.1\nFAST = True\nDEPTHS = [1, 2]")
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    params = nbformat.v4.new_code_cell(
+        "SCALE = 'quick'\nSEED = 0\nLR = 0.1\nFAST = True\nDEPTHS = [1, 2]"
+    )
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("print(repr(SCALE), SEED, LR, FAST, DEPTHS)")]
+    nb.cells = [
+        params,
+        nbformat.v4.new_code_cell("print(repr(SCALE), SEED, LR, FAST, DEPTHS)"),
+    ]
     nbformat.write(nb, tmp_path / "book" / "good.ipynb")
     (tmp_path / "book" / "status.md").write_text(book.status_page(tmp_path))
     return tmp_path
 
 
-@pytest.mark.parametrize("name, text, value", [
-    ("SCALE", "paper", "paper"), ("SCALE", "3", "3"), ("SEED", "7", 7), ("LR", "1", 1.0), ("LR", "1e-3", 1e-3),
-    ("FAST", "false", False), ("FAST", "True", True), ("DEPTHS", "[1, 4]", [1, 4]), ("DEPTHS", "(2, 3)", [2, 3]),
-])
+@pytest.mark.parametrize(
+    "name, text, value",
+    [
+        ("SCALE", "paper", "paper"),
+        ("SCALE", "3", "3"),
+        ("SEED", "7", 7),
+        ("LR", "1", 1.0),
+        ("LR", "1e-3", 1e-3),
+        ("FAST", "false", False),
+        ("FAST", "True", True),
+        ("DEPTHS", "[1, 4]", [1, 4]),
+        ("DEPTHS", "(2, 3)", [2, 3]),
+    ],
+)
 def test_parameter_values_are_plain_and_of_the_defaults_type(name, text, value):
     defaults = {"SCALE": "quick", "SEED": 0, "LR": 0.1, "FAST": True, "DEPTHS": [1, 2]}
     got = book.coerce_parameter(name, text, defaults[name])
     assert got == value and type(got) is type(value)
 
 
-@pytest.mark.parametrize("name, text, default, message", [
-    ("SEED", "!!binary aW1wb3J0IG9z", 0, "expected an integer"),
-    ("X", "!!python/object/apply:os.system ['id']", None, None),
-    ("X", "b'\\x00'", None, "bytes value is not accepted"),
-    ("X", "{1, 2}", None, "set value is not accepted"),
-    ("X", "{1: 2}", None, "keys must be strings"),
-    ("SEED", "2.5", 0, "expected an integer"),
-    ("SEED", "True", 0, "expected an integer"),
-    ("FAST", "1", True, "expected True or False"),
-    ("LR", "fast", 0.1, "expected a number"),
-    ("DEPTHS", "4", [1], "expected a list"),
-])
-def test_hostile_or_mistyped_parameter_values_are_refused_or_inert(name, text, default, message):
+@pytest.mark.parametrize(
+    "name, text, default, message",
+    [
+        ("SEED", "!!binary aW1wb3J0IG9z", 0, "expected an integer"),
+        ("X", "!!python/object/apply:os.system ['id']", None, None),
+        ("X", "b'\\x00'", None, "bytes value is not accepted"),
+        ("X", "{1, 2}", None, "set value is not accepted"),
+        ("X", "{1: 2}", None, "keys must be strings"),
+        ("SEED", "2.5", 0, "expected an integer"),
+        ("SEED", "True", 0, "expected an integer"),
+        ("FAST", "1", True, "expected True or False"),
+        ("LR", "fast", 0.1, "expected a number"),
+        ("DEPTHS", "4", [1], "expected a list"),
+    ],
+)
+def test_hostile_or_mistyped_parameter_values_are_refused_or_inert(
+    name, text, default, message
+):
     if message is None:  # not a literal: it stays an inert string, never interpreted
         assert book.coerce_parameter(name, text, default) == text
         return
@@ -267,25 +392,50 @@ def test_hostile_or_mistyped_parameter_values_are_refused_or_inert(name, text, d
 def test_an_injection_attempt_through_a_string_parameter_stays_a_string(tiny_book):
     marker = tiny_book / "pwned"
     text = f'x\\\\"; open("{marker}", "w"); "'
-    assert book.main(["execute", "good", "-p", "SCALE", text, "--out-dir", str(tiny_book / "_runs")],
-                     root=tiny_book) == 0
+    assert (
+        book.main(
+            [
+                "execute",
+                "good",
+                "-p",
+                "SCALE",
+                text,
+                "--out-dir",
+                str(tiny_book / "_runs"),
+            ],
+            root=tiny_book,
+        )
+        == 0
+    )
     assert not marker.exists()
     out = nbformat.read(tiny_book / "_runs" / "good.ipynb", as_version=4)
-    printed = [o["text"] for c in out.cells if c.cell_type == "code" for o in c.outputs if "text" in o]
+    printed = [
+        o["text"]
+        for c in out.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "text" in o
+    ]
     assert printed[-1].startswith(repr(text))
 
 
 def test_concurrent_executions_of_one_chapter_do_not_collide(tiny_book):
     codes = []
-    threads = [threading.Thread(target=lambda: codes.append(book.main(["execute", "good"], root=tiny_book)))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(
+            target=lambda: codes.append(book.main(["execute", "good"], root=tiny_book))
+        )
+        for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert codes == [0, 0]
     log = (tiny_book / book.RUN_LOG).read_text().splitlines()
-    assert len(log) == 2 and all(json.loads(line)["chapter"] == "book/good" for line in log)
+    assert len(log) == 2 and all(
+        json.loads(line)["chapter"] == "book/good" for line in log
+    )
     assert (tiny_book / book.STATUS_PAGE).read_text() == book.status_page(tiny_book)
     assert not list((tiny_book / "book").glob(".*.tmp"))
     nbformat.validate(nbformat.read(tiny_book / "book" / "good.ipynb", as_version=4))
@@ -318,9 +468,17 @@ def test_an_interrupted_executor_leaves_the_notebook_untouched(tiny_book):
     nb.cells[1].source = "import time\ntime.sleep(60)"
     nbformat.write(nb, path)
     before = path.read_bytes()
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from support import book; "
-                             f"sys.exit(book.main(['execute', 'good'], root=__import__('pathlib').Path({str(tiny_book)!r})))"],
-                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from support import book; "
+            f"sys.exit(book.main(['execute', 'good'], root=__import__('pathlib').Path({str(tiny_book)!r})))",
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         proc.wait(timeout=8)
     except subprocess.TimeoutExpired:
@@ -335,11 +493,18 @@ def test_rank_measures_survive_extreme_scales_and_complex_input():
     from support import rank
 
     for make in (np.eye, lambda n: torch.eye(n, dtype=torch.float64)):
-        assert float(rank.spectral_entropy(1e308 * make(3))) == pytest.approx(np.log(3), abs=1e-12)
+        assert float(rank.spectral_entropy(1e308 * make(3))) == pytest.approx(
+            np.log(3), abs=1e-12
+        )
         assert float(rank.stable_rank(1e200 * make(4))) == pytest.approx(4.0)
-        assert float(rank.spectral_entropy(1e-300 * make(3))) == pytest.approx(np.log(3), abs=1e-12)
+        assert float(rank.spectral_entropy(1e-300 * make(3))) == pytest.approx(
+            np.log(3), abs=1e-12
+        )
     rng = np.random.default_rng(0)
-    u, v = rng.normal(size=(6, 1)) + 1j * rng.normal(size=(6, 1)), rng.normal(size=(1, 6))
+    u, v = (
+        rng.normal(size=(6, 1)) + 1j * rng.normal(size=(6, 1)),
+        rng.normal(size=(1, 6)),
+    )
     rank_one = (u @ v).astype(np.complex64)
     assert int(rank.numerical_rank(rank_one)) == 1
     assert int(rank.numerical_rank(torch.from_numpy(rank_one))) == 1

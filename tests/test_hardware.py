@@ -1,4 +1,5 @@
 """Tests of device choice and description (support/hardware.py)."""
+
 import pytest
 import torch
 
@@ -33,4 +34,7 @@ def test_devices_and_dtypes_resolve_in_one_place():
     assert hardware.resolve_dtype(torch.float32) is torch.float32
     with pytest.raises(ValueError, match="dtype must be one of"):
         hardware.resolve_dtype(torch.int32)
-    assert hardware.resolve_dtype(torch.bfloat16, allowed=(torch.bfloat16,)) is torch.bfloat16
+    assert (
+        hardware.resolve_dtype(torch.bfloat16, allowed=(torch.bfloat16,))
+        is torch.bfloat16
+    )

@@ -1,4 +1,5 @@
 """Tests of support.kernels: infinite-width kernels, batched MLPs, Gram matrices, data, training."""
+
 import math
 
 import numpy as np
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # ------------------------------------------------------------------ infinite width
 
+
 def test_arccos_map_closed_values_monotone_and_convex():
     assert k.arccos_correlation(0.0) == pytest.approx(1 / math.pi)
     assert k.arccos_correlation(1.0) == pytest.approx(1.0)
@@ -36,7 +38,9 @@ def test_arccos_map_is_the_correlation_of_relu_features(c):
     z = np.random.default_rng(0).standard_normal((2, 400_000))
     u, v = z[0], c * z[0] + math.sqrt(1 - c * c) * z[1]
     ru, rv = np.maximum(u, 0), np.maximum(v, 0)
-    assert np.mean(ru * rv) / np.mean(ru * ru) == pytest.approx(float(k.arccos_correlation(c)), abs=5e-3)
+    assert np.mean(ru * rv) / np.mean(ru * ru) == pytest.approx(
+        float(k.arccos_correlation(c)), abs=5e-3
+    )
 
 
 def test_infinite_width_relu_layer_matches_a_very_wide_layer():
@@ -44,9 +48,13 @@ def test_infinite_width_relu_layer_matches_a_very_wide_layer():
     pre-activations of a wide layer; the library drops the positive factor."""
     x = np.random.default_rng(1).standard_normal((5, 3))
     gram = x @ x.T
-    z = np.linalg.cholesky(gram + 1e-12 * np.eye(5)) @ np.random.default_rng(2).standard_normal((5, 400_000))
+    z = np.linalg.cholesky(gram + 1e-12 * np.eye(5)) @ np.random.default_rng(
+        2
+    ).standard_normal((5, 400_000))
     wide = np.maximum(z, 0) @ np.maximum(z, 0).T / z.shape[1]
-    np.testing.assert_allclose(wide, k.infinite_width_gram(x, 2) / 2, atol=0.02 * np.abs(gram).max())
+    np.testing.assert_allclose(
+        wide, k.infinite_width_gram(x, 2) / 2, atol=0.02 * np.abs(gram).max()
+    )
     np.testing.assert_allclose(k.infinite_width_gram(x, 1), gram)
     np.testing.assert_allclose(k.infinite_width_gram(x, 5, "linear"), gram)
 
@@ -54,9 +62,15 @@ def test_infinite_width_relu_layer_matches_a_very_wide_layer():
 def test_infinite_width_entropy_and_centring():
     x = np.random.default_rng(3).standard_normal((4, 6, 6))  # a batch of 4 input sets
     lin = k.infinite_width_gram_entropy(x, [1, 2, 8], "linear")
-    assert lin.shape == (3, 4) and np.allclose(lin, lin[0])  # linear: no depth effect at infinite width
+    assert lin.shape == (3, 4) and np.allclose(
+        lin, lin[0]
+    )  # linear: no depth effect at infinite width
     phi = x - x.mean(axis=1, keepdims=True)
-    np.testing.assert_allclose(k.centre_gram(x @ np.swapaxes(x, 1, 2)), phi @ np.swapaxes(phi, 1, 2), atol=1e-12)
+    np.testing.assert_allclose(
+        k.centre_gram(x @ np.swapaxes(x, 1, 2)),
+        phi @ np.swapaxes(phi, 1, 2),
+        atol=1e-12,
+    )
     raw = k.infinite_width_gram_entropy(x, [1, 4, 16], "relu", kernel="raw")
     assert np.all(np.diff(raw, axis=0) < 0)
     with pytest.raises(ValueError, match="kernel"):
@@ -73,16 +87,28 @@ def test_raw_relu_ceiling_is_exact_for_orthogonal_inputs():
             c = float(k.arccos_correlation(c))
         a = (1 + (n - 1) * c) / n
         expected = -xlogy(a, a) - (n - 1) * xlogy((1 - a) / (n - 1), (1 - a) / (n - 1))
-        assert float(k.raw_relu_entropy_ceiling(np.eye(n), depth)) == pytest.approx(expected)
+        assert float(k.raw_relu_entropy_ceiling(np.eye(n), depth)) == pytest.approx(
+            expected
+        )
         assert k.orthogonal_raw_relu_entropy(n, depth) == pytest.approx(expected)
-        assert float(spectral_entropy(k.infinite_width_gram(np.eye(n), depth))) == pytest.approx(expected)
+        assert float(
+            spectral_entropy(k.infinite_width_gram(np.eye(n), depth))
+        ) == pytest.approx(expected)
     # ten orthogonal inputs at depths 2, 4, 8, 16: the values the book quotes
-    np.testing.assert_allclose([float(k.raw_relu_entropy_ceiling(np.eye(10), d)) for d in (2, 4, 8, 16)],
-                               [2.02, 1.43, 0.84, 0.40], atol=0.006)
+    np.testing.assert_allclose(
+        [float(k.raw_relu_entropy_ceiling(np.eye(10), d)) for d in (2, 4, 8, 16)],
+        [2.02, 1.43, 0.84, 0.40],
+        atol=0.006,
+    )
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(2, 8), dim=st.integers(1, 8), depth=st.integers(1, 12), seed=st.integers(0, 10_000))
+@given(
+    n=st.integers(2, 8),
+    dim=st.integers(1, 8),
+    depth=st.integers(1, 12),
+    seed=st.integers(0, 10_000),
+)
 def test_raw_relu_ceiling_bounds_every_input_set(n, dim, depth, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, dim)) * rng.uniform(0.2, 3.0, (n, 1))  # unequal norms
@@ -103,6 +129,7 @@ def test_infinite_width_rejects_bad_inputs():
 
 # ------------------------------------------------------------------ trained networks
 
+
 def test_unknown_activation_is_rejected():
     with pytest.raises(ValueError, match="activation"):
         k.init_mlp(4, 8, 2, 3, "swish", (0,))
@@ -111,35 +138,63 @@ def test_unknown_activation_is_rejected():
 def test_mlp_shapes_and_seed_reproducibility():
     net = k.init_mlp(5, 16, 3, 4, "relu", (0, 1, 2))
     assert net.depth == 4
-    assert [tuple(w.shape) for w in net.weights] == [(3, 16, 5), (3, 16, 16), (3, 16, 16), (3, 3, 16)]
+    assert [tuple(w.shape) for w in net.weights] == [
+        (3, 16, 5),
+        (3, 16, 16),
+        (3, 16, 16),
+        (3, 3, 16),
+    ]
     assert [tuple(b.shape) for b in net.biases] == [(3, 16)] * 3 + [(3, 3)]
     alone = k.init_mlp(5, 16, 3, 4, "relu", (2,))
     assert all(torch.equal(a[2], b[0]) for a, b in zip(net.weights, alone.weights))
     assert not torch.equal(net.weights[1][0], net.weights[1][1])
 
 
-@pytest.mark.parametrize("kwargs, error", [
-    ({"depth": 1}, ValueError), ({"width": 0}, ValueError), ({"seeds": ()}, ValueError),
-    ({"seeds": (0, 0)}, ValueError), ({"depth": 2.0}, TypeError),
-])
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"depth": 1}, ValueError),
+        ({"width": 0}, ValueError),
+        ({"seeds": ()}, ValueError),
+        ({"seeds": (0, 0)}, ValueError),
+        ({"depth": 2.0}, TypeError),
+    ],
+)
 def test_init_rejects_bad_arguments(kwargs, error):
-    args = {"in_dim": 4, "width": 8, "out_dim": 2, "depth": 3, "activation": "relu", "seeds": (0,)}
+    args = {
+        "in_dim": 4,
+        "width": 8,
+        "out_dim": 2,
+        "depth": 3,
+        "activation": "relu",
+        "seeds": (0,),
+    }
     args.update(kwargs)
     with pytest.raises(error):
         k.init_mlp(**args)
 
 
-@pytest.mark.parametrize("name, gain", [("linear", 1.0), ("tanh", 5 / 3), ("relu", math.sqrt(2)), ("selu", 1.0)])
+@pytest.mark.parametrize(
+    "name, gain",
+    [("linear", 1.0), ("tanh", 5 / 3), ("relu", math.sqrt(2)), ("selu", 1.0)],
+)
 def test_init_variance_follows_the_gain(name, gain):
     net = k.init_mlp(256, 256, 2, 3, name, range(4))
     assert abs(float(net.weights[1].std()) * math.sqrt(256) / gain - 1) < 0.02
-    assert abs(float(net.weights[2].std()) * math.sqrt(256) - 1) < 0.05  # linear read-out: gain 1
+    assert (
+        abs(float(net.weights[2].std()) * math.sqrt(256) - 1) < 0.05
+    )  # linear read-out: gain 1
 
 
 def test_init_streams_come_from_the_seeding_helper():
     from support.seeding import torch_generator
+
     net = k.init_mlp(6, 5, 2, 3, "tanh", (7,))
-    expected = torch.randn(5, 5, generator=torch_generator(7, "mlp-init", 1)) * (5 / 3) / math.sqrt(5)
+    expected = (
+        torch.randn(5, 5, generator=torch_generator(7, "mlp-init", 1))
+        * (5 / 3)
+        / math.sqrt(5)
+    )
     assert torch.allclose(net.weights[1][0], expected)
 
 
@@ -162,7 +217,9 @@ def test_forward_matches_a_per_seed_reference():
         for w, b in zip(net.weights[:-1], net.biases[:-1]):
             h = torch.tanh(h @ w[s].T + b[s])
         assert torch.allclose(phi[s], h, atol=1e-6)
-        assert torch.allclose(out[s], h @ net.weights[-1][s].T + net.biases[-1][s], atol=1e-6)
+        assert torch.allclose(
+            out[s], h @ net.weights[-1][s].T + net.biases[-1][s], atol=1e-6
+        )
     with pytest.raises(ValueError):
         k.embed(net, torch.zeros(4, 6))
 
@@ -172,20 +229,33 @@ def test_forward_matches_a_per_seed_reference():
 def test_the_kernel_measure_is_the_entropy_of_the_grams_eigenvalues(n, width, seed):
     """The chapters measure rho(K) with support.rank.gram_entropy on embeddings: the entropy of
     K = Phi Phi^T's eigenvalues, raw and centred."""
-    phi = torch.randn(n, width, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    phi = torch.randn(
+        n, width, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
     kmat = k.gram(phi)
     assert torch.allclose(kmat, kmat.T) and torch.linalg.eigvalsh(kmat).min() > -1e-9
     eig = np.clip(np.linalg.eigvalsh(kmat.numpy()), 0, None)
-    assert math.isclose(float(gram_entropy(phi)), float(entropy_of_spectrum(eig)), rel_tol=1e-7, abs_tol=1e-7)
+    assert math.isclose(
+        float(gram_entropy(phi)),
+        float(entropy_of_spectrum(eig)),
+        rel_tol=1e-7,
+        abs_tol=1e-7,
+    )
     centred = k.centre_gram(kmat.numpy())
     eig_c = np.clip(np.linalg.eigvalsh(centred), 0, None)
     if eig_c.max() > 1e-9:
-        assert math.isclose(float(gram_entropy(phi, centre=True)), float(entropy_of_spectrum(eig_c)),
-                            rel_tol=1e-6, abs_tol=1e-6)
+        assert math.isclose(
+            float(gram_entropy(phi, centre=True)),
+            float(entropy_of_spectrum(eig_c)),
+            rel_tol=1e-6,
+            abs_tol=1e-6,
+        )
 
 
 def test_centring_removes_a_shared_mean_embedding():
-    noise = torch.randn(10, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    noise = torch.randn(
+        10, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
     phi = torch.ones(10, 4, dtype=torch.float64) + 1e-3 * noise
     assert float(gram_entropy(phi)) < 0.01
     assert float(gram_entropy(phi, centre=True)) > 1.0
@@ -208,9 +278,11 @@ def test_digits_dataset():
 
 def test_lowrank_dataset_has_the_requested_rank():
     d = k.lowrank_regression_dataset(64, 16, 12, 10, rank=3, seed=1)
-    assert d.x_train.shape == (64, 12) and d.y_train.shape == (64, 10) and d.out_dim == 10
+    assert (
+        d.x_train.shape == (64, 12) and d.y_train.shape == (64, 10) and d.out_dim == 10
+    )
     assert int(numerical_rank(d.y_train.double(), rtol=1e-5)) == 3
-    assert abs(float((d.y_train ** 2).mean()) - 1.0) < 0.5
+    assert abs(float((d.y_train**2).mean()) - 1.0) < 0.5
     with pytest.raises(ValueError):
         k.lowrank_regression_dataset(rank=40)
 
@@ -222,6 +294,9 @@ def test_training_lowers_the_loss_and_seeds_are_independent():
     after = k.evaluate(both, d)
     assert (after["train_loss"] < 0.5 * before["train_loss"]).all()
     alone = k.train_mlp(d, 3, "relu", (1,), width=16, steps=150, lr=3e-3)
-    assert all(torch.allclose(a[1], b[0], atol=1e-5) for a, b in zip(both.weights, alone.weights))
+    assert all(
+        torch.allclose(a[1], b[0], atol=1e-5)
+        for a, b in zip(both.weights, alone.weights)
+    )
     with pytest.raises(ValueError):
         k.train_mlp(d, 3, "relu", (0,), lr=0.0)

@@ -1,4 +1,5 @@
 """Tests of support.landscape (the rank landscape of book/effective_rank.ipynb)."""
+
 import numpy as np
 import pytest
 
@@ -29,12 +30,16 @@ def test_surface_matches_direct_computation_at_a_corner():
     out = landscape.rank_landscape(n=n, grid=5, span=1.5, seed=seed, normalise=False)
     a, b = 1.5, -1.5
     assert out["one_layer"][-1, 0] == pytest.approx(spectral_entropy(w + a * u + b * v))
-    assert out["two_layer"][-1, 0] == pytest.approx(spectral_entropy((w2 + a * u2 + b * v2) @ (w1 + a * u1 + b * v1)))
+    assert out["two_layer"][-1, 0] == pytest.approx(
+        spectral_entropy((w2 + a * u2 + b * v2) @ (w1 + a * u1 + b * v1))
+    )
 
 
 def test_low_rho_fraction():
     surface = np.array([[0.1, 0.5], [0.7, 0.9]])
-    np.testing.assert_allclose(landscape.low_rho_fraction(surface, [0.0, 0.6, 1.0]), [0.0, 0.5, 1.0])
+    np.testing.assert_allclose(
+        landscape.low_rho_fraction(surface, [0.0, 0.6, 1.0]), [0.0, 0.5, 1.0]
+    )
     stacked = np.stack([surface, 1 - surface])
     assert landscape.low_rho_fraction(stacked, 0.55).shape == (2, 1)
 
@@ -55,6 +60,10 @@ def test_two_layers_put_more_volume_on_low_rho_at_other_sizes(n):
     """The chapter's comparison at n = 4 is not special: at every threshold where the fractions
     differ, two-layer products put more initialisation volume below it (2,000 draws each)."""
     taus = np.linspace(0.5, 0.95, 10)
-    one, two = (simulate.volume_fraction(simulate.sample_product_entropy(n, d, 2000, seed=1) / np.log(n), taus)
-                for d in (1, 2))
+    one, two = (
+        simulate.volume_fraction(
+            simulate.sample_product_entropy(n, d, 2000, seed=1) / np.log(n), taus
+        )
+        for d in (1, 2)
+    )
     assert np.all(two >= one - 0.02) and np.any(two > one + 0.1)

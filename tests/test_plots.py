@@ -1,4 +1,5 @@
 """Tests of the book's figure style (support/plots.py)."""
+
 import matplotlib as mpl
 import pytest
 
@@ -9,7 +10,9 @@ def test_apply_style_sets_the_book_defaults():
     with mpl.rc_context():
         plots.apply_style()
         for key, value in plots.STYLE.items():
-            assert mpl.rcParams[key] == (list(value) if isinstance(value, tuple) else value), key
+            assert mpl.rcParams[key] == (
+                list(value) if isinstance(value, tuple) else value
+            ), key
 
 
 def test_depth_colors_are_distinct_and_ordered_light_to_dark():

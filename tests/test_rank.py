@@ -4,6 +4,7 @@ Property-based (hypothesis) tests check the invariances and bounds proved in
 book/effective_rank.ipynb against matrices built with a known spectrum; known values come from
 closed forms.
 """
+
 import math
 
 import numpy as np
@@ -35,7 +36,11 @@ def spectra(draw):
     """A spectrum ``s`` (descending, with at least one positive value) and the matrix U diag(s) V^T."""
     m, n = draw(shapes)
     k = min(m, n)
-    s = np.array(sorted(draw(st.lists(st.floats(0.0, 5.0), min_size=k, max_size=k)), reverse=True))
+    s = np.array(
+        sorted(
+            draw(st.lists(st.floats(0.0, 5.0), min_size=k, max_size=k)), reverse=True
+        )
+    )
     assume(s[0] > 1e-2)
     s[s < 1e-6 * s[0]] = 0.0  # exact zeros or clearly nonzero values only
     seed = draw(st.integers(0, 2**31 - 1))
@@ -57,13 +62,17 @@ def direct_entropy(s):
 @given(matrices(), st.floats(1e-3, 1e3), st.booleans())
 def test_rho_invariant_under_scaling(a, c, negative):
     c = -c if negative else c
-    assert rank.spectral_entropy(c * a) == pytest.approx(rank.spectral_entropy(a), abs=1e-9)
+    assert rank.spectral_entropy(c * a) == pytest.approx(
+        rank.spectral_entropy(a), abs=1e-9
+    )
 
 
 @SETTINGS
 @given(matrices())
 def test_rho_invariant_under_transposition(a):
-    assert rank.spectral_entropy(a.T) == pytest.approx(rank.spectral_entropy(a), abs=1e-10)
+    assert rank.spectral_entropy(a.T) == pytest.approx(
+        rank.spectral_entropy(a), abs=1e-10
+    )
 
 
 @SETTINGS
@@ -73,7 +82,9 @@ def test_rho_invariant_under_orthogonal_transforms(a, seed):
     m, n = a.shape
     u = ortho_group.rvs(m, random_state=rng) if m > 1 else -np.ones((1, 1))
     v = ortho_group.rvs(n, random_state=rng) if n > 1 else -np.ones((1, 1))
-    assert rank.spectral_entropy(u @ a @ v) == pytest.approx(rank.spectral_entropy(a), abs=1e-8)
+    assert rank.spectral_entropy(u @ a @ v) == pytest.approx(
+        rank.spectral_entropy(a), abs=1e-8
+    )
 
 
 # ----------------------------------------------------------------------------- bounds and equality
@@ -95,8 +106,15 @@ def test_erank_between_one_and_rank(case):
 
 
 @SETTINGS
-@given(st.integers(1, 7), st.integers(0, 7), st.floats(1e-2, 1e2), st.integers(0, 2**31 - 1))
-def test_erank_equals_rank_when_nonzero_singular_values_are_equal(r, extra, value, seed):
+@given(
+    st.integers(1, 7),
+    st.integers(0, 7),
+    st.floats(1e-2, 1e2),
+    st.integers(0, 2**31 - 1),
+)
+def test_erank_equals_rank_when_nonzero_singular_values_are_equal(
+    r, extra, value, seed
+):
     m = r + extra
     rng = np.random.default_rng(seed)
     u = ortho_group.rvs(m, random_state=rng) if m > 1 else np.ones((1, 1))
@@ -124,7 +142,7 @@ def test_stable_rank_below_effective_rank_below_rank(case):
     s, a = case
     e = rank.effective_rank(a)
     srank = rank.stable_rank(a)
-    assert srank == pytest.approx((s ** 2).sum() / s[0] ** 2, rel=1e-9)
+    assert srank == pytest.approx((s**2).sum() / s[0] ** 2, rel=1e-9)
     assert srank <= s.sum() / s[0] + 1e-9 <= e + 2e-9
     assert e <= rank.numerical_rank(a) + 1e-8
 
@@ -132,9 +150,12 @@ def test_stable_rank_below_effective_rank_below_rank(case):
 # ----------------------------------------------------------------------------- known values
 def test_known_values():
     assert rank.spectral_entropy(np.eye(5)) == pytest.approx(math.log(5))
-    assert rank.spectral_entropy(np.outer([1.0, 2.0, 3.0], [1.0, -1.0])) == pytest.approx(0.0, abs=1e-12)
+    assert rank.spectral_entropy(
+        np.outer([1.0, 2.0, 3.0], [1.0, -1.0])
+    ) == pytest.approx(0.0, abs=1e-12)
     assert rank.spectral_entropy(np.diag([1.0, 2.0, 3.0])) == pytest.approx(
-        -sum(p * math.log(p) for p in (1 / 6, 2 / 6, 3 / 6)))
+        -sum(p * math.log(p) for p in (1 / 6, 2 / 6, 3 / 6))
+    )
     assert rank.effective_rank(np.diag([2.0, 2.0, 0.0])) == pytest.approx(2.0)
     assert rank.entropy_of_spectrum(np.array([1.0, 0.0, 0.0])) == 0.0
     assert rank.max_entropy(3, 8) == pytest.approx(math.log(3))
@@ -144,8 +165,12 @@ def test_known_values():
 
 def test_lists_and_integer_inputs():
     assert rank.spectral_entropy([[1, 0], [0, 1]]) == pytest.approx(math.log(2))
-    assert float(rank.spectral_entropy(torch.eye(3, dtype=torch.int64))) == pytest.approx(math.log(3))
-    assert float(rank.spectral_entropy(torch.eye(3, dtype=torch.float16))) == pytest.approx(math.log(3))
+    assert float(
+        rank.spectral_entropy(torch.eye(3, dtype=torch.int64))
+    ) == pytest.approx(math.log(3))
+    assert float(
+        rank.spectral_entropy(torch.eye(3, dtype=torch.float16))
+    ) == pytest.approx(math.log(3))
 
 
 # ----------------------------------------------------------------------------- backends and batching
@@ -155,7 +180,11 @@ def test_numpy_torch_and_batched_paths_agree(batch, shape, seed):
     x = np.random.default_rng(seed).standard_normal((batch, *shape))
     per_matrix = np.array([rank.spectral_entropy(m) for m in x])
     batched = rank.spectral_entropy(x)
-    assert isinstance(batched, np.ndarray) and batched.shape == (batch,) and batched.dtype == np.float64
+    assert (
+        isinstance(batched, np.ndarray)
+        and batched.shape == (batch,)
+        and batched.dtype == np.float64
+    )
     np.testing.assert_allclose(batched, per_matrix, atol=1e-12)
     t64 = rank.spectral_entropy(torch.from_numpy(x))
     assert isinstance(t64, torch.Tensor) and t64.dtype == torch.float64
@@ -164,7 +193,9 @@ def test_numpy_torch_and_batched_paths_agree(batch, shape, seed):
     assert t32.dtype == torch.float64  # entropy in float64 whatever the input precision
     np.testing.assert_allclose(t32.numpy(), per_matrix, atol=1e-4)
     for fn in (rank.effective_rank, rank.stable_rank, rank.numerical_rank):
-        np.testing.assert_allclose(np.asarray(fn(torch.from_numpy(x))), fn(x), rtol=1e-9)
+        np.testing.assert_allclose(
+            np.asarray(fn(torch.from_numpy(x))), fn(x), rtol=1e-9
+        )
 
 
 def test_nested_batch_dimensions():

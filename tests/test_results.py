@@ -1,4 +1,5 @@
 """Tests of stored results with provenance (support/results.py): round trip, atomic pairs, refusals."""
+
 import json
 import subprocess
 
@@ -14,8 +15,14 @@ def _prov(commit="0123456789ab", **kw):
 
 def test_save_then_load_round_trips_config_scalars_arrays_and_provenance(tmp_path):
     prov = _prov(seeds=[0, 1], wall_time_s=12.3456)
-    path = results.save("sweep", config={"n": 16, "depths": [1, 2]}, scalars={"mean": np.float64(2.5)},
-                        arrays={"rho": np.arange(6.0).reshape(2, 3)}, provenance_record=prov, directory=tmp_path)
+    path = results.save(
+        "sweep",
+        config={"n": 16, "depths": [1, 2]},
+        scalars={"mean": np.float64(2.5)},
+        arrays={"rho": np.arange(6.0).reshape(2, 3)},
+        provenance_record=prov,
+        directory=tmp_path,
+    )
     assert path == tmp_path / "sweep.json" and (tmp_path / "sweep.npz").exists()
     r = results.load("sweep", tmp_path)
     assert r.config == {"n": 16, "depths": [1, 2]} and r.scalars == {"mean": 2.5}
@@ -33,44 +40,94 @@ def test_missing_result_loads_as_none(tmp_path):
 
 def test_incomplete_provenance_and_missing_arrays_are_errors(tmp_path):
     with pytest.raises(ValueError, match="lacks"):
-        results.save("x", config={}, provenance_record={"commit": "abc"}, directory=tmp_path)
-    results.save("y", config={}, arrays={"a": [1]}, provenance_record=_prov(), directory=tmp_path)
+        results.save(
+            "x", config={}, provenance_record={"commit": "abc"}, directory=tmp_path
+        )
+    results.save(
+        "y", config={}, arrays={"a": [1]}, provenance_record=_prov(), directory=tmp_path
+    )
     (tmp_path / "y.npz").unlink()
     with pytest.raises(results.ResultError, match="y.npz cannot be read"):
         results.load("y", tmp_path)
 
 
 def test_unstorable_values_are_refused_before_anything_is_written(tmp_path):
-    results.save("z", config={"v": 1}, arrays={"a": [1.0]}, provenance_record=_prov(), directory=tmp_path)
+    results.save(
+        "z",
+        config={"v": 1},
+        arrays={"a": [1.0]},
+        provenance_record=_prov(),
+        directory=tmp_path,
+    )
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     with pytest.raises(TypeError, match="cannot store object"):
-        results.save("z", config={"f": object()}, arrays={"a": [2.0]}, provenance_record=_prov(), directory=tmp_path)
+        results.save(
+            "z",
+            config={"f": object()},
+            arrays={"a": [2.0]},
+            provenance_record=_prov(),
+            directory=tmp_path,
+        )
     with pytest.raises(TypeError, match="dtype object"):
-        results.save("z", config={}, arrays={"a": np.array([{}], dtype=object)}, provenance_record=_prov(),
-                     directory=tmp_path)
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # old pair intact, no temp files
+        results.save(
+            "z",
+            config={},
+            arrays={"a": np.array([{}], dtype=object)},
+            provenance_record=_prov(),
+            directory=tmp_path,
+        )
+    assert {
+        p.name: p.read_bytes() for p in tmp_path.iterdir()
+    } == before  # old pair intact, no temp files
     assert results.load("z", tmp_path).arrays["a"].tolist() == [1.0]
 
 
 def test_a_half_finished_save_is_detected(tmp_path):
     """New arrays beside old metadata (a crash between the two renames) must not load."""
-    results.save("r", config={"run": 1}, arrays={"a": [1.0]}, provenance_record=_prov(), directory=tmp_path)
+    results.save(
+        "r",
+        config={"run": 1},
+        arrays={"a": [1.0]},
+        provenance_record=_prov(),
+        directory=tmp_path,
+    )
     old_json = (tmp_path / "r.json").read_text()
-    results.save("r", config={"run": 2}, arrays={"a": [2.0]}, provenance_record=_prov(), directory=tmp_path)
+    results.save(
+        "r",
+        config={"run": 2},
+        arrays={"a": [2.0]},
+        provenance_record=_prov(),
+        directory=tmp_path,
+    )
     (tmp_path / "r.json").write_text(old_json)
     with pytest.raises(results.ResultError, match="does not match the checksum"):
         results.load("r", tmp_path)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda r: "{not json", "unreadable"),
-    (lambda r: json.dumps({**r, "format_version": 99}), "format version 99"),
-    (lambda r: json.dumps({k: v for k, v in r.items() if k != "format_version"}), "format version None"),
-    (lambda r: json.dumps({**r, "name": "other"}), "named 'other' inside"),
-    (lambda r: json.dumps({**r, "arrays": ["a", "b"]}), r"lacks the arrays \['b'\]"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda r: "{not json", "unreadable"),
+        (lambda r: json.dumps({**r, "format_version": 99}), "format version 99"),
+        (
+            lambda r: json.dumps({k: v for k, v in r.items() if k != "format_version"}),
+            "format version None",
+        ),
+        (lambda r: json.dumps({**r, "name": "other"}), "named 'other' inside"),
+        (
+            lambda r: json.dumps({**r, "arrays": ["a", "b"]}),
+            r"lacks the arrays \['b'\]",
+        ),
+    ],
+)
 def test_damaged_records_are_refused_naming_the_file(tmp_path, damage, message):
-    results.save("d", config={}, arrays={"a": [1.0]}, provenance_record=_prov(), directory=tmp_path)
+    results.save(
+        "d",
+        config={},
+        arrays={"a": [1.0]},
+        provenance_record=_prov(),
+        directory=tmp_path,
+    )
     record = json.loads((tmp_path / "d.json").read_text())
     (tmp_path / "d.json").write_text(damage(record))
     with pytest.raises(results.ResultError, match=message) as info:
@@ -81,9 +138,20 @@ def test_damaged_records_are_refused_naming_the_file(tmp_path, damage, message):
 def test_results_from_a_dirty_tree_are_refused_unless_allowed(tmp_path):
     for commit in ("abc-dirty", "unknown"):
         with pytest.raises(results.ResultError, match="uncommitted changes"):
-            results.save("p", config={}, provenance_record=_prov(commit=commit), directory=tmp_path)
+            results.save(
+                "p",
+                config={},
+                provenance_record=_prov(commit=commit),
+                directory=tmp_path,
+            )
     assert not (tmp_path / "p.json").exists()
-    results.save("p", config={}, provenance_record=_prov(commit="abc-dirty"), directory=tmp_path, allow_dirty=True)
+    results.save(
+        "p",
+        config={},
+        provenance_record=_prov(commit="abc-dirty"),
+        directory=tmp_path,
+        allow_dirty=True,
+    )
     assert results.load("p", tmp_path).provenance["commit"] == "abc-dirty"
 
 
@@ -97,7 +165,11 @@ def test_cached_loads_or_computes_and_stores(tmp_path, monkeypatch):
 
     first = results.cached("c", compute, directory=tmp_path)
     second = results.cached("c", compute, directory=tmp_path)
-    assert len(calls) == 1 and second.arrays["x"].tolist() == [0, 1, 2] and first.provenance["seeds"] == [7]
+    assert (
+        len(calls) == 1
+        and second.arrays["x"].tolist() == [0, 1, 2]
+        and first.provenance["seeds"] == [7]
+    )
     results.cached("c", compute, recompute=True, directory=tmp_path)
     assert len(calls) == 2
     with pytest.raises(ValueError, match="must return config"):
@@ -128,7 +200,9 @@ def test_every_stored_result_in_the_book_loads_with_complete_clean_provenance():
         prov = r.provenance
         for key in ("commit", "device", "versions", "seeds", "wall_time_s", "date"):
             assert key in prov, f"{name}: provenance lacks {key}"
-        assert prov["commit"] != "unknown" and not prov["commit"].endswith("-dirty"), f"{name}: {prov['commit']}"
+        assert prov["commit"] != "unknown" and not prov["commit"].endswith("-dirty"), (
+            f"{name}: {prov['commit']}"
+        )
 
 
 def test_git_commit_marks_changes_dirty_except_ignored_paths(tmp_path):

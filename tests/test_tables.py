@@ -1,4 +1,5 @@
 """Tests of the comparison tables (support/tables.py)."""
+
 import math
 
 import pytest
@@ -7,12 +8,23 @@ from support import tables
 
 
 def test_paper_vs_ours_rounds_for_display_and_judges_unrounded_values():
-    t = tables.paper_vs_ours([("depth 1", 2.55, 2.541), ("depth 16", 1.2, 1.126), ("ReLU", None, 0.5)],
-                             tolerance=0.05)
-    assert list(t.columns) == ["paper", "ours", "difference", "verdict"] and t.index.name == "quantity"
+    t = tables.paper_vs_ours(
+        [("depth 1", 2.55, 2.541), ("depth 16", 1.2, 1.126), ("ReLU", None, 0.5)],
+        tolerance=0.05,
+    )
+    assert (
+        list(t.columns) == ["paper", "ours", "difference", "verdict"]
+        and t.index.name == "quantity"
+    )
     assert t.loc["depth 1", "ours"] == 2.54 and t.loc["depth 1", "verdict"] == "matches"
-    assert t.loc["depth 16", "difference"] == -0.07 and t.loc["depth 16", "verdict"] == "differs"
-    assert math.isnan(t.loc["ReLU", "paper"]) and t.loc["ReLU", "verdict"] == "no paper value"
+    assert (
+        t.loc["depth 16", "difference"] == -0.07
+        and t.loc["depth 16", "verdict"] == "differs"
+    )
+    assert (
+        math.isnan(t.loc["ReLU", "paper"])
+        and t.loc["ReLU", "verdict"] == "no paper value"
+    )
     assert "<table" in t.to_html()
 
 

@@ -1,4 +1,5 @@
 """Tests of support.train: schedules, precision choice, training, exact resume, stops, DDP, statistics."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,8 @@ import torch
 from scipy import stats
 
 from support import data, train
-from support.experiments import cifar_expanded
 from support.expand import expanded_layers
+from support.experiments import cifar_expanded
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"widths": [4, 8]}
@@ -26,7 +27,14 @@ def tiny_data():
 
 
 def _config(**kw):
-    base = dict(epochs=2, batch_size=16, lr=0.05, label_smoothing=0.1, warmup=0.25, check_every=2)
+    base = dict(
+        epochs=2,
+        batch_size=16,
+        lr=0.05,
+        label_smoothing=0.1,
+        warmup=0.25,
+        check_every=2,
+    )
     base.update(kw)
     return train.TrainConfig(**base)
 
@@ -36,15 +44,26 @@ def test_lr_schedules():
     f = [train.lr_factor(s, 8, cfg) for s in range(8)]
     np.testing.assert_allclose(f, [0.5, 1.0, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])
     cos = _config(schedule="cosine", warmup=0.0)
-    assert train.lr_factor(0, 10, cos) == pytest.approx(1.0) and train.lr_factor(5, 10, cos) == pytest.approx(0.5)
+    assert train.lr_factor(0, 10, cos) == pytest.approx(1.0) and train.lr_factor(
+        5, 10, cos
+    ) == pytest.approx(0.5)
     step = _config(schedule="step", milestones=(0.5, 0.75), gamma=0.1)
-    assert [train.lr_factor(s, 4, step) for s in range(4)] == pytest.approx([1, 1, 0.1, 0.01])
+    assert [train.lr_factor(s, 4, step) for s in range(4)] == pytest.approx(
+        [1, 1, 0.1, 0.01]
+    )
     assert train.lr_factor(3, 4, _config(schedule="constant")) == 1.0
 
 
 def test_config_validation():
-    for bad in (dict(epochs=0), dict(lr=-1.0), dict(schedule="poly"), dict(precision="fp8"),
-                dict(warmup=1.0), dict(label_smoothing=1.0), dict(check_every=0)):
+    for bad in (
+        dict(epochs=0),
+        dict(lr=-1.0),
+        dict(schedule="poly"),
+        dict(precision="fp8"),
+        dict(warmup=1.0),
+        dict(label_smoothing=1.0),
+        dict(check_every=0),
+    ):
         with pytest.raises(ValueError):
             _config(**bad)
 
@@ -53,9 +72,13 @@ def test_precision_by_device(monkeypatch):
     assert train.precision_for("cpu") == "fp32"
     with pytest.raises(ValueError, match="precision"):
         train.precision_for("cpu", "int8")
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # T4
+    monkeypatch.setattr(
+        torch.cuda, "get_device_capability", lambda device=None: (7, 5)
+    )  # T4
     assert train.precision_for("cuda") == "fp16"
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # H100
+    monkeypatch.setattr(
+        torch.cuda, "get_device_capability", lambda device=None: (9, 0)
+    )  # H100
     assert train.precision_for("cuda") == "bf16"
     assert train.precision_for("cuda", "fp32") == "fp32"
 
@@ -65,58 +88,112 @@ def test_mixed_precision_paths_track_fp32(tiny_data):
     runs = {}
     for precision in ("fp32", "bf16", "fp16"):
         model = train.build_model("plain", 4, depth=2, seed=0, model_kwargs=TINY)
-        runs[precision] = train.train(model, tiny_data, _config(epochs=2, precision=precision), device="cpu")
+        runs[precision] = train.train(
+            model, tiny_data, _config(epochs=2, precision=precision), device="cpu"
+        )
         assert runs[precision].precision == precision
-        assert next(runs[precision].model.parameters()).dtype == torch.float32  # master weights stay fp32
+        assert (
+            next(runs[precision].model.parameters()).dtype == torch.float32
+        )  # master weights stay fp32
     for precision in ("bf16", "fp16"):
-        np.testing.assert_allclose(runs[precision].history["train_loss"], runs["fp32"].history["train_loss"], rtol=0.05)
+        np.testing.assert_allclose(
+            runs[precision].history["train_loss"],
+            runs["fp32"].history["train_loss"],
+            rtol=0.05,
+        )
 
 
 def test_training_learns_and_evaluates_the_collapsed_model(tiny_data):
     model = train.build_model("plain", 4, depth=2, seed=0, model_kwargs=TINY)
     config = _config(epochs=6, lr=0.05, translate=0, flip=False, record_layer="body.4")
     result = train.train(model, tiny_data, config, device="cpu")
-    assert result.final["test_acc"] > 0.6  # chance is 0.25; the synthetic classes are easy
+    assert (
+        result.final["test_acc"] > 0.6
+    )  # chance is 0.25; the synthetic classes are easy
     assert result.history["train_loss"][-1] < result.history["train_loss"][0]
     assert not expanded_layers(result.model)  # collapsed: plain layers only
     _, _, test_loader = data.loaders(tiny_data, 16)
-    assert train.evaluate(result.model, test_loader)["acc"] == pytest.approx(result.final["test_acc"])
-    assert train.evaluate(model, test_loader)["acc"] == pytest.approx(result.final["test_acc"])  # expanded alike
+    assert train.evaluate(result.model, test_loader)["acc"] == pytest.approx(
+        result.final["test_acc"]
+    )
+    assert train.evaluate(model, test_loader)["acc"] == pytest.approx(
+        result.final["test_acc"]
+    )  # expanded alike
     assert result.spectra.shape == (7, 8)  # init + 6 epochs, 8 filters in body.4
-    np.testing.assert_allclose(result.spectra[-1], train.layer_singular_values(result.model, "body.4"))
+    np.testing.assert_allclose(
+        result.spectra[-1], train.layer_singular_values(result.model, "body.4")
+    )
     assert np.all(np.diff(result.spectra, axis=1) <= 1e-12)  # descending
-    assert np.isnan(result.history["train_acc"][0]) and 0 <= result.final["train_acc"] <= 1
+    assert (
+        np.isnan(result.history["train_acc"][0]) and 0 <= result.final["train_acc"] <= 1
+    )
 
 
 def test_interrupted_then_resumed_run_is_bit_identical(tiny_data, tmp_path):
     cfg = _config(epochs=3, record_layer="body.0")
-    straight = train.train(train.build_model("plain", 4, depth=2, seed=3, model_kwargs=TINY), tiny_data, cfg,
-                           device="cpu", checkpoint=tmp_path / "a.pt")
-    first = train.train(train.build_model("plain", 4, depth=2, seed=3, model_kwargs=TINY), tiny_data, cfg,
-                        device="cpu", checkpoint=tmp_path / "b.pt", stop_after_epoch=1)
+    straight = train.train(
+        train.build_model("plain", 4, depth=2, seed=3, model_kwargs=TINY),
+        tiny_data,
+        cfg,
+        device="cpu",
+        checkpoint=tmp_path / "a.pt",
+    )
+    first = train.train(
+        train.build_model("plain", 4, depth=2, seed=3, model_kwargs=TINY),
+        tiny_data,
+        cfg,
+        device="cpu",
+        checkpoint=tmp_path / "b.pt",
+        stop_after_epoch=1,
+    )
     assert first.final["epochs_done"] == 1
-    torch.manual_seed(12345)  # a resumed process starts from another RNG state and a fresh model
-    resumed = train.train(train.build_model("plain", 4, depth=2, seed=99, model_kwargs=TINY), tiny_data, cfg,
-                          device="cpu", checkpoint=tmp_path / "b.pt")
+    torch.manual_seed(
+        12345
+    )  # a resumed process starts from another RNG state and a fresh model
+    resumed = train.train(
+        train.build_model("plain", 4, depth=2, seed=99, model_kwargs=TINY),
+        tiny_data,
+        cfg,
+        device="cpu",
+        checkpoint=tmp_path / "b.pt",
+    )
     assert resumed.resumed_from_epoch == 1
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    np.testing.assert_equal(straight.history, resumed.history)  # NaN train_acc entries compare equal
+    np.testing.assert_equal(
+        straight.history, resumed.history
+    )  # NaN train_acc entries compare equal
     np.testing.assert_array_equal(straight.spectra, resumed.spectra)
-    model = lambda depth=2: train.build_model("plain", 4, depth=depth, seed=3, model_kwargs=TINY)  # noqa: E731
+    model = lambda depth=2: train.build_model(
+        "plain", 4, depth=depth, seed=3, model_kwargs=TINY
+    )  # noqa: E731
     other_data = data.synthetic(96, 48, num_classes=4, seed=1)
-    for part, args in (("model", (model(1), tiny_data, cfg)), ("config", (model(), tiny_data, _config(epochs=4))),
-                       ("data", (model(), other_data, cfg))):
-        with pytest.raises(train.CheckpointError, match=f"made for another run \\(its {part} differs"):
+    for part, args in (
+        ("model", (model(1), tiny_data, cfg)),
+        ("config", (model(), tiny_data, _config(epochs=4))),
+        ("data", (model(), other_data, cfg)),
+    ):
+        with pytest.raises(
+            train.CheckpointError, match=f"made for another run \\(its {part} differs"
+        ):
             train.train(*args, device="cpu", checkpoint=tmp_path / "b.pt")
 
 
 def test_non_finite_loss_stops_clearly(tiny_data):
-    model = train.build_model("plain", 4, seed=0, model_kwargs={"widths": [4, 8], "batch_norm": False})
-    with pytest.raises(train.NonFiniteLossError, match="non-finite training loss at epoch 1"):
-        train.train(model, tiny_data, _config(lr=1e12, warmup=0.0, schedule="constant", check_every=1), device="cpu")
+    model = train.build_model(
+        "plain", 4, seed=0, model_kwargs={"widths": [4, 8], "batch_norm": False}
+    )
+    with pytest.raises(
+        train.NonFiniteLossError, match="non-finite training loss at epoch 1"
+    ):
+        train.train(
+            model,
+            tiny_data,
+            _config(lr=1e12, warmup=0.0, schedule="constant", check_every=1),
+            device="cpu",
+        )
 
 
 def test_paired_difference_matches_scipy():
@@ -137,28 +214,69 @@ def test_paired_difference_matches_scipy():
 def test_ddp_with_gloo_matches_one_process(tiny_data, tmp_path, capsys):
     """torchrun, 2 CPU processes: same final weights as one process with the same global batch."""
     kwargs = '{"widths": [4, 8], "batch_norm": false}'
-    args = ["--model", "plain", "--model-kwargs", kwargs, "--synthetic", "64", "32", "--epochs", "2",
-            "--batch-size", "16", "--lr", "0.05", "--device", "cpu", "--seed", "1"]
+    args = [
+        "--model",
+        "plain",
+        "--model-kwargs",
+        kwargs,
+        "--synthetic",
+        "64",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.05",
+        "--device",
+        "cpu",
+        "--seed",
+        "1",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "support.experiments.cifar_expanded",
-           "train", *args, "--save-state", str(tmp_path / "ddp.pt")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "support.experiments.cifar_expanded",
+        "train",
+        *args,
+        "--save-state",
+        str(tmp_path / "ddp.pt"),
+    ]
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=120, cwd=REPO
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert cifar_expanded.main(["train", *args, "--save-state", str(tmp_path / "one.pt")]) == 0
+    assert (
+        cifar_expanded.main(["train", *args, "--save-state", str(tmp_path / "one.pt")])
+        == 0
+    )
     final_one = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["final"]
     final_ddp = json.loads(proc.stdout.strip().splitlines()[-1])["final"]
-    for key in ("test_acc", "train_acc", "test_loss", "train_loss"):  # evaluations summed over processes
+    for key in (
+        "test_acc",
+        "train_acc",
+        "test_loss",
+        "train_loss",
+    ):  # evaluations summed over processes
         assert final_ddp[key] == pytest.approx(final_one[key], abs=1e-4), key
     ddp, one = torch.load(tmp_path / "ddp.pt"), torch.load(tmp_path / "one.pt")
     assert ddp.keys() == one.keys()
     for k in ddp:
         torch.testing.assert_close(ddp[k], one[k], atol=1e-5, rtol=1e-4)
-    moved = any(not torch.equal(one[k], v) for k, v in
-                train.build_model("plain", 10, seed=1, model_kwargs={"widths": [4, 8], "batch_norm": False})
-                .state_dict().items())
+    moved = any(
+        not torch.equal(one[k], v)
+        for k, v in train.build_model(
+            "plain", 10, seed=1, model_kwargs={"widths": [4, 8], "batch_norm": False}
+        )
+        .state_dict()
+        .items()
+    )
     assert moved  # training changed the weights, so agreement is not trivial
-
-
 
 
 REFERENCE = REPO / "tests" / "data" / "train_reference.npz"
@@ -195,4 +313,6 @@ def test_training_is_bit_identical_to_the_recorded_reference(tiny_data, one_thre
             if exact:
                 np.testing.assert_array_equal(value, ref[key], err_msg=key)
             else:
-                np.testing.assert_allclose(value, ref[key], rtol=1e-4, atol=1e-6, err_msg=key)
+                np.testing.assert_allclose(
+                    value, ref[key], rtol=1e-4, atol=1e-6, err_msg=key
+                )

@@ -6,6 +6,7 @@ a pybtex formatting style ``author_year`` (the ``plain`` style with author-year 
 ``book/references.md`` uses: "Surname, year", "Surname and Surname, year" or "Surname et al.,
 year", with a, b, ... appended to labels that would otherwise repeat.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -17,11 +18,15 @@ from pybtex.style.labels import BaseLabelStyle
 
 
 def _surname(person) -> str:
-    return " ".join(str(part) for part in person.prelast_names + person.last_names).replace("{", "").replace("}", "")
+    return (
+        " ".join(str(part) for part in person.prelast_names + person.last_names)
+        .replace("{", "")
+        .replace("}", "")
+    )
 
 
 def author_year(entry) -> str:
-    """"Surname, 2007", "A and B, 2019" or "A et al., 2023" for a pybtex entry."""
+    """ "Surname, 2007", "A and B, 2019" or "A et al., 2023" for a pybtex entry."""
     people = entry.persons.get("author") or entry.persons.get("editor") or []
     year = entry.fields.get("year", "n.d.")
     if not people:

@@ -19,6 +19,7 @@ Command line::
     python -m support.experiments.cifar_expanded grid --scale gpu --budget-s 420
     python -m support.experiments.cifar_expanded train --model plain --depth 4 ...   # one run; torchrun
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,14 +38,32 @@ from support import data as data_mod
 from support import models, paths, results
 from support.expand import count_parameters
 from support.hardware import resolve_device
-from support.train import TrainConfig, build_model, embedding_rho, paired_difference, train
+from support.train import (
+    TrainConfig,
+    build_model,
+    embedding_rho,
+    paired_difference,
+    train,
+)
 
 DEPTHS = (1, 2, 4)
 
 
-def run_experiment(data: data_mod.ImageArrays, model_name: str, *, depths=DEPTHS, seeds=(0, 1, 2),
-                   config: TrainConfig, model_kwargs: dict | None = None, width: float = 1.0, device="auto",
-                   checkpoint_dir=None, log=None, rho_examples: int = 500, on_seed_done=None) -> dict:
+def run_experiment(
+    data: data_mod.ImageArrays,
+    model_name: str,
+    *,
+    depths=DEPTHS,
+    seeds=(0, 1, 2),
+    config: TrainConfig,
+    model_kwargs: dict | None = None,
+    width: float = 1.0,
+    device="auto",
+    checkpoint_dir=None,
+    log=None,
+    rho_examples: int = 500,
+    on_seed_done=None,
+) -> dict:
     """Train ``model_name`` at every expansion depth (1 = baseline) for every seed; collect the results.
 
     Runs go seed by seed: all depths of the first seed, then of the next. Run ``(depth, seed)``
@@ -60,43 +79,85 @@ def run_experiment(data: data_mod.ImageArrays, model_name: str, *, depths=DEPTHS
     checkpoints there every epoch, so rerunning after an interruption resumes.
     """
     mean, std = data_mod.NORMALIZATION[data.name]
-    whitening = data_mod.normalized_tensor(data.train_images[:5000], mean, std) if model_name == "fast" else None
+    whitening = (
+        data_mod.normalized_tensor(data.train_images[:5000], mean, std)
+        if model_name == "fast"
+        else None
+    )
     device = resolve_device(device)
     rho_examples = min(rho_examples, len(data.test_labels))
-    rho_loader = data_mod.DeviceLoader(data.test_images[:rho_examples], data.test_labels[:rho_examples], 500,
-                                       train=False, device=device, mean=mean, std=std)
+    rho_loader = data_mod.DeviceLoader(
+        data.test_images[:rho_examples],
+        data.test_labels[:rho_examples],
+        500,
+        train=False,
+        device=device,
+        mean=mean,
+        std=std,
+    )
     shape = (len(depths), len(seeds))
-    out = {k: np.full(shape, np.nan) for k in ("test_acc", "train_acc", "embedding_rho", "embedding_rho_init",
-                                               "training_time_s")}
+    out = {
+        k: np.full(shape, np.nan)
+        for k in (
+            "test_acc",
+            "train_acc",
+            "embedding_rho",
+            "embedding_rho_init",
+            "training_time_s",
+        )
+    }
     for key in ("test_acc", "test_loss", "train_acc", "train_loss", "lr"):
         out[f"history_{key}"] = np.full((*shape, config.epochs), np.nan)
-    out.update(params=np.zeros(len(depths), np.int64), params_deployed=np.zeros(len(depths), np.int64),
-               flops_deployed=np.zeros(len(depths), np.int64), seeds_done=np.int64(0))
+    out.update(
+        params=np.zeros(len(depths), np.int64),
+        params_deployed=np.zeros(len(depths), np.int64),
+        flops_deployed=np.zeros(len(depths), np.int64),
+        seeds_done=np.int64(0),
+    )
     for j, seed in enumerate(seeds):
         for i, depth in enumerate(depths):
             cfg = dataclasses.replace(config, seed=seed)
-            model = build_model(model_name, data.num_classes, depth=depth, width=width, seed=seed,
-                                model_kwargs=model_kwargs, whitening_images=whitening)
+            model = build_model(
+                model_name,
+                data.num_classes,
+                depth=depth,
+                width=width,
+                seed=seed,
+                model_kwargs=model_kwargs,
+                whitening_images=whitening,
+            )
             out["params"][i] = count_parameters(model)
-            out["embedding_rho_init"][i, j] = embedding_rho(model.to(device), rho_loader, rho_examples)
-            ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{model_name}-d{depth}-s{seed}.pt"
+            out["embedding_rho_init"][i, j] = embedding_rho(
+                model.to(device), rho_loader, rho_examples
+            )
+            ckpt = (
+                None
+                if checkpoint_dir is None
+                else Path(checkpoint_dir) / f"{model_name}-d{depth}-s{seed}.pt"
+            )
             result = train(model, data, cfg, device=device, checkpoint=ckpt)
             out["test_acc"][i, j] = result.final["test_acc"]
             out["train_acc"][i, j] = result.final["train_acc"]
             for key in ("test_acc", "test_loss", "train_acc", "train_loss", "lr"):
                 out[f"history_{key}"][i, j] = result.history[key]
-            out["embedding_rho"][i, j] = embedding_rho(result.model, rho_loader, rho_examples)
+            out["embedding_rho"][i, j] = embedding_rho(
+                result.model, rho_loader, rho_examples
+            )
             out["training_time_s"][i, j] = result.training_time_s
             if result.spectra is not None:
                 if "spectra" not in out:
-                    out["spectra"] = np.full((*shape, *result.spectra.shape), np.nan, dtype=np.float32)
+                    out["spectra"] = np.full(
+                        (*shape, *result.spectra.shape), np.nan, dtype=np.float32
+                    )
                 out["spectra"][i, j] = result.spectra
             out["params_deployed"][i] = count_parameters(result.model)
             out["flops_deployed"][i] = models.count_flops(result.model)
             out["device"], out["precision"] = result.device, result.precision
             if log is not None:
-                log(f"{model_name} depth {depth} seed {seed}: test {result.final['test_acc']:.4f}, "
-                    f"train {result.final['train_acc']:.4f}, {result.training_time_s:.0f} s training")
+                log(
+                    f"{model_name} depth {depth} seed {seed}: test {result.final['test_acc']:.4f}, "
+                    f"train {result.final['train_acc']:.4f}, {result.training_time_s:.0f} s training"
+                )
         out["seeds_done"] = np.int64(j + 1)
         if on_seed_done is not None:
             on_seed_done(out)
@@ -113,12 +174,15 @@ def summarize(out: dict, depths, confidence: float = 0.95) -> dict:
         entry = {}
         for key in ("test_acc", "train_acc", "embedding_rho", "embedding_rho_init"):
             values = out[key][i, :done]
-            entry[key] = {"mean": float(np.mean(values)),
-                          "std": float(np.std(values, ddof=1)) if done > 1 else float("nan")}
+            entry[key] = {
+                "mean": float(np.mean(values)),
+                "std": float(np.std(values, ddof=1)) if done > 1 else float("nan"),
+            }
         if i > 0 and done >= 2:
             for key in ("test_acc", "train_acc"):
-                entry[f"{key}_minus_baseline"] = paired_difference(out[key][i, :done], out[key][0, :done],
-                                                                   confidence)
+                entry[f"{key}_minus_baseline"] = paired_difference(
+                    out[key][i, :done], out[key][0, :done], confidence
+                )
         summary[f"depth_{depth}"] = entry
     return summary
 
@@ -151,23 +215,47 @@ class Study:
     def config(self) -> TrainConfig:
         """The recipe every arm shares: SGD with momentum 0.9, weight decay 5e-4, no label smoothing,
         the learning rate divided by 10 after 1/3 and 2/3 of training (the paper's 60/120 of 180)."""
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=0.9, nesterov=False,
-                           weight_decay=5e-4, label_smoothing=0.0, schedule="step", warmup=0.0,
-                           milestones=(1 / 3, 2 / 3), gamma=0.1, translate=2 if self.augment else 0,
-                           flip=self.augment, precision="fp32", train_eval=True, record_layer=self.record_layer)
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            momentum=0.9,
+            nesterov=False,
+            weight_decay=5e-4,
+            label_smoothing=0.0,
+            schedule="step",
+            warmup=0.0,
+            milestones=(1 / 3, 2 / 3),
+            gamma=0.1,
+            translate=2 if self.augment else 0,
+            flip=self.augment,
+            precision="fp32",
+            train_eval=True,
+            record_layer=self.record_layer,
+        )
 
 
 SMALL_PLAIN = {"widths": [16, 32, 64, 128]}
-STUDIES = {s.name: s for s in (
-    Study("plain5k", 5000, augment=False, model_kwargs=SMALL_PLAIN),
-    Study("plain5k_augmented", 5000, augment=True, model_kwargs=SMALL_PLAIN),
-    Study("plain2500", 2500, augment=False, model_kwargs=SMALL_PLAIN),
-    Study("plain10k", 10000, augment=False, model_kwargs=SMALL_PLAIN),
-)}
+STUDIES = {
+    s.name: s
+    for s in (
+        Study("plain5k", 5000, augment=False, model_kwargs=SMALL_PLAIN),
+        Study("plain5k_augmented", 5000, augment=True, model_kwargs=SMALL_PLAIN),
+        Study("plain2500", 2500, augment=False, model_kwargs=SMALL_PLAIN),
+        Study("plain10k", 10000, augment=False, model_kwargs=SMALL_PLAIN),
+    )
+}
 
 
-def run_study(name: str, *, device="cpu", checkpoint_dir=None, results_dir=None, allow_dirty: bool = False,
-              log=None) -> results.StoredResult:
+def run_study(
+    name: str,
+    *,
+    device="cpu",
+    checkpoint_dir=None,
+    results_dir=None,
+    allow_dirty: bool = False,
+    log=None,
+) -> results.StoredResult:
     """Run study ``STUDIES[name]`` (resuming whatever a previous call finished) and store it after
     every seed as ``cifar_study_<name>``; return the stored result.
 
@@ -187,27 +275,63 @@ def run_study(name: str, *, device="cpu", checkpoint_dir=None, results_dir=None,
     cifar = data_mod.load_cifar("cifar10")
     data = cifar.subset(study.n_train, None, seed=0)
     config = study.config()
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else paths.cache_dir() / "checkpoints" / study.result_name
+    checkpoint_dir = (
+        Path(checkpoint_dir)
+        if checkpoint_dir
+        else paths.cache_dir() / "checkpoints" / study.result_name
+    )
     start = time.perf_counter()
-    study_config = {"study": name, "dataset": "cifar10", "data_source": data.source,
-                    "n_train": int(len(data.train_labels)), "n_test": int(len(data.test_labels)),
-                    "model": "plain", "model_kwargs": study.model_kwargs, "depths": list(study.depths),
-                    "width": 1.0, "seeds_planned": list(study.seeds), "train_config": config.to_dict(),
-                    "rho_examples": study.rho_examples, "torch_threads": torch.get_num_threads()}
+    study_config = {
+        "study": name,
+        "dataset": "cifar10",
+        "data_source": data.source,
+        "n_train": int(len(data.train_labels)),
+        "n_test": int(len(data.test_labels)),
+        "model": "plain",
+        "model_kwargs": study.model_kwargs,
+        "depths": list(study.depths),
+        "width": 1.0,
+        "seeds_planned": list(study.seeds),
+        "train_config": config.to_dict(),
+        "rho_examples": study.rho_examples,
+        "torch_threads": torch.get_num_threads(),
+    }
 
     def store(out):
         done = int(out["seeds_done"])
-        record = results.provenance(device=device, seeds=list(study.seeds[:done]),
-                                    wall_time_s=float(np.nansum(out["training_time_s"])), commit=commit)
-        results.save(study.result_name, config={**study_config, "precision": out["precision"]},
-                     scalars=summarize(out, study.depths), arrays=_arrays(out), provenance_record=record,
-                     directory=results_dir, allow_dirty=allow_dirty)
+        record = results.provenance(
+            device=device,
+            seeds=list(study.seeds[:done]),
+            wall_time_s=float(np.nansum(out["training_time_s"])),
+            commit=commit,
+        )
+        results.save(
+            study.result_name,
+            config={**study_config, "precision": out["precision"]},
+            scalars=summarize(out, study.depths),
+            arrays=_arrays(out),
+            provenance_record=record,
+            directory=results_dir,
+            allow_dirty=allow_dirty,
+        )
         if log is not None:
-            log(f"stored {study.result_name} with {done} seed(s) ({time.perf_counter() - start:.0f} s this call)")
+            log(
+                f"stored {study.result_name} with {done} seed(s) ({time.perf_counter() - start:.0f} s this call)"
+            )
 
-    run_experiment(data, "plain", depths=study.depths, seeds=study.seeds, config=config,
-                   model_kwargs=study.model_kwargs, device=device, checkpoint_dir=checkpoint_dir, log=log,
-                   rho_examples=study.rho_examples, on_seed_done=store)
+    run_experiment(
+        data,
+        "plain",
+        depths=study.depths,
+        seeds=study.seeds,
+        config=config,
+        model_kwargs=study.model_kwargs,
+        device=device,
+        checkpoint_dir=checkpoint_dir,
+        log=log,
+        rho_examples=study.rho_examples,
+        on_seed_done=store,
+    )
     return results.load(study.result_name, results_dir)
 
 
@@ -215,7 +339,14 @@ def run_study(name: str, *, device="cpu", checkpoint_dir=None, results_dir=None,
 STEP_TIME_RESULT = "cifar_step_time_cpu"
 
 
-def step_time(*, study: str = "plain5k", repeats: int = 15, threads: int = 1, device="cpu", seed: int = 0) -> dict:
+def step_time(
+    *,
+    study: str = "plain5k",
+    repeats: int = 15,
+    threads: int = 1,
+    device="cpu",
+    seed: int = 0,
+) -> dict:
     """Training-step time of the study's network at every expansion depth, side by side.
 
     Each depth's model is built exactly as the study builds it (``build_model``: expanded
@@ -234,17 +365,37 @@ def step_time(*, study: str = "plain5k", repeats: int = 15, threads: int = 1, de
         gen = seeding.torch_generator(seed, "step-time-batch")
         x = torch.randn(spec.batch_size, 3, 32, 32, generator=gen).to(dev)
         y = torch.randint(0, 10, (spec.batch_size,), generator=gen).to(dev)
-        nets = {f"depth {d}": build_model("plain", 10, depth=d, seed=seed, model_kwargs=spec.model_kwargs).to(dev)
-                for d in spec.depths}
+        nets = {
+            f"depth {d}": build_model(
+                "plain", 10, depth=d, seed=seed, model_kwargs=spec.model_kwargs
+            ).to(dev)
+            for d in spec.depths
+        }
         sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else None
-        times = benchmarking.interleaved(benchmarking.training_steps(nets, x, y), repeats, sync=sync)
+        times = benchmarking.interleaved(
+            benchmarking.training_steps(nets, x, y), repeats, sync=sync
+        )
     finally:
         torch.set_num_threads(previous)
-    medians, ratios = benchmarking.medians(times), benchmarking.median_ratios(times, f"depth {spec.depths[0]}")
-    return {"config": {"study": study, "model": "plain", "model_kwargs": spec.model_kwargs,
-                       "batch": spec.batch_size, "depths": list(spec.depths), "repeats": repeats,
-                       "threads": threads, "seed": seed},
-            "device": dev, "median_ms": {k: 1e3 * v for k, v in medians.items()}, "ratio": ratios}
+    medians, ratios = (
+        benchmarking.medians(times),
+        benchmarking.median_ratios(times, f"depth {spec.depths[0]}"),
+    )
+    return {
+        "config": {
+            "study": study,
+            "model": "plain",
+            "model_kwargs": spec.model_kwargs,
+            "batch": spec.batch_size,
+            "depths": list(spec.depths),
+            "repeats": repeats,
+            "threads": threads,
+            "seed": seed,
+        },
+        "device": dev,
+        "median_ms": {k: 1e3 * v for k, v in medians.items()},
+        "ratio": ratios,
+    }
 
 
 # ------------------------------------------------------------------------------ the paper-scale grid
@@ -261,26 +412,69 @@ class Experiment:
     record_layer: str
 
     def config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, record_layer=self.record_layer)
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            record_layer=self.record_layer,
+        )
 
 
 # "gpu": full CIFAR, 5 seeds, ResNet-18 last (only if the time budget allows); short speed-run
 # recipes (warm-up and linear decay, label smoothing, crop and flip), untuned.
 # "cpu": a stand-in that exercises the same path on a 4,000-image subset.
 GRIDS = {
-    "gpu": {"subset": None, "seeds": (0, 1, 2, 3, 4), "depths": DEPTHS, "experiments": (
-        Experiment("fast", "fast", {"widths": [64, 256, 256]}, 10, 1024, 1.0, "groups.2.conv2"),
-        Experiment("plain", "plain", {"widths": [64, 128, 256, 512]}, 15, 512, 0.1, "body.12"),
-        Experiment("resnet18", "resnet18", {"width": 64}, 10, 512, 0.1, "blocks.7.conv2"),
-    )},
-    "cpu": {"subset": (4000, 1000), "seeds": (0, 1, 2), "depths": DEPTHS, "experiments": (
-        Experiment("plain", "plain", SMALL_PLAIN, 10, 128, 0.05, "body.12"),
-    )},
+    "gpu": {
+        "subset": None,
+        "seeds": (0, 1, 2, 3, 4),
+        "depths": DEPTHS,
+        "experiments": (
+            Experiment(
+                "fast",
+                "fast",
+                {"widths": [64, 256, 256]},
+                10,
+                1024,
+                1.0,
+                "groups.2.conv2",
+            ),
+            Experiment(
+                "plain",
+                "plain",
+                {"widths": [64, 128, 256, 512]},
+                15,
+                512,
+                0.1,
+                "body.12",
+            ),
+            Experiment(
+                "resnet18", "resnet18", {"width": 64}, 10, 512, 0.1, "blocks.7.conv2"
+            ),
+        ),
+    },
+    "cpu": {
+        "subset": (4000, 1000),
+        "seeds": (0, 1, 2),
+        "depths": DEPTHS,
+        "experiments": (
+            Experiment("plain", "plain", SMALL_PLAIN, 10, 128, 0.05, "body.12"),
+        ),
+    },
 }
 
 
-def run_grid(scale: str, dataset: str = "cifar10", *, device="auto", budget_s: float | None = None, only=None,
-             checkpoint_dir=None, results_dir=None, allow_dirty: bool = False, log=None) -> list:
+def run_grid(
+    scale: str,
+    dataset: str = "cifar10",
+    *,
+    device="auto",
+    budget_s: float | None = None,
+    only=None,
+    checkpoint_dir=None,
+    results_dir=None,
+    allow_dirty: bool = False,
+    log=None,
+) -> list:
     """Run the experiments of ``GRIDS[scale]`` on ``dataset`` and store each one as soon as it is done.
 
     Results are stored as ``cifar_<dataset>_<stem>_<scale>`` (config, the :func:`summarize`
@@ -310,17 +504,43 @@ def run_grid(scale: str, dataset: str = "cifar10", *, device="auto", budget_s: f
             continue
         config, start = exp.config(), time.perf_counter()
         name = f"cifar_{dataset}_{exp.stem}_{scale}"
-        out = run_experiment(data, exp.model, depths=grid["depths"], seeds=grid["seeds"], config=config,
-                             model_kwargs=exp.model_kwargs, device=device, log=log, checkpoint_dir=base / name)
-        results.save(name, config={
-            "scale": scale, "dataset": dataset, "data_source": data.source, "n_train": int(len(data.train_labels)),
-            "n_test": int(len(data.test_labels)), "model": exp.model, "model_kwargs": exp.model_kwargs,
-            "depths": list(grid["depths"]), "width": 1.0, "train_config": config.to_dict(),
-            "precision": out["precision"]},
-            scalars=summarize(out, grid["depths"]), arrays=_arrays(out),
-            provenance_record=results.provenance(device=None if device == "auto" else device, seeds=grid["seeds"],
-                                                 wall_time_s=time.perf_counter() - start, commit=commit),
-            directory=results_dir, allow_dirty=allow_dirty)
+        out = run_experiment(
+            data,
+            exp.model,
+            depths=grid["depths"],
+            seeds=grid["seeds"],
+            config=config,
+            model_kwargs=exp.model_kwargs,
+            device=device,
+            log=log,
+            checkpoint_dir=base / name,
+        )
+        results.save(
+            name,
+            config={
+                "scale": scale,
+                "dataset": dataset,
+                "data_source": data.source,
+                "n_train": int(len(data.train_labels)),
+                "n_test": int(len(data.test_labels)),
+                "model": exp.model,
+                "model_kwargs": exp.model_kwargs,
+                "depths": list(grid["depths"]),
+                "width": 1.0,
+                "train_config": config.to_dict(),
+                "precision": out["precision"],
+            },
+            scalars=summarize(out, grid["depths"]),
+            arrays=_arrays(out),
+            provenance_record=results.provenance(
+                device=None if device == "auto" else device,
+                seeds=grid["seeds"],
+                wall_time_s=time.perf_counter() - start,
+                commit=commit,
+            ),
+            directory=results_dir,
+            allow_dirty=allow_dirty,
+        )
         saved.append(name)
         if log is not None:
             log(f"stored {name} ({time.perf_counter() - start:.0f} s)")
@@ -330,17 +550,32 @@ def run_grid(scale: str, dataset: str = "cifar10", *, device="auto", budget_s: f
 # ------------------------------------------------------------------------------------- the CLI
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="fast", choices=sorted(models.MODELS))
-    p.add_argument("--model-kwargs", default="{}", help="JSON dict for the model, e.g. '{\"widths\": [8, 16]}'")
-    p.add_argument("--dataset", default="cifar10", choices=sorted(data_mod.NORMALIZATION))
+    p.add_argument(
+        "--model-kwargs",
+        default="{}",
+        help="JSON dict for the model, e.g. '{\"widths\": [8, 16]}'",
+    )
+    p.add_argument(
+        "--dataset", default="cifar10", choices=sorted(data_mod.NORMALIZATION)
+    )
     p.add_argument("--source", default="auto", choices=["auto", "jpeg", "torchvision"])
-    p.add_argument("--synthetic", type=int, nargs=2, metavar=("N_TRAIN", "N_TEST"),
-                   help="train on synthetic images instead of CIFAR (tests)")
+    p.add_argument(
+        "--synthetic",
+        type=int,
+        nargs=2,
+        metavar=("N_TRAIN", "N_TEST"),
+        help="train on synthetic images instead of CIFAR (tests)",
+    )
     p.add_argument("--subset", type=int, nargs=2, metavar=("N_TRAIN", "N_TEST"))
-    p.add_argument("--depth", type=int, default=1, help="expansion depth (1 = baseline)")
+    p.add_argument(
+        "--depth", type=int, default=1, help="expansion depth (1 = baseline)"
+    )
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--device", default="auto")
     p.add_argument("--checkpoint", default=None)
-    p.add_argument("--save-state", default=None, help="write the final (collapsed) state_dict here")
+    p.add_argument(
+        "--save-state", default=None, help="write the final (collapsed) state_dict here"
+    )
     for f in dataclasses.fields(TrainConfig):
         if f.name in ("milestones", "record_layer"):
             continue
@@ -348,7 +583,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
         if f.type in ("bool", bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         else:
-            p.add_argument(flag, type={"int": int, "float": float}.get(f.type, str), default=None)
+            p.add_argument(
+                flag, type={"int": int, "float": float}.get(f.type, str), default=None
+            )
 
 
 def train_command(args) -> int:
@@ -362,9 +599,14 @@ def train_command(args) -> int:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(device)
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                 if getattr(args, f.name, None) is not None}
+        torch.distributed.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo"
+        )
+    overrides = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name, None) is not None
+    }
     config = TrainConfig(**overrides)
     if args.synthetic:
         data = data_mod.synthetic(*args.synthetic, seed=config.seed)
@@ -376,12 +618,29 @@ def train_command(args) -> int:
     if args.model == "fast":
         mean, std = data_mod.NORMALIZATION[data.name]
         whitening = data_mod.normalized_tensor(data.train_images[:5000], mean, std)
-    model = build_model(args.model, data.num_classes, depth=args.depth, width=args.width, seed=config.seed,
-                        model_kwargs=json.loads(args.model_kwargs), whitening_images=whitening)
-    result = train(model, data, config, device=device, checkpoint=args.checkpoint, log=print)
+    model = build_model(
+        args.model,
+        data.num_classes,
+        depth=args.depth,
+        width=args.width,
+        seed=config.seed,
+        model_kwargs=json.loads(args.model_kwargs),
+        whitening_images=whitening,
+    )
+    result = train(
+        model, data, config, device=device, checkpoint=args.checkpoint, log=print
+    )
     if not distributed or torch.distributed.get_rank() == 0:
-        print(json.dumps({"final": result.final, "precision": result.precision, "device": result.device,
-                          "wall_time_s": round(result.wall_time_s, 3)}))
+        print(
+            json.dumps(
+                {
+                    "final": result.final,
+                    "precision": result.precision,
+                    "device": result.device,
+                    "wall_time_s": round(result.wall_time_s, 3),
+                }
+            )
+        )
         if args.save_state:
             torch.save(result.model.state_dict(), args.save_state)
     if distributed:
@@ -390,28 +649,55 @@ def train_command(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m support.experiments.cifar_expanded",
-                                     description="Recipes of the chapter 'Expanded CNNs on CIFAR'.")
+    parser = argparse.ArgumentParser(
+        prog="python -m support.experiments.cifar_expanded",
+        description="Recipes of the chapter 'Expanded CNNs on CIFAR'.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    p_study = sub.add_parser("study", help="run (or resume) CPU studies, stored after every seed")
+    p_study = sub.add_parser(
+        "study", help="run (or resume) CPU studies, stored after every seed"
+    )
     p_study.add_argument("names", nargs="+", choices=sorted(STUDIES))
     p_study.add_argument("--device", default="cpu")
-    p_study.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    p_study.add_argument("--allow-dirty", action="store_true", help="store even from a tree with uncommitted changes")
+    p_study.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads"
+    )
+    p_study.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="store even from a tree with uncommitted changes",
+    )
     p_grid = sub.add_parser("grid", help="run the paper-scale (gpu) or CPU-scale grid")
     p_grid.add_argument("--scale", choices=sorted(GRIDS), required=True)
-    p_grid.add_argument("--dataset", default="cifar10", choices=sorted(data_mod.NORMALIZATION))
+    p_grid.add_argument(
+        "--dataset", default="cifar10", choices=sorted(data_mod.NORMALIZATION)
+    )
     p_grid.add_argument("--device", default="auto")
-    p_grid.add_argument("--budget-s", type=float, default=None, help="start no new experiment after this many seconds")
-    p_grid.add_argument("--only", nargs="*", default=None, help="experiment stems to run (default all)")
-    p_grid.add_argument("--results-dir", default=None, help="store here instead of book/results")
+    p_grid.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="start no new experiment after this many seconds",
+    )
+    p_grid.add_argument(
+        "--only", nargs="*", default=None, help="experiment stems to run (default all)"
+    )
+    p_grid.add_argument(
+        "--results-dir", default=None, help="store here instead of book/results"
+    )
     p_grid.add_argument("--allow-dirty", action="store_true")
-    p_step = sub.add_parser("steptime", help="training-step time of the study's network by depth")
+    p_step = sub.add_parser(
+        "steptime", help="training-step time of the study's network by depth"
+    )
     p_step.add_argument("--repeats", type=int, default=15)
     p_step.add_argument("--threads", type=int, default=1)
     p_step.add_argument("--device", default="cpu")
-    p_step.add_argument("--save", action="store_true", help=f"store as {STEP_TIME_RESULT}")
-    _train_arguments(sub.add_parser("train", help="train one model (works under torchrun)"))
+    p_step.add_argument(
+        "--save", action="store_true", help=f"store as {STEP_TIME_RESULT}"
+    )
+    _train_arguments(
+        sub.add_parser("train", help="train one model (works under torchrun)")
+    )
     args = parser.parse_args(argv)
     say = lambda line: print(line, flush=True)  # noqa: E731
     if args.command == "train":
@@ -422,26 +708,50 @@ def main(argv=None) -> int:
         start, load = time.perf_counter(), benchmarking.load_average()
         out = step_time(repeats=args.repeats, threads=args.threads, device=args.device)
         for name, ms in out["median_ms"].items():
-            say(f"{name}: {ms:.1f} ms per step, {out['ratio'][name]:.3f}x the plain step")
+            say(
+                f"{name}: {ms:.1f} ms per step, {out['ratio'][name]:.3f}x the plain step"
+            )
         if args.save:
-            results.save(STEP_TIME_RESULT, config=out["config"],
-                         scalars={"median_ms": out["median_ms"], "ratio": out["ratio"], "load_average_before": load},
-                         provenance_record=results.provenance(device=out["device"], seeds=[0],
-                                                              wall_time_s=time.perf_counter() - start))
+            results.save(
+                STEP_TIME_RESULT,
+                config=out["config"],
+                scalars={
+                    "median_ms": out["median_ms"],
+                    "ratio": out["ratio"],
+                    "load_average_before": load,
+                },
+                provenance_record=results.provenance(
+                    device=out["device"],
+                    seeds=[0],
+                    wall_time_s=time.perf_counter() - start,
+                ),
+            )
             say(f"stored {STEP_TIME_RESULT}")
         return 0
     if args.command == "study":
         if args.threads:
             torch.set_num_threads(args.threads)
         for name in args.names:
-            stored = run_study(name, device=args.device, allow_dirty=args.allow_dirty, log=say)
+            stored = run_study(
+                name, device=args.device, allow_dirty=args.allow_dirty, log=say
+            )
             say(results.describe(stored))
         return 0
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
-        say(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}")
-    names = run_grid(args.scale, args.dataset, device=args.device, budget_s=args.budget_s, only=args.only,
-                     results_dir=args.results_dir, allow_dirty=args.allow_dirty, log=say)
+        say(
+            f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}"
+        )
+    names = run_grid(
+        args.scale,
+        args.dataset,
+        device=args.device,
+        budget_s=args.budget_s,
+        only=args.only,
+        results_dir=args.results_dir,
+        allow_dirty=args.allow_dirty,
+        log=say,
+    )
     say(f"stored {names}")
     return 0
 

@@ -14,6 +14,7 @@ Command line::
     python -m support.experiments.finite_width sweep --scale paper       # stores the sweep
     python -m support.experiments.finite_width bench --repeats 5 --save  # stores the benchmark
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,19 +50,35 @@ def observation1(scale: str = "quick", *, seed: int = 0, device=None) -> dict:
     ``OBSERVATION1_VARIANTS`` and Normal and Uniform weights, ``OBSERVATION1_SAMPLES[scale]``
     networks each. Everything else is the construction's defaults."""
     if scale not in OBSERVATION1_SAMPLES:
-        raise ValueError(f"scale must be one of {tuple(OBSERVATION1_SAMPLES)}, got {scale!r}")
-    return {(act, kern, dist): sample_gram_entropy_depths(OBSERVATION1_DEPTHS, OBSERVATION1_SAMPLES[scale],
-                                                          activation=act, kernel=kern, dist=dist, seed=seed,
-                                                          device=device)
-            for act, kern in OBSERVATION1_VARIANTS for dist in ("normal", "uniform")}
+        raise ValueError(
+            f"scale must be one of {tuple(OBSERVATION1_SAMPLES)}, got {scale!r}"
+        )
+    return {
+        (act, kern, dist): sample_gram_entropy_depths(
+            OBSERVATION1_DEPTHS,
+            OBSERVATION1_SAMPLES[scale],
+            activation=act,
+            kernel=kern,
+            dist=dist,
+            seed=seed,
+            device=device,
+        )
+        for act, kern in OBSERVATION1_VARIANTS
+        for dist in ("normal", "uniform")
+    }
 
 
 SCALES = {
-    "quick": {"widths": [16, 32, 64, 128], "depths": [1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64],
-              "samples": [256, 128, 64, 32]},
-    "paper": {"widths": [16, 32, 64, 128, 256],
-              "depths": [1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, 91, 128],
-              "samples": [4096, 2048, 1024, 512, 256]},
+    "quick": {
+        "widths": [16, 32, 64, 128],
+        "depths": [1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64],
+        "samples": [256, 128, 64, 32],
+    },
+    "paper": {
+        "widths": [16, 32, 64, 128, 256],
+        "depths": [1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, 91, 128],
+        "samples": [4096, 2048, 1024, 512, 256],
+    },
 }
 """Sizes of the width x depth sweep (samples per width)."""
 
@@ -75,18 +92,35 @@ def sweep(scale: str = "paper", *, seed: int = 0, device=None) -> dict:
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {tuple(SCALES)}, got {scale!r}")
     size = SCALES[scale]
-    arrays = {f"rho_n{n}": product_entropy_sweep([n], size["depths"], s, seed=seed, device=device,
-                                                 dtype=torch.float32)[0].astype(np.float32)
-              for n, s in zip(size["widths"], size["samples"])}
+    arrays = {
+        f"rho_n{n}": product_entropy_sweep(
+            [n], size["depths"], s, seed=seed, device=device, dtype=torch.float32
+        )[0].astype(np.float32)
+        for n, s in zip(size["widths"], size["samples"])
+    }
     n, d = size["widths"][-1], size["depths"][-1]
-    check = [sample_product_entropy(n, d, 32, seed=seed, device=device, dtype=dt)
-             for dt in (torch.float32, torch.float64)]
-    return {"config": {"scale": scale, **size, "dist": "normal", "dtype": "float32", "seed": seed},
-            "arrays": arrays, "scalars": {"max_abs_f32_f64_deepest_widest": float(np.abs(check[0] - check[1]).max())},
-            "seeds": [seed]}
+    check = [
+        sample_product_entropy(n, d, 32, seed=seed, device=device, dtype=dt)
+        for dt in (torch.float32, torch.float64)
+    ]
+    return {
+        "config": {
+            "scale": scale,
+            **size,
+            "dist": "normal",
+            "dtype": "float32",
+            "seed": seed,
+        },
+        "arrays": arrays,
+        "scalars": {
+            "max_abs_f32_f64_deepest_widest": float(np.abs(check[0] - check[1]).max())
+        },
+        "seeds": [seed],
+    }
 
 
 # ----------------------------------------------------------------------------------- benchmark
+
 
 def plain_loop(n: int, depth: int, samples: int, seed: int) -> np.ndarray:
     """The reference the sampler is timed against: numpy's default generator, one float32 product
@@ -105,6 +139,7 @@ def plain_loop(n: int, depth: int, samples: int, seed: int) -> np.ndarray:
 def _two_threads(fn, total: int):
     """A callable running ``fn(count)`` on two Python threads with one torch thread each (half the
     work each)."""
+
     def both():
         previous = torch.get_num_threads()
         torch.set_num_threads(1)
@@ -113,12 +148,17 @@ def _two_threads(fn, total: int):
                 list(pool.map(fn, [total // 2, total - total // 2]))
         finally:
             torch.set_num_threads(previous)
+
     return both
 
 
 def _fastest(variants: dict, repeats: int) -> float:
     """Median seconds of the fastest of ``variants`` (interleaved repetitions)."""
-    return min(benchmarking.medians(benchmarking.interleaved(variants, repeats, warmup=0)).values())
+    return min(
+        benchmarking.medians(
+            benchmarking.interleaved(variants, repeats, warmup=0)
+        ).values()
+    )
 
 
 def floor_times(n: int, depth: int, samples: int, repeats: int = 1) -> dict:
@@ -128,7 +168,9 @@ def floor_times(n: int, depth: int, samples: int, repeats: int = 1) -> dict:
     configurations (torch intra-op threads, two Python threads, numpy), interleaved ``repeats``
     times; the fastest configuration's median counts."""
     a = (n + 1) // 2
-    variates = samples * depth * (a * n + n)  # Bartlett: normals of the (a, n) block plus the chi diagonal
+    variates = (
+        samples * depth * (a * n + n)
+    )  # Bartlett: normals of the (a, n) block plus the chi diagonal
     piece = 1 << 22
     buf = torch.empty(piece)
     gen = torch.Generator().manual_seed(0)
@@ -140,11 +182,18 @@ def floor_times(n: int, depth: int, samples: int, repeats: int = 1) -> dict:
         g = torch.Generator().manual_seed(count)
         for _ in range(max(1, count // piece)):
             local.normal_(generator=g)
+
     reps = max(2, variates // piece // 4)  # time a quarter of the work, extrapolate
-    rng_s = _fastest({"torch": lambda: [buf.normal_(generator=gen) for _ in range(reps)],
-                      "torch, two threads": _two_threads(torch_normals, reps * piece),
-                      "numpy": lambda: [rng.standard_normal(out=nbuf, dtype=np.float32) for _ in range(reps)]},
-                     repeats)
+    rng_s = _fastest(
+        {
+            "torch": lambda: [buf.normal_(generator=gen) for _ in range(reps)],
+            "torch, two threads": _two_threads(torch_normals, reps * piece),
+            "numpy": lambda: [
+                rng.standard_normal(out=nbuf, dtype=np.float32) for _ in range(reps)
+            ],
+        },
+        repeats,
+    )
     rng_rate = reps * piece / rng_s
     batch = min(samples, 1024)
     x, y = torch.randn(batch, n, n), torch.randn(batch, n, n)
@@ -152,23 +201,45 @@ def floor_times(n: int, depth: int, samples: int, repeats: int = 1) -> dict:
 
     def bmm_part(count):
         torch.bmm(x[:count], y[:count])
-    mm_rate = 2.0 * n ** 3 * batch / _fastest({"torch": lambda: torch.bmm(x, y, out=out),
-                                               "torch, two threads": _two_threads(bmm_part, batch)}, repeats)
+
+    mm_rate = (
+        2.0
+        * n**3
+        * batch
+        / _fastest(
+            {
+                "torch": lambda: torch.bmm(x, y, out=out),
+                "torch, two threads": _two_threads(bmm_part, batch),
+            },
+            repeats,
+        )
+    )
     mats = torch.randn(samples, n, n)
 
     def svd_part(count):
         torch.linalg.svdvals(mats[:count])
-    svd_s = _fastest({"torch": lambda: torch.linalg.svdvals(mats),
-                      "torch, two threads": _two_threads(svd_part, samples),
-                      "numpy": lambda: np.linalg.svd(mats.numpy(), compute_uv=False)}, repeats)
-    t = {"rng_s": variates / rng_rate, "products_s": 2.0 * n ** 3 * samples * (depth - 1) / mm_rate,
-         "svd_s": svd_s}
+
+    svd_s = _fastest(
+        {
+            "torch": lambda: torch.linalg.svdvals(mats),
+            "torch, two threads": _two_threads(svd_part, samples),
+            "numpy": lambda: np.linalg.svd(mats.numpy(), compute_uv=False),
+        },
+        repeats,
+    )
+    t = {
+        "rng_s": variates / rng_rate,
+        "products_s": 2.0 * n**3 * samples * (depth - 1) / mm_rate,
+        "svd_s": svd_s,
+    }
     t["floor_s"] = sum(t.values())
     t.update(variates=variates, rng_rate_per_s=rng_rate, matmul_gflops=mm_rate / 1e9)
     return t
 
 
-def benchmark(n: int = 64, depth: int = 16, samples: int = 4096, repeats: int = 3, seed: int = 0) -> dict:
+def benchmark(
+    n: int = 64, depth: int = 16, samples: int = 4096, repeats: int = 3, seed: int = 0
+) -> dict:
     """Time the sampler (float32) against the plain per-sample numpy loop (:func:`plain_loop`)
     and against the floor of :func:`floor_times`, in ``repeats`` interleaved repetitions (the
     machine may be shared: per-repetition ratios and their medians count), and measure the
@@ -179,9 +250,12 @@ def benchmark(n: int = 64, depth: int = 16, samples: int = 4096, repeats: int = 
     load_before = benchmarking.load_average()
     variants = {
         "plain_loop": lambda: plain_loop(n, depth, samples, seed),
-        "engine": lambda: sample_product_entropy(n, depth, samples, seed=seed, dtype=torch.float32),
-        "engine_1worker": lambda: sample_product_entropy(n, depth, samples, seed=seed, dtype=torch.float32,
-                                                         workers=1),
+        "engine": lambda: sample_product_entropy(
+            n, depth, samples, seed=seed, dtype=torch.float32
+        ),
+        "engine_1worker": lambda: sample_product_entropy(
+            n, depth, samples, seed=seed, dtype=torch.float32, workers=1
+        ),
     }
     times = benchmarking.interleaved(variants, repeats)
     med = {f"{name}_s": value for name, value in benchmarking.medians(times).items()}
@@ -190,71 +264,136 @@ def benchmark(n: int = 64, depth: int = 16, samples: int = 4096, repeats: int = 
     r32 = sample_product_entropy(n, depth, samples, seed=seed, dtype=torch.float32)
     r64 = sample_product_entropy(n, depth, samples, seed=seed, dtype=torch.float64)
     ref = plain_loop(n, depth, min(samples, 1024), seed + 1)
-    med.update(speedup_vs_loop=1.0 / speed["engine"], speedup_vs_loop_1worker=1.0 / speed["engine_1worker"],
-               engine_over_floor=med["engine_s"] / med["floor_s"],
-               max_abs_f32_f64=float(np.abs(r32 - r64).max()), engine_mean_rho=float(r64.mean()),
-               loop_mean_rho=float(ref.mean()), repeats=repeats, n=n, depth=depth, samples=samples)
+    med.update(
+        speedup_vs_loop=1.0 / speed["engine"],
+        speedup_vs_loop_1worker=1.0 / speed["engine_1worker"],
+        engine_over_floor=med["engine_s"] / med["floor_s"],
+        max_abs_f32_f64=float(np.abs(r32 - r64).max()),
+        engine_mean_rho=float(r64.mean()),
+        loop_mean_rho=float(ref.mean()),
+        repeats=repeats,
+        n=n,
+        depth=depth,
+        samples=samples,
+    )
     if torch.cuda.is_available():
         gpu = resolve_device("cuda")
         gpu_times = benchmarking.interleaved(
-            {"gpu": lambda: sample_product_entropy(n, depth, samples, device=gpu, dtype=torch.float32)},
-            repeats, sync=torch.cuda.synchronize)
-        med.update(gpu_engine_s=benchmarking.medians(gpu_times)["gpu"], gpu_name=torch.cuda.get_device_name(gpu))
-    med.update(load_average_before=load_before, load_average_after=benchmarking.load_average(),
-               cpu_count=os.cpu_count())
+            {
+                "gpu": lambda: sample_product_entropy(
+                    n, depth, samples, device=gpu, dtype=torch.float32
+                )
+            },
+            repeats,
+            sync=torch.cuda.synchronize,
+        )
+        med.update(
+            gpu_engine_s=benchmarking.medians(gpu_times)["gpu"],
+            gpu_name=torch.cuda.get_device_name(gpu),
+        )
+    med.update(
+        load_average_before=load_before,
+        load_average_after=benchmarking.load_average(),
+        cpu_count=os.cpu_count(),
+    )
     return med
 
 
-def benchmark_record(n: int = 64, depth: int = 16, samples: int = 4096, repeats: int = 3) -> dict:
+def benchmark_record(
+    n: int = 64, depth: int = 16, samples: int = 4096, repeats: int = 3
+) -> dict:
     """:func:`benchmark` in the form :func:`support.results.cached` stores."""
-    config = {"n": n, "depth": depth, "samples": samples, "repeats": repeats, "dtype": "float32",
-              "torch_threads": torch.get_num_threads()}
-    return {"config": config, "scalars": benchmark(n, depth, samples, repeats), "seeds": [0]}
+    config = {
+        "n": n,
+        "depth": depth,
+        "samples": samples,
+        "repeats": repeats,
+        "dtype": "float32",
+        "torch_threads": torch.get_num_threads(),
+    }
+    return {
+        "config": config,
+        "scalars": benchmark(n, depth, samples, repeats),
+        "seeds": [0],
+    }
 
 
 # ----------------------------------------------------------------------------------- command line
 
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m support.experiments.finite_width",
-                                     description="Recipes of the chapter 'Finite-width simulations'.")
+    parser = argparse.ArgumentParser(
+        prog="python -m support.experiments.finite_width",
+        description="Recipes of the chapter 'Finite-width simulations'.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    p_sweep = sub.add_parser("sweep", help=f"width x depth sweep; the paper scale is stored as {SWEEP_RESULT}")
+    p_sweep = sub.add_parser(
+        "sweep",
+        help=f"width x depth sweep; the paper scale is stored as {SWEEP_RESULT}",
+    )
     p_sweep.add_argument("--scale", choices=tuple(SCALES), default="paper")
     p_sweep.add_argument("--seed", type=int, default=0)
     p_sweep.add_argument("--device", default="cpu")
-    p_bench = sub.add_parser("bench", help="time the product sampler against a plain loop and the floor")
+    p_bench = sub.add_parser(
+        "bench", help="time the product sampler against a plain loop and the floor"
+    )
     p_bench.add_argument("--n", type=int, default=64)
     p_bench.add_argument("--depth", type=int, default=16)
     p_bench.add_argument("--samples", type=int, default=4096)
     p_bench.add_argument("--repeats", type=int, default=3)
-    p_bench.add_argument("--save", action="store_true", help=f"store the result as {BENCHMARK_RESULT}")
+    p_bench.add_argument(
+        "--save", action="store_true", help=f"store the result as {BENCHMARK_RESULT}"
+    )
     for p in (p_sweep, p_bench):
-        p.add_argument("--allow-dirty", action="store_true",
-                       help="store even from a tree with uncommitted changes (development only)")
+        p.add_argument(
+            "--allow-dirty",
+            action="store_true",
+            help="store even from a tree with uncommitted changes (development only)",
+        )
     args = parser.parse_args(argv)
     say = lambda line: print(line, flush=True)
     if args.command == "sweep":
         device = resolve_device(args.device)
         if args.scale == "paper":
-            stored = results.cached(SWEEP_RESULT, lambda: sweep("paper", seed=args.seed, device=device),
-                                    recompute=True, device=device, allow_dirty=args.allow_dirty)
+            stored = results.cached(
+                SWEEP_RESULT,
+                lambda: sweep("paper", seed=args.seed, device=device),
+                recompute=True,
+                device=device,
+                allow_dirty=args.allow_dirty,
+            )
             say(results.describe(stored))
             return 0
         run = sweep(args.scale, seed=args.seed, device=device)
         for name, rho in run["arrays"].items():
-            say(f"{name}: mean rho by depth {run['config']['depths']}: " + " ".join(f"{v:.3f}" for v in rho.mean(1)))
+            say(
+                f"{name}: mean rho by depth {run['config']['depths']}: "
+                + " ".join(f"{v:.3f}" for v in rho.mean(1))
+            )
         return 0
     compute = lambda: benchmark_record(args.n, args.depth, args.samples, args.repeats)
     if args.save:
-        stored = results.cached(BENCHMARK_RESULT, compute, recompute=True, device="cpu", allow_dirty=args.allow_dirty)
+        stored = results.cached(
+            BENCHMARK_RESULT,
+            compute,
+            recompute=True,
+            device="cpu",
+            allow_dirty=args.allow_dirty,
+        )
         scalars = stored.scalars
         say(results.describe(stored))
     else:
         scalars = compute()["scalars"]
-    say(f"n={args.n} depth={args.depth} samples={args.samples} float32, medians of {args.repeats} "
-        f"interleaved repeats, {torch.get_num_threads()} torch threads")
+    say(
+        f"n={args.n} depth={args.depth} samples={args.samples} float32, medians of {args.repeats} "
+        f"interleaved repeats, {torch.get_num_threads()} torch threads"
+    )
     for key, value in scalars.items():
-        say(f"  {key:24s} {value:.6g}" if isinstance(value, float) else f"  {key:24s} {value}")
+        say(
+            f"  {key:24s} {value:.6g}"
+            if isinstance(value, float)
+            else f"  {key:24s} {value}"
+        )
     return 0
 
 

@@ -11,6 +11,7 @@ Command line::
     python -m support.experiments.linear_overparam bench                 # print
     python -m support.experiments.linear_overparam bench --save          # store for the chapter
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,16 @@ def _sync_for(device):
     return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
 
 
-def step_benchmark(*, depths=(2, 4), batch: int = 64, widths=(64, 256, 256), repeats: int = 9,
-                   threads: int = 1, device="auto", seed: int = 0) -> dict:
+def step_benchmark(
+    *,
+    depths=(2, 4),
+    batch: int = 64,
+    widths=(64, 256, 256),
+    repeats: int = 9,
+    threads: int = 1,
+    device="auto",
+    seed: int = 0,
+) -> dict:
     """Training-step times of FastCNN: plain vs expanded (effective weight) vs expanded and run
     sequentially, at each depth in ``depths``; and whole-network collapse times.
 
@@ -54,33 +63,66 @@ def step_benchmark(*, depths=(2, 4), batch: int = 64, widths=(64, 256, 256), rep
         gen = seeding.torch_generator(seed, "benchmark-batch")
         x = torch.randn(batch, 3, 32, 32, generator=gen).to(dev)
         y = torch.randint(0, 10, (batch,), generator=gen).to(dev)
-        which = lambda n, m: isinstance(m, (nn.Conv2d, nn.Linear)) and n not in models.WHITENING_LAYERS  # noqa: E731
+        which = lambda n, m: (
+            isinstance(m, (nn.Conv2d, nn.Linear)) and n not in models.WHITENING_LAYERS
+        )  # noqa: E731
 
         def make(depth):
             torch.manual_seed(seeding.torch_seed(seed, "benchmark-model"))
-            return expand(models.FastCNN(widths=tuple(widths)), depth=depth, layers=which).to(dev)
+            return expand(
+                models.FastCNN(widths=tuple(widths)), depth=depth, layers=which
+            ).to(dev)
 
         nets = {"plain": make(1)}
         for d in depths:
             nets[f"effective d={d}"] = make(d)
             nets[f"sequential d={d}"] = as_sequential(nets[f"effective d={d}"])
         sync = _sync_for(dev)
-        times = benchmarking.interleaved(benchmarking.training_steps(nets, x, y), repeats, sync=sync)
-        ratios, medians = benchmarking.median_ratios(times, "plain"), benchmarking.medians(times)
-        rows = [{"variant": k, "median_ms": 1e3 * medians[k], "ratio": ratios[k]} for k in nets]
+        times = benchmarking.interleaved(
+            benchmarking.training_steps(nets, x, y), repeats, sync=sync
+        )
+        ratios, medians = (
+            benchmarking.median_ratios(times, "plain"),
+            benchmarking.medians(times),
+        )
+        rows = [
+            {"variant": k, "median_ms": 1e3 * medians[k], "ratio": ratios[k]}
+            for k in nets
+        ]
         collapse_ms = {}
         for d in depths:
             model = nets[f"effective d={d}"]
             copies = [copy.deepcopy(model) for _ in range(5)]
             timed = benchmarking.interleaved(
-                {"copy": lambda: collapse(model), "inplace": lambda: collapse(copies.pop(), inplace=True)},
-                repeats=5, warmup=0, sync=sync)
-            collapse_ms[f"d={d}"] = {k: 1e3 * v for k, v in benchmarking.medians(timed).items()}
+                {
+                    "copy": lambda model=model: collapse(model),
+                    "inplace": lambda copies=copies: collapse(
+                        copies.pop(), inplace=True
+                    ),
+                },
+                repeats=5,
+                warmup=0,
+                sync=sync,
+            )
+            collapse_ms[f"d={d}"] = {
+                k: 1e3 * v for k, v in benchmarking.medians(timed).items()
+            }
     finally:
         torch.set_num_threads(previous)
-    return {"config": {"depths": list(depths), "batch": batch, "widths": list(widths), "repeats": repeats,
-                       "threads": threads, "seed": seed, "model": "support.models.FastCNN"},
-            "device": dev, "rows": rows, "collapse_ms": collapse_ms}
+    return {
+        "config": {
+            "depths": list(depths),
+            "batch": batch,
+            "widths": list(widths),
+            "repeats": repeats,
+            "threads": threads,
+            "seed": seed,
+            "model": "support.models.FastCNN",
+        },
+        "device": dev,
+        "rows": rows,
+        "collapse_ms": collapse_ms,
+    }
 
 
 def benchmark_tables(scalars: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -94,32 +136,55 @@ def benchmark_tables(scalars: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m support.experiments.linear_overparam",
-                                     description="Recipes of the chapter 'Linear over-parameterization'.")
+    parser = argparse.ArgumentParser(
+        prog="python -m support.experiments.linear_overparam",
+        description="Recipes of the chapter 'Linear over-parameterization'.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    bench = sub.add_parser("bench", help="training-step time: effective weight vs sequential vs plain")
+    bench = sub.add_parser(
+        "bench", help="training-step time: effective weight vs sequential vs plain"
+    )
     bench.add_argument("--depths", type=int, nargs="+", default=[2, 4])
     bench.add_argument("--batch", type=int, default=64)
     bench.add_argument("--widths", type=int, nargs=3, default=[64, 256, 256])
     bench.add_argument("--repeats", type=int, default=9)
     bench.add_argument("--threads", type=int, default=1)
     bench.add_argument("--device", default="auto")
-    bench.add_argument("--save", action="store_true", help=f"store the result as {RESULT_NAME}")
+    bench.add_argument(
+        "--save", action="store_true", help=f"store the result as {RESULT_NAME}"
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     load = benchmarking.load_average()
-    result = step_benchmark(depths=args.depths, batch=args.batch, widths=args.widths, repeats=args.repeats,
-                            threads=args.threads, device=args.device)
+    result = step_benchmark(
+        depths=args.depths,
+        batch=args.batch,
+        widths=args.widths,
+        repeats=args.repeats,
+        threads=args.threads,
+        device=args.device,
+    )
     steps, collapse_table = benchmark_tables(result)
-    print(f"device: {describe_device(result['device'])}; {result['config']}; load average {load}")
+    print(
+        f"device: {describe_device(result['device'])}; {result['config']}; load average {load}"
+    )
     print(steps.to_string())
     print(collapse_table.to_string())
     if args.save:
-        path = results.save(RESULT_NAME, config=result["config"],
-                            scalars={"rows": result["rows"], "collapse_ms": result["collapse_ms"],
-                                     "load_average_before": load},
-                            provenance_record=results.provenance(device=result["device"], seeds=[0],
-                                                                 wall_time_s=time.perf_counter() - start))
+        path = results.save(
+            RESULT_NAME,
+            config=result["config"],
+            scalars={
+                "rows": result["rows"],
+                "collapse_ms": result["collapse_ms"],
+                "load_average_before": load,
+            },
+            provenance_record=results.provenance(
+                device=result["device"],
+                seeds=[0],
+                wall_time_s=time.perf_counter() - start,
+            ),
+        )
         print(f"saved {path}")
     return 0
 

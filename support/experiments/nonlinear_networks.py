@@ -12,6 +12,7 @@ Command line::
     python -m support.experiments.nonlinear_networks train --scale paper   # stores the sweep (CPU, ~20 min)
     python -m support.experiments.nonlinear_networks train --scale quick   # the live slice, printed
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,11 +40,32 @@ TRAINED_RESULT = "nonlinear_trained_paper"
 
 DATASETS = ("digits", "synthetic")
 PAPER_DEPTHS = (2, 4, 8, 16)
-SWEEP_CONFIG = {"width": 64, "steps": 600, "lr": 1e-3, "lr_overrides": {"sine": 3e-4}, "heatmap_per_class": 6,
-                "synthetic": {"n_train": 512, "n_test": 512, "in_dim": 32, "out_dim": 32, "rank": 4}}
+SWEEP_CONFIG = {
+    "width": 64,
+    "steps": 600,
+    "lr": 1e-3,
+    "lr_overrides": {"sine": 3e-4},
+    "heatmap_per_class": 6,
+    "synthetic": {
+        "n_train": 512,
+        "n_test": 512,
+        "in_dim": 32,
+        "out_dim": 32,
+        "rank": 4,
+    },
+}
 SCALES = {
-    "quick": {"seeds": (0, 1), "depths": (2, 8), "activations": ("linear", "relu", "tanh"), "steps": 300},
-    "paper": {"seeds": (0, 1, 2, 3, 4), "depths": PAPER_DEPTHS, "activations": ACTIVATIONS},
+    "quick": {
+        "seeds": (0, 1),
+        "depths": (2, 8),
+        "activations": ("linear", "relu", "tanh"),
+        "steps": 300,
+    },
+    "paper": {
+        "seeds": (0, 1, 2, 3, 4),
+        "depths": PAPER_DEPTHS,
+        "activations": ACTIVATIONS,
+    },
 }
 
 
@@ -74,21 +96,46 @@ def trained_sweep(settings: dict, dataset: str = "digits", data_seed: int = 0) -
         subset = None
     else:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-    keys = ["rho_init", "rho_trained", "rho_init_centred", "rho_trained_centred", "train_loss", "test_loss"]
+    keys = [
+        "rho_init",
+        "rho_trained",
+        "rho_init_centred",
+        "rho_trained_centred",
+        "train_loss",
+        "test_loss",
+    ]
     if subset is not None:
         keys.append("test_accuracy")
-    shape = (len(settings["activations"]), len(settings["depths"]), len(settings["seeds"]))
+    shape = (
+        len(settings["activations"]),
+        len(settings["depths"]),
+        len(settings["seeds"]),
+    )
     out = {k: np.zeros(shape) for k in keys}
     maps = []
     for a, act in enumerate(settings["activations"]):
         row = []
         for d, depth in enumerate(settings["depths"]):
-            init = init_mlp(data.in_dim, settings["width"], data.out_dim, depth, act, settings["seeds"])
+            init = init_mlp(
+                data.in_dim,
+                settings["width"],
+                data.out_dim,
+                depth,
+                act,
+                settings["seeds"],
+            )
             phi = embed(init, data.x_test)
             out["rho_init"][a, d] = gram_entropy(phi)
             out["rho_init_centred"][a, d] = gram_entropy(phi, centre=True)
-            net = train_mlp(data, depth, act, settings["seeds"], width=settings["width"],
-                            steps=settings["steps"], lr=settings["lr_overrides"].get(act, settings["lr"]))
+            net = train_mlp(
+                data,
+                depth,
+                act,
+                settings["seeds"],
+                width=settings["width"],
+                steps=settings["steps"],
+                lr=settings["lr_overrides"].get(act, settings["lr"]),
+            )
             with torch.no_grad():
                 phi = embed(net, data.x_test)
                 out["rho_trained"][a, d] = gram_entropy(phi)
@@ -117,32 +164,53 @@ def trained_record(scale: str = "paper", data_seed: int = 0, log=None) -> dict:
             arrays[f"{dataset}_{key}"] = value
         if log is not None:
             log(f"{dataset} done")
-    return {"config": {**settings, "data_seed": data_seed}, "arrays": arrays, "seeds": list(settings["seeds"])}
+    return {
+        "config": {**settings, "data_seed": data_seed},
+        "arrays": arrays,
+        "seeds": list(settings["seeds"]),
+    }
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m support.experiments.nonlinear_networks",
-                                     description="Recipes of the chapter 'Non-linear networks'.")
+    parser = argparse.ArgumentParser(
+        prog="python -m support.experiments.nonlinear_networks",
+        description="Recipes of the chapter 'Non-linear networks'.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    p_train = sub.add_parser("train", help="train the sweep on digits and synthetic data (CPU); "
-                                           f"the paper scale is stored as {TRAINED_RESULT}")
+    p_train = sub.add_parser(
+        "train",
+        help="train the sweep on digits and synthetic data (CPU); "
+        f"the paper scale is stored as {TRAINED_RESULT}",
+    )
     p_train.add_argument("--scale", choices=tuple(SCALES), default="paper")
-    p_train.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    p_train.add_argument("--allow-dirty", action="store_true",
-                         help="store even from a tree with uncommitted changes (development only)")
+    p_train.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads"
+    )
+    p_train.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="store even from a tree with uncommitted changes (development only)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     say = lambda line: print(line, flush=True)
     if args.scale == "paper":
-        stored = results.cached(TRAINED_RESULT, lambda: trained_record("paper", log=say), recompute=True,
-                                device="cpu", allow_dirty=args.allow_dirty)
+        stored = results.cached(
+            TRAINED_RESULT,
+            lambda: trained_record("paper", log=say),
+            recompute=True,
+            device="cpu",
+            allow_dirty=args.allow_dirty,
+        )
         say(results.describe(stored))
         return 0
     record = trained_record(args.scale, log=say)
     rho = record["arrays"]["digits_rho_trained"].mean(-1)
     for a, act in enumerate(record["config"]["activations"]):
-        say(f"{act:10s} trained rho(K) on digits by depth {list(record['config']['depths'])}: "
-            + " ".join(f"{v:.3f}" for v in rho[a]))
+        say(
+            f"{act:10s} trained rho(K) on digits by depth {list(record['config']['depths'])}: "
+            + " ".join(f"{v:.3f}" for v in rho[a])
+        )
     return 0
 
 

@@ -20,6 +20,7 @@ Command line (stores every result named, or all; about 15 minutes on two CPU cor
 
     python -m support.experiments.rank_volume_theorem [NAME ...] [--device auto] [--allow-dirty]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,13 +64,18 @@ def width_sweep(*, seed: int = 0, device=None) -> dict:
     checkpoints along the same chains (``support.simulate.sample_product_entropy_depths``)."""
     arrays = {}
     for n, samples in WIDTH_SWEEP.items():
-        gap = simulate.sample_product_entropy_depths(n, list(WIDTH_SWEEP_DEPTHS), samples, seed=seed,
-                                                     device=device) - math.log(n)
+        gap = simulate.sample_product_entropy_depths(
+            n, list(WIDTH_SWEEP_DEPTHS), samples, seed=seed, device=device
+        ) - math.log(n)
         arrays[f"gap_mean_n{n}"] = gap.mean(1)
         arrays[f"gap_se_n{n}"] = gap.std(1, ddof=1) / math.sqrt(samples)
-    config = {"widths": list(WIDTH_SWEEP), "samples": list(WIDTH_SWEEP.values()),
-              "depths": list(WIDTH_SWEEP_DEPTHS), "factors": "i.i.d. N(0, 1/n)",
-              "sampler": "support.simulate.sample_product_entropy_depths"}
+    config = {
+        "widths": list(WIDTH_SWEEP),
+        "samples": list(WIDTH_SWEEP.values()),
+        "depths": list(WIDTH_SWEEP_DEPTHS),
+        "factors": "i.i.d. N(0, 1/n)",
+        "sampler": "support.simulate.sample_product_entropy_depths",
+    }
     return {"config": config, "arrays": arrays, "seeds": [seed]}
 
 
@@ -81,18 +87,28 @@ def small_width_ordering(*, seed: int = 0, device=None) -> dict:
     products with ``rho < threshold``), plus ``mean_n{n}`` and ``std_n{n}`` per depth."""
     arrays = {}
     for n in ORDERING_WIDTHS:
-        rho = simulate.sample_product_entropy_depths(n, list(ORDERING_DEPTHS), ORDERING_SAMPLES, seed=seed,
-                                                     device=device)
+        rho = simulate.sample_product_entropy_depths(
+            n, list(ORDERING_DEPTHS), ORDERING_SAMPLES, seed=seed, device=device
+        )
         thresholds = np.linspace(0.0, math.log(n), ORDERING_GRID_POINTS)
         rho_sorted = np.sort(rho, axis=1)
         arrays[f"thresholds_n{n}"] = thresholds
-        arrays[f"cdf_n{n}"] = np.stack([np.searchsorted(r, thresholds, side="left") / ORDERING_SAMPLES
-                                        for r in rho_sorted])
+        arrays[f"cdf_n{n}"] = np.stack(
+            [
+                np.searchsorted(r, thresholds, side="left") / ORDERING_SAMPLES
+                for r in rho_sorted
+            ]
+        )
         arrays[f"mean_n{n}"] = rho.mean(1)
         arrays[f"std_n{n}"] = rho.std(1, ddof=1)
-    config = {"widths": list(ORDERING_WIDTHS), "depths": list(ORDERING_DEPTHS), "samples": ORDERING_SAMPLES,
-              "factors": "i.i.d. N(0, 1)", "sampler": "support.simulate.sample_product_entropy_depths",
-              "cdf": "fraction of samples with rho < threshold"}
+    config = {
+        "widths": list(ORDERING_WIDTHS),
+        "depths": list(ORDERING_DEPTHS),
+        "samples": ORDERING_SAMPLES,
+        "factors": "i.i.d. N(0, 1)",
+        "sampler": "support.simulate.sample_product_entropy_depths",
+        "cdf": "fraction of samples with rho < threshold",
+    }
     return {"config": config, "arrays": arrays, "seeds": [seed]}
 
 
@@ -129,7 +145,9 @@ def drift_survey_spectra(n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 def _normalised_drift(spectra, drift):
     """Drift divided by ``1 - p_1`` (the mass off the top singular value), which stays of order one
     near rank one where ``rho`` and the drift both vanish."""
-    off_top = spectra[:, 1:].sum(1) / spectra.sum(1)  # 1 - p_1 without rounding near rank one
+    off_top = spectra[:, 1:].sum(1) / spectra.sum(
+        1
+    )  # 1 - p_1 without rounding near rank one
     return drift / off_top
 
 
@@ -140,15 +158,21 @@ def _spectrum_from_parameters(v):
     """``(1, e^-a_1, e^-(a_1+a_2), ...)`` with ``a_i = softplus(v_i)``, floored at ``1e-8``: every
     sorted spectrum whose smallest ratio stays where the singular values are accurate."""
     steps = np.logaddexp(0.0, np.asarray(v, dtype=np.float64))
-    return np.exp(np.maximum(-np.concatenate([[0.0], np.cumsum(steps)]), DRIFT_SEARCH_MIN_LOG))
+    return np.exp(
+        np.maximum(-np.concatenate([[0.0], np.cumsum(steps)]), DRIFT_SEARCH_MIN_LOG)
+    )
 
 
-def _adversarial_search(n: int, survey_spectra, survey_score, *, seed: int, device) -> np.ndarray:
+def _adversarial_search(
+    n: int, survey_spectra, survey_score, *, seed: int, device
+) -> np.ndarray:
     """Nelder-Mead on the normalised drift (common random numbers, fixed seed) from the
     ``DRIFT_SEARCH_STARTS`` survey spectra with the largest normalised drift (excluding exact
     zeros); returns the spectra it ends at."""
     order = np.argsort(survey_score)[::-1]
-    starts = [survey_spectra[i] for i in order if survey_spectra[i][-1] >= 1e-8][:DRIFT_SEARCH_STARTS]
+    starts = [survey_spectra[i] for i in order if survey_spectra[i][-1] >= 1e-8][
+        :DRIFT_SEARCH_STARTS
+    ]
     found = []
     for start in starts:
         logs = -np.log(start)
@@ -160,8 +184,12 @@ def _adversarial_search(n: int, survey_spectra, survey_score, *, seed: int, devi
             drift, _ = rmt.entropy_drift(s, DRIFT_SAMPLES, seed=seed, device=device)
             return -float(_normalised_drift(s, drift)[0])
 
-        res = optimize.minimize(objective, v0, method="Nelder-Mead",
-                                options={"maxfev": DRIFT_SEARCH_EVALUATIONS, "xatol": 1e-3, "fatol": 1e-5})
+        res = optimize.minimize(
+            objective,
+            v0,
+            method="Nelder-Mead",
+            options={"maxfev": DRIFT_SEARCH_EVALUATIONS, "xatol": 1e-3, "fatol": 1e-5},
+        )
         found.append(_spectrum_from_parameters(res.x))
     return np.array(found)
 
@@ -184,35 +212,74 @@ def supermartingale_search(*, seed: int = 0, device=None) -> dict:
     for n in DRIFT_WIDTHS:
         spectra, family = drift_survey_spectra(n, seed=seed)
         drift, se = rmt.entropy_drift(spectra, DRIFT_SAMPLES, seed=seed, device=device)
-        arrays.update({f"spectra_{n}": spectra, f"family_{n}": family, f"drift_{n}": drift,
-                       f"drift_se_{n}": se, f"rho_{n}": entropy_of_spectrum(spectra)})
+        arrays.update(
+            {
+                f"spectra_{n}": spectra,
+                f"family_{n}": family,
+                f"drift_{n}": drift,
+                f"drift_se_{n}": se,
+                f"rho_{n}": entropy_of_spectrum(spectra),
+            }
+        )
         unresolved = np.flatnonzero(drift / se > -DRIFT_RESOLVED_Z)
         recheck, recheck_se = np.zeros(0), np.zeros(0)
         if len(unresolved):
-            recheck, recheck_se = rmt.entropy_drift(spectra[unresolved], DRIFT_RECHECK_SAMPLES,
-                                                    seed=seed + 2, device=device)
-        near_one = np.array([np.r_[1.0, eps, np.full(n - 2, eps * eps)] for eps in DRIFT_FIRST_ORDER_EPS])
-        first, first_se = rmt.entropy_drift(near_one, DRIFT_RECHECK_SAMPLES, seed=seed + 3, device=device)
-        arrays.update({f"recheck_index_{n}": unresolved, f"recheck_drift_{n}": recheck,
-                       f"recheck_drift_se_{n}": recheck_se,
-                       f"first_order_eps_{n}": np.array(DRIFT_FIRST_ORDER_EPS),
-                       f"first_order_drift_{n}": first, f"first_order_drift_se_{n}": first_se})
+            recheck, recheck_se = rmt.entropy_drift(
+                spectra[unresolved], DRIFT_RECHECK_SAMPLES, seed=seed + 2, device=device
+            )
+        near_one = np.array(
+            [
+                np.r_[1.0, eps, np.full(n - 2, eps * eps)]
+                for eps in DRIFT_FIRST_ORDER_EPS
+            ]
+        )
+        first, first_se = rmt.entropy_drift(
+            near_one, DRIFT_RECHECK_SAMPLES, seed=seed + 3, device=device
+        )
+        arrays.update(
+            {
+                f"recheck_index_{n}": unresolved,
+                f"recheck_drift_{n}": recheck,
+                f"recheck_drift_se_{n}": recheck_se,
+                f"first_order_eps_{n}": np.array(DRIFT_FIRST_ORDER_EPS),
+                f"first_order_drift_{n}": first,
+                f"first_order_drift_se_{n}": first_se,
+            }
+        )
         if n in DRIFT_SEARCH_WIDTHS:
             score = _normalised_drift(spectra, drift)
             found = _adversarial_search(n, spectra, score, seed=seed, device=device)
-            recheck, recheck_se = rmt.entropy_drift(found, DRIFT_RECHECK_SAMPLES, seed=seed + 1,
-                                                    device=device)
-            arrays.update({f"search_spectra_{n}": found, f"search_drift_{n}": recheck,
-                           f"search_drift_se_{n}": recheck_se})
-    config = {"widths": list(DRIFT_WIDTHS), "samples": DRIFT_SAMPLES,
-              "search_widths": list(DRIFT_SEARCH_WIDTHS),
-              "search_starts": DRIFT_SEARCH_STARTS, "search_evaluations": DRIFT_SEARCH_EVALUATIONS,
-              "recheck_samples": DRIFT_RECHECK_SAMPLES, "search_recheck_seed": seed + 1,
-              "resolved_z": DRIFT_RESOLVED_Z, "unresolved_recheck_seed": seed + 2,
-              "first_order_eps": list(DRIFT_FIRST_ORDER_EPS), "first_order_seed": seed + 3,
-              "families": {0: "log-normal", 1: "near rank k", 2: "near rank one through rank two",
-                           3: "Gaussian products, depths 1-32"},
-              "objective": "drift / (1 - p_1), p_1 = s_1 / sum(s)", "factor": "i.i.d. N(0, 1)"}
+            recheck, recheck_se = rmt.entropy_drift(
+                found, DRIFT_RECHECK_SAMPLES, seed=seed + 1, device=device
+            )
+            arrays.update(
+                {
+                    f"search_spectra_{n}": found,
+                    f"search_drift_{n}": recheck,
+                    f"search_drift_se_{n}": recheck_se,
+                }
+            )
+    config = {
+        "widths": list(DRIFT_WIDTHS),
+        "samples": DRIFT_SAMPLES,
+        "search_widths": list(DRIFT_SEARCH_WIDTHS),
+        "search_starts": DRIFT_SEARCH_STARTS,
+        "search_evaluations": DRIFT_SEARCH_EVALUATIONS,
+        "recheck_samples": DRIFT_RECHECK_SAMPLES,
+        "search_recheck_seed": seed + 1,
+        "resolved_z": DRIFT_RESOLVED_Z,
+        "unresolved_recheck_seed": seed + 2,
+        "first_order_eps": list(DRIFT_FIRST_ORDER_EPS),
+        "first_order_seed": seed + 3,
+        "families": {
+            0: "log-normal",
+            1: "near rank k",
+            2: "near rank one through rank two",
+            3: "Gaussian products, depths 1-32",
+        },
+        "objective": "drift / (1 - p_1), p_1 = s_1 / sum(s)",
+        "factor": "i.i.d. N(0, 1)",
+    }
     return {"config": config, "arrays": arrays, "seeds": [seed]}
 
 
@@ -223,11 +290,17 @@ def proportional_regime(*, seed: int = 0, device=None) -> dict:
     arrays = {}
     for n, samples in PROPORTIONAL_SAMPLES.items():
         depths = [round(beta * n) for beta in PROPORTIONAL_BETAS]
-        arrays[f"rho_n{n}"] = simulate.sample_product_entropy_depths(n, depths, samples, seed=seed,
-                                                                     device=device)
-    config = {"betas": list(PROPORTIONAL_BETAS), "widths": list(PROPORTIONAL_SAMPLES),
-              "samples": list(PROPORTIONAL_SAMPLES.values()), "depth": "round(beta * n)",
-              "factors": "i.i.d. N(0, 1)", "sampler": "support.simulate.sample_product_entropy_depths"}
+        arrays[f"rho_n{n}"] = simulate.sample_product_entropy_depths(
+            n, depths, samples, seed=seed, device=device
+        )
+    config = {
+        "betas": list(PROPORTIONAL_BETAS),
+        "widths": list(PROPORTIONAL_SAMPLES),
+        "samples": list(PROPORTIONAL_SAMPLES.values()),
+        "depth": "round(beta * n)",
+        "factors": "i.i.d. N(0, 1)",
+        "sampler": "support.simulate.sample_product_entropy_depths",
+    }
     return {"config": config, "arrays": arrays, "seeds": [seed]}
 
 
@@ -240,21 +313,36 @@ RECIPES = {
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m support.experiments.rank_volume_theorem",
-                                     description="Compute and store the Monte Carlo results of the "
-                                                 "rank-volume theorem chapter.")
-    parser.add_argument("names", nargs="*", choices=sorted(RECIPES), help="results to make (default: all)")
+    parser = argparse.ArgumentParser(
+        prog="python -m support.experiments.rank_volume_theorem",
+        description="Compute and store the Monte Carlo results of the "
+        "rank-volume theorem chapter.",
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        choices=sorted(RECIPES),
+        help="results to make (default: all)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--allow-dirty", action="store_true",
-                        help="store even from a tree with uncommitted changes (development only)")
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="store even from a tree with uncommitted changes (development only)",
+    )
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     for name in args.names or list(RECIPES):
         start = time.perf_counter()
         recipe = functools.partial(RECIPES[name], seed=args.seed, device=device)
-        stored = results.cached(name, recipe, recompute=True, device=device, allow_dirty=args.allow_dirty)
-        print(f"{name}: {time.perf_counter() - start:.0f} s -> {results.describe(stored)}", flush=True)
+        stored = results.cached(
+            name, recipe, recompute=True, device=device, allow_dirty=args.allow_dirty
+        )
+        print(
+            f"{name}: {time.perf_counter() - start:.0f} s -> {results.describe(stored)}",
+            flush=True,
+        )
     return 0
 
 
