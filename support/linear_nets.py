@@ -140,12 +140,6 @@ class RegressionProblem:
         p = self.input_projector()
         return self.target @ p + initial_map - initial_map @ p
 
-    def map_curvature(self) -> torch.Tensor:
-        """Per-seed largest eigenvalue of the train loss's Hessian with respect to the end-to-end
-        map: ``2 lambda_max(X X^T) / ||W* X||_F^2``."""
-        top = torch.linalg.eigvalsh(self.inputs @ self.inputs.transpose(-1, -2))[..., -1]
-        return 2.0 * top / ((self.target @ self.inputs) ** 2).sum(dim=(-2, -1))
-
 
 @dataclass(frozen=True)
 class CompletionProblem:
@@ -194,11 +188,6 @@ class CompletionProblem:
         """Where gradient flow on a single layer converges from ``initial_map``: the target on the
         observed entries, the initial map elsewhere (the gradient vanishes off the mask)."""
         return torch.where(self.mask, self.target, initial_map)
-
-    def map_curvature(self) -> torch.Tensor:
-        """Per-seed largest eigenvalue of the train loss's Hessian with respect to the end-to-end
-        map: ``2 / n_observed``."""
-        return torch.full((self.target.shape[0],), 2.0 / self.n_observed, dtype=DTYPE)
 
 
 Problem = RegressionProblem | CompletionProblem
@@ -389,44 +378,100 @@ def _finish(method, depth, records, w0, w1, hyper) -> TrainResult:
 DEFAULT_LR = {"adam": 3e-3, "lbfgs": 1.0}
 
 
-def curvature_lr(problem: Problem, depth: int, eta: float = 0.5) -> np.ndarray:
-    """Per-seed step sizes for (momentum) gradient descent: ``eta`` over the largest curvature at a
-    balanced solution.
+def _map_hessian_product(problem: Problem, u: torch.Tensor) -> torch.Tensor:
+    """Hessian of the (quadratic) train loss in the end-to-end map applied to ``u``: the gradient
+    at ``W* + u``, since the gradient vanishes at ``W*`` and is linear in the map."""
+    w = (problem.target + u).detach().requires_grad_(True)
+    grad, = torch.autograd.grad(problem.train_loss(w).sum(), w)
+    return grad
 
-    Near a balanced factorisation of ``W*`` (every factor with singular values
-    ``sigma_i(W*)^(1/d)``) the loss Hessian has top eigenvalue about
-    ``c * d * sigma_max(W*)^(2 (d-1) / d)``, where ``c`` is the top curvature of the loss in the
-    end-to-end map (:meth:`RegressionProblem.map_curvature`); plain gradient descent is stable
-    for ``eta < 2``. One value per seed, so that a seed trains the same alone or in a batch.
+
+def gauss_newton_top(problem: Problem, factors: torch.Tensor, iterations: int = 50,
+                     start: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-seed largest eigenvalue of the Gauss-Newton matrix ``J^T H J`` of the train loss in the
+    factors ``(S, d, n, n)`` (``J``: Jacobian of the end-to-end map; ``H``: the loss's Hessian in
+    the map), by power iteration; returns the eigenvalues ``(S,)`` and the last iterate, which
+    warm-starts the next call (``start``). Near a minimum this is the curvature that limits the
+    step of gradient descent. The seeds' blocks are independent, so the iteration runs batched,
+    normalising per seed; without ``start`` it begins from the stream ``"curvature-probe"``."""
+    iterations = check_int(iterations, "iterations")
+    factors = factors.detach().requires_grad_(True)
+    if start is None:
+        start = torch.stack([torch.randn(factors.shape[1:], dtype=factors.dtype,
+                                         generator=seeding.torch_generator(s, "curvature-probe"))
+                             for s in problem.seeds])
+    v = start
+    mapped = end_to_end(factors)
+    for _ in range(iterations):
+        v = v / torch.linalg.vector_norm(v, dim=(1, 2, 3), keepdim=True)
+        # J v by propagating the tangent through the product (W_i + t V_i), first factor first
+        w, pushed = factors[:, 0].detach(), v[:, 0]
+        for i in range(1, factors.shape[1]):
+            pushed = factors[:, i].detach() @ pushed + v[:, i] @ w
+            w = factors[:, i].detach() @ w
+        hessian_pushed = _map_hessian_product(problem, pushed)
+        v_next, = torch.autograd.grad(mapped, factors, hessian_pushed, retain_graph=True)
+        top = (v_next * v).sum(dim=(1, 2, 3))
+        v = v_next
+    return top.detach(), v.detach()
+
+
+def _cosine(t: int, steps: int) -> float:
+    """Cosine decay from 1 at step 0 to 0 at ``steps`` (as ``torch.optim.lr_scheduler.CosineAnnealingLR``)."""
+    return 0.5 * (1.0 + math.cos(math.pi * t / steps))
+
+
+def _train_gradient_descent(problem, factors, nesterov, lr, eta, steps, record_every, lr_schedule,
+                            probe_every):
+    """Full-batch gradient descent, plain or with Nesterov momentum 0.9 (PyTorch's formulation),
+    with one step size per seed, so that a seed trains the same alone or in a batch.
+
+    With ``lr`` None the step of each seed is ``eta`` over its largest Gauss-Newton curvature
+    (:func:`gauss_newton_top`), re-measured every ``probe_every`` steps and whenever the seed's
+    loss rises; a rise also restarts its momentum (function-value restart). A random start can be
+    far more curved than the solution, and the curvature grows as the factors grow, so a step set
+    once would either diverge or crawl. ``lr_schedule`` "cosine" decays the steps to zero over
+    ``steps``.
     """
-    depth = check_int(depth, "depth")
-    if not eta > 0:
-        raise ValueError(f"eta must be positive, got {eta}")
-    top = torch.linalg.matrix_norm(problem.target, ord=2)
-    curvature = problem.map_curvature() * depth * top ** (2.0 * (depth - 1) / depth)
-    return (float(eta) / curvature).numpy()
+    S = factors.shape[0]
+    w = factors.clone()
+    velocity = torch.zeros_like(w)
+    step, probe, previous = None, None, None
+    if lr is not None:
+        step = torch.as_tensor(np.broadcast_to(np.asarray(lr, dtype=np.float64), (S,)).copy())
+    records = []
+    for t in range(steps + 1):
+        if t % record_every == 0 or t == steps:
+            records.append((t, *_snapshot(end_to_end(w), problem)))
+        if t == steps:
+            break
+        w.requires_grad_(True)
+        loss = problem.train_loss(end_to_end(w))
+        grad, = torch.autograd.grad(loss.sum(), w)
+        w, loss = w.detach(), loss.detach()
+        if lr is None:
+            rose = torch.zeros(S, dtype=torch.bool) if previous is None else loss > previous
+            refresh = torch.ones(S, dtype=torch.bool) if t % probe_every == 0 else rose
+            if refresh.any():
+                top, vector = gauss_newton_top(problem, w, iterations=50 if probe is None else 5, start=probe)
+                step = torch.where(refresh, eta / top, step) if step is not None else eta / top
+                probe = vector if probe is None else torch.where(refresh[:, None, None, None], vector, probe)
+            velocity[rose] = 0.0
+            previous = loss
+        if nesterov:
+            velocity = 0.9 * velocity + grad
+            grad = grad + 0.9 * velocity
+        scale = _cosine(t, steps) if lr_schedule == "cosine" else 1.0
+        w = w - (scale * step)[:, None, None, None] * grad
+    return w, records
 
 
-def _train_first_order(problem, factors, method, lr, steps, record_every, lr_schedule):
-    """Full-batch SGD / Nesterov / Adam at a constant step or with a cosine decay to zero over
-    ``steps`` (the decay lets Adam settle instead of oscillating at the end of the budget).
-
-    ``lr`` is one step size, or for SGD and Nesterov one per seed: their updates are linear in
-    the gradients, so weighting seed ``s``'s loss by ``lr[s] / max(lr)`` at step size ``max(lr)``
-    is exactly gradient descent at ``lr[s]`` for that seed.
-    """
-    lr = np.broadcast_to(np.asarray(lr, dtype=np.float64), (factors.shape[0],))
-    base = float(lr.max())
-    if method == "adam" and not np.all(lr == base):
-        raise ValueError("adam takes a single learning rate, not one per seed")
-    weights = torch.as_tensor(lr / base, dtype=DTYPE)
+def _train_adam(problem, factors, lr, steps, record_every, lr_schedule):
+    """Full-batch Adam at a constant step or with a cosine decay to zero over ``steps`` (the decay
+    lets Adam settle instead of oscillating at the end of the budget). Adam acts elementwise, so
+    the seeds train independently."""
     w = factors.clone().requires_grad_(True)
-    if method == "sgd":
-        opt = torch.optim.SGD([w], lr=base)
-    elif method == "nesterov":
-        opt = torch.optim.SGD([w], lr=base, momentum=0.9, nesterov=True)
-    else:
-        opt = torch.optim.Adam([w], lr=base)
+    opt = torch.optim.Adam([w], lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) if lr_schedule == "cosine" else None
     records = []
     for t in range(steps + 1):
@@ -435,8 +480,8 @@ def _train_first_order(problem, factors, method, lr, steps, record_every, lr_sch
         if t == steps:
             break
         opt.zero_grad(set_to_none=True)
-        # SUM over seeds: each seed's factors get exactly their own (weighted) gradient.
-        (weights * problem.train_loss(end_to_end(w))).sum().backward()
+        # SUM over seeds: each seed's factors get exactly their own gradient.
+        problem.train_loss(end_to_end(w)).sum().backward()
         opt.step()
         if sched is not None:
             sched.step()
@@ -530,44 +575,55 @@ def _train_random_search(problem, factors, evaluations, record_every, sigma0):
 
 def train(problem: Problem, depth: int, method: str = "adam", *, init: str = "normal",
           init_rank: int = 4, init_scale: float = 1.0, steps: int = 2000, lr=None,
-          eta: float = 0.5, lr_schedule: str = "cosine", record_every: int = 100,
-          sigma0: float | None = None, popsize: int = 32) -> TrainResult:
+          eta: float = 0.5, lr_schedule: str = "cosine", probe_every: int = 100,
+          record_every: int = 100, sigma0: float | None = None, popsize: int = 32) -> TrainResult:
     """Train depth-``depth`` linear networks (one per seed of ``problem``) with ``method``.
 
-    ``method`` is one of ``OPTIMIZERS``. For ``sgd``, ``nesterov`` (momentum 0.9), ``adam``
-    ``steps`` counts full-batch gradient steps, taken at ``lr`` (for SGD and Nesterov one value or
-    one per seed) with ``lr_schedule`` ("cosine" decay to zero or "constant"); without ``lr``, SGD
-    and Nesterov use :func:`curvature_lr` with ``eta``, Adam ``DEFAULT_LR``. For ``lbfgs``
-    ``steps`` counts inner L-BFGS iterations (one ``step`` call per ``record_every``); for ``cma``
-    and ``random_search`` it counts loss evaluations per seed. ``sigma0`` (gradient-free only) is
-    the initial per-entry search scale, by default a tenth of the initial per-entry standard
-    deviation ``1/sqrt(n)``.
+    ``method`` is one of ``OPTIMIZERS``. For ``sgd`` (plain full-batch gradient descent),
+    ``nesterov`` (momentum 0.9) and ``adam``, ``steps`` counts gradient steps with
+    ``lr_schedule`` ("cosine" decay to zero or "constant"). SGD and Nesterov take ``lr`` (one
+    value or one per seed) or, without it, ``eta`` over the current curvature, re-measured every
+    ``probe_every`` steps and whenever the loss rises (:func:`_train_gradient_descent`); Adam
+    takes ``lr`` (default ``DEFAULT_LR``). For ``lbfgs`` ``steps`` counts inner L-BFGS iterations
+    (one ``step`` call per ``record_every``); for ``cma`` and ``random_search`` it counts loss
+    evaluations per seed.
+    ``sigma0`` (gradient-free only) is the initial per-entry search scale, by default a tenth of
+    the initial per-entry standard deviation ``1/sqrt(n)``.
     """
     depth = check_int(depth, "depth")
     steps = check_int(steps, "steps")
     record_every = check_int(record_every, "record_every")
+    probe_every = check_int(probe_every, "probe_every")
     if method not in OPTIMIZERS:
         raise ValueError(f"method must be one of {OPTIMIZERS}, got {method!r}")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+    if not eta > 0:
+        raise ValueError(f"eta must be positive, got {eta}")
     factors = init_factors(depth, problem.n, problem.seeds, init, init_rank, init_scale)
     w0 = end_to_end(factors)
     hyper = {"init": init, "init_scale": float(init_scale), "steps": steps}
     if method in GRADIENT_OPTIMIZERS:
-        if lr is None:
-            lr = DEFAULT_LR[method] if method in DEFAULT_LR else curvature_lr(problem, depth, eta)
-        lr = np.asarray(lr, dtype=np.float64)
-        if not (lr.ndim == 0 or lr.shape == (len(problem.seeds),)) or not np.all(lr > 0):
-            raise ValueError(f"lr must be positive: one value, or one per seed, got {lr}")
-        hyper["lr"] = lr.tolist()
+        if lr is None and method in DEFAULT_LR:
+            lr = DEFAULT_LR[method]
+        if lr is not None:
+            lr = np.asarray(lr, dtype=np.float64)
+            if not (lr.ndim == 0 or lr.shape == (len(problem.seeds),)) or not np.all(lr > 0):
+                raise ValueError(f"lr must be positive: one value, or one per seed, got {lr}")
+            if method in ("adam", "lbfgs") and lr.ndim:
+                raise ValueError(f"{method} takes a single learning rate, not one per seed")
+            hyper["lr"] = lr.tolist()
+        else:
+            hyper.update(eta=float(eta), probe_every=probe_every)
         if method == "lbfgs":
-            if lr.ndim:
-                raise ValueError("lbfgs takes a single learning rate, not one per seed")
-            lr = float(lr)
-            w, records = _train_lbfgs(problem, factors, lr, steps, record_every)
+            w, records = _train_lbfgs(problem, factors, float(lr), steps, record_every)
+        elif method == "adam":
+            hyper["lr_schedule"] = lr_schedule
+            w, records = _train_adam(problem, factors, float(lr), steps, record_every, lr_schedule)
         else:
             hyper["lr_schedule"] = lr_schedule
-            w, records = _train_first_order(problem, factors, method, lr, steps, record_every, lr_schedule)
+            w, records = _train_gradient_descent(problem, factors, method == "nesterov", lr, eta, steps,
+                                                 record_every, lr_schedule, probe_every)
     else:
         sigma0 = 0.1 / math.sqrt(problem.n) if sigma0 is None else float(sigma0)
         if not sigma0 > 0:

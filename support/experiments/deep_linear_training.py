@@ -34,25 +34,25 @@ from support.rank import spectral_entropy
 TARGETS = {"lowrank": 8, "fullrank": None}
 
 #: What is trained. Regression: ``n_samples`` Gaussian inputs of a 32 x 32 map, a target with the
-#: output scale of the Kaiming-initialised network, plain full-batch gradient descent at half the
-#: stability limit (``eta = 1``) for a budget that takes depth 1 to its closed-form limit.
-#: Completion: 80% of the entries observed, Adam with a cosine decay.
+#: output scale of the Kaiming-initialised network, full-batch gradient descent with Nesterov
+#: momentum at a step of ``eta`` over the current curvature, for a budget that takes depth 1 to its
+#: closed-form limit. Completion: 80% of the entries observed, Adam with a cosine decay.
 PROBLEMS = {
     "regression": {"n": 32, "target_rank": 8, "n_samples": 27, "target_scale": 1.0, "init_rank": 4,
-                   "method": "sgd", "eta": 1.0, "lr_schedule": "constant", "steps": 4000},
+                   "method": "nesterov", "eta": 0.5, "lr_schedule": "constant", "steps": 4000},
     "completion": {"n": 32, "target_rank": 8, "observed_fraction": 0.8, "init_rank": 4,
                    "method": "adam", "lr": 3e-3, "lr_schedule": "cosine", "steps": 3000},
 }
 
-#: The optimizer sweep: gradient steps (SGD and Nesterov at a step size set by the curvature,
-#: Adam at a fixed one), L-BFGS iterations, or loss evaluations per seed (CMA-ES, random search).
+#: The optimizer sweep: gradient steps (SGD and Nesterov at ``eta`` over the current curvature,
+#: Adam at a fixed step), L-BFGS iterations, or loss evaluations per seed (CMA-ES, random search).
 OPTIMIZER_BUDGETS = {
     "sgd": {"eta": 1.0, "lr_schedule": "constant", "steps": 4000},
-    "nesterov": {"eta": 0.25, "lr_schedule": "constant", "steps": 4000},
+    "nesterov": {"eta": 0.5, "lr_schedule": "constant", "steps": 4000},
     "adam": {"lr": 1e-3, "lr_schedule": "cosine", "steps": 4000},
     "lbfgs": {"steps": 500},
-    "cma": {"steps": 20000, "popsize": 32},
-    "random_search": {"steps": 20000},
+    "cma": {"steps": 10000, "popsize": 32},
+    "random_search": {"steps": 10000},
 }
 
 SCALES = {
