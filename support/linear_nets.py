@@ -15,7 +15,8 @@ Design
   - :class:`RegressionProblem` (the chapter's main problem): ``N < n`` Gaussian inputs ``X`` and
     their images ``W* X``. Gradient descent never changes the component of the end-to-end map
     outside the span of the inputs at depth 1 (:meth:`RegressionProblem.depth_one_limit`); from a
-    non-zero start that component carries the initialisation's excess rank, and depth removes it.
+    non-zero start that component carries the initialisation's excess rank, and depth removes its
+    part outside the target's column space (:func:`unobserved_parts`, :func:`unobserved_image_share`).
   - :class:`CompletionProblem`: a random subset of the entries of ``W*`` is observed. Depth 1
     leaves the unobserved entries where they started (:meth:`CompletionProblem.depth_one_limit`),
     and even from a zero start the minimum-norm completion is full-rank.
@@ -28,6 +29,10 @@ Design
   Nesterov and Adam are elementwise optimizers, so the seeds train independently. L-BFGS
   couples parameters through its line search and CMA-ES through its covariance, so those run
   one seed at a time (CMA-ES evaluates each population as one batch instead).
+* **Step sizes.** Gradient descent (plain or Nesterov) takes one step per seed, a fraction of the
+  inverse of the loss's largest curvature (:func:`gauss_newton_top`), re-measured during training:
+  a random deep start is far more curved than the solution, so no step fixed in advance both
+  converges on every seed and trains the deepest networks in a fixed budget.
 * **Random streams** come from :mod:`support.seeding`, one named stream per purpose (target,
   inputs or mask, initialisation, search), so a seed gives the same target whatever the batch.
 * **rho.** :func:`support.rank.spectral_entropy` of ``W_e`` (entropy of the normalised singular
