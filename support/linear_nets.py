@@ -1,4 +1,4 @@
-"""Deep linear networks ``W_d ... W_1`` trained on an under-determined low-rank completion problem.
+"""Deep linear networks ``W_d ... W_1`` trained on under-determined problems: regression and completion.
 
 The chapter *Depth and the solutions gradient descent finds* (``book/deep_linear_training.ipynb``)
 explains and uses everything here. A deep linear network computes ``x -> W_e x`` with the
@@ -8,35 +8,45 @@ parameterization (paper v1 Insight 2, rev2/v4 Observations 3 and 4).
 
 Design
 ------
-* **The problem.** Regression on the entries of an ``n x n`` map: a random subset of the entries
-  of a target ``W*`` is observed (matrix completion, ``observed_fraction * n^2`` observations for
-  ``n^2`` unknowns), and the network is trained to reproduce them. ``W*`` is a rank-``r``
-  product of Gaussian matrices or a full-rank Gaussian matrix, rescaled to mean squared entry 1
-  so that predicting zero costs a loss of 1. Infinitely many maps fit the observed entries
-  exactly; the parameterization decides which one is found. (Regression on Gaussian inputs,
-  ``y = W* x``, would not do: its minimum-norm solution ``W* P`` already has the target's rank,
-  so a low-rank bias could not help there.)
-* **Losses.** Train loss: mean squared error over the observed entries. Test loss: mean squared
-  error over all ``n^2`` entries (the expected loss on a uniformly random entry).
+* **Two problems, one interface.** Both have fewer observations than the ``n^2`` unknowns of the
+  end-to-end map, so infinitely many maps fit the data exactly and the parameterization decides
+  which one is found.
+
+  - :class:`RegressionProblem` (the chapter's main problem): ``N < n`` Gaussian inputs ``X`` and
+    their images ``W* X``. Gradient descent never changes the component of the end-to-end map
+    outside the span of the inputs at depth 1 (:meth:`RegressionProblem.depth_one_limit`); from a
+    non-zero start that component carries the initialisation's excess rank, and depth removes its
+    part outside the target's column space (:func:`unobserved_parts`, :func:`unobserved_image_share`).
+  - :class:`CompletionProblem`: a random subset of the entries of ``W*`` is observed. Depth 1
+    leaves the unobserved entries where they started (:meth:`CompletionProblem.depth_one_limit`),
+    and even from a zero start the minimum-norm completion is full-rank.
+
+  ``W*`` is a rank-``r`` product of Gaussian matrices or a full-rank Gaussian matrix
+  (:func:`make_target`). Both losses are *relative*: predicting zero costs exactly 1.
 * **Batched over seeds.** Factors are stored as one tensor of shape ``(S, d, n, n)``: seed ``s``
-  owns ``factors[s]``, its own target, mask and initialisation. Gradient training minimises the
+  owns ``factors[s]``, its own target, data and initialisation. Gradient training minimises the
   SUM over seeds of per-seed losses, so each seed receives exactly its own gradient; SGD,
   Nesterov and Adam are elementwise optimizers, so the seeds train independently. L-BFGS
   couples parameters through its line search and CMA-ES through its covariance, so those run
   one seed at a time (CMA-ES evaluates each population as one batch instead).
+* **Step sizes.** Gradient descent (plain or Nesterov) takes one step per seed, a fraction of the
+  inverse of the loss's largest curvature (:func:`gauss_newton_top`), re-measured during training:
+  a random deep start is far more curved than the solution, so no step fixed in advance both
+  converges on every seed and trains the deepest networks in a fixed budget.
+* **Random streams** come from :mod:`support.seeding`, one named stream per purpose (target,
+  inputs or mask, initialisation, search), so a seed gives the same target whatever the batch.
 * **rho.** :func:`support.rank.spectral_entropy` of ``W_e`` (entropy of the normalised singular
   values, in nats), recorded over training.
 """
 from __future__ import annotations
 
-import argparse
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from support import seeding
 from support.checks import check_int, check_seeds
 from support.rank import spectral_entropy
 
@@ -44,27 +54,107 @@ GRADIENT_OPTIMIZERS = ("sgd", "nesterov", "adam", "lbfgs")
 GRADIENT_FREE_OPTIMIZERS = ("cma", "random_search")
 OPTIMIZERS = GRADIENT_OPTIMIZERS + GRADIENT_FREE_OPTIMIZERS
 INITS = ("normal", "lowrank")
+LR_SCHEDULES = ("cosine", "constant")
 DTYPE = torch.float64
 
 
-
-
-def _generator(seed: int, stream: int) -> torch.Generator:
-    """Independent, reproducible random stream per (seed, purpose): targets, data, init, search."""
-    return torch.Generator().manual_seed(1_000_003 * int(seed) + 7919 * stream + 17)
-
-
 # --------------------------------------------------------------------------------------------
-# The completion problem
+# Targets and problems
 # --------------------------------------------------------------------------------------------
+
+def make_target(n: int, rank: int | None, seed: int, entry_rms: float = 1.0) -> torch.Tensor:
+    """An ``n x n`` target: ``A B`` with Gaussian ``A`` (n x rank), ``B`` (rank x n), or a full-rank
+    Gaussian matrix when ``rank`` is None; rescaled so that the root mean square of its entries is
+    ``entry_rms`` (``||W*||_F = n * entry_rms``)."""
+    n = check_int(n, "n")
+    if not entry_rms > 0:
+        raise ValueError(f"entry_rms must be positive, got {entry_rms}")
+    gen = seeding.torch_generator(seed, "deep-linear-target")
+    if rank is None:
+        w = torch.randn(n, n, generator=gen, dtype=DTYPE)
+    else:
+        rank = check_int(rank, "target_rank")
+        if rank > n:
+            raise ValueError(f"target_rank must be <= n = {n}, got {rank}")
+        a = torch.randn(n, rank, generator=gen, dtype=DTYPE)
+        w = a @ torch.randn(rank, n, generator=gen, dtype=DTYPE)
+    return w * (n * float(entry_rms)) / torch.linalg.matrix_norm(w)
+
+
+def _target_range_complement(target: torch.Tensor, rank: int | None) -> torch.Tensor:
+    """Projector ``Q`` onto the orthogonal complement of the column space of each target
+    (zero for a full-rank target)."""
+    n = target.shape[-1]
+    if rank is None:
+        return torch.zeros_like(target)
+    u = torch.linalg.svd(target)[0][..., :rank]
+    return torch.eye(n, dtype=target.dtype) - u @ u.transpose(-1, -2)
+
+
+@dataclass(frozen=True)
+class RegressionProblem:
+    """A batch of ``S`` independent under-determined linear regressions ``y = W* x``.
+
+    ``target``: ``(S, n, n)`` maps ``W*``; ``inputs``: ``(S, n, N)`` standard Gaussian inputs
+    ``X`` with ``N < n`` (``n N`` observed outputs for ``n^2`` unknowns). ``target_rank`` is None
+    for a full-rank target. Losses (per seed): train ``||(W - W*) X||_F^2 / ||W* X||_F^2``; test
+    ``||W - W*||_F^2 / ||W*||_F^2``, the expected squared error on a fresh standard Gaussian input
+    relative to that of predicting zero.
+    """
+
+    target: torch.Tensor
+    inputs: torch.Tensor
+    seeds: tuple
+    target_rank: int | None
+
+    @property
+    def n(self) -> int:
+        return self.target.shape[-1]
+
+    @property
+    def n_observed(self) -> int:
+        """Number of training inputs ``N``."""
+        return self.inputs.shape[-1]
+
+    def select(self, index: int) -> RegressionProblem:
+        """The single-seed problem at position ``index`` (used by per-seed optimizers)."""
+        sl = slice(index, index + 1)
+        return RegressionProblem(self.target[sl], self.inputs[sl], (self.seeds[index],), self.target_rank)
+
+    def train_loss(self, w: torch.Tensor) -> torch.Tensor:
+        """Per-seed relative training loss of maps ``w`` (``(..., S, n, n)``)."""
+        outputs = self.target @ self.inputs
+        err = ((w - self.target) @ self.inputs) ** 2
+        return err.sum(dim=(-2, -1)) / (outputs ** 2).sum(dim=(-2, -1))
+
+    def test_loss(self, w: torch.Tensor) -> torch.Tensor:
+        """Per-seed relative test loss ``||w - W*||_F^2 / ||W*||_F^2``."""
+        return ((w - self.target) ** 2).sum(dim=(-2, -1)) / (self.target ** 2).sum(dim=(-2, -1))
+
+    def input_projector(self) -> torch.Tensor:
+        """``P = X X^+`` (``(S, n, n)``), the orthogonal projector onto the span of the inputs."""
+        return self.inputs @ torch.linalg.pinv(self.inputs)
+
+    def unobserved_part(self, w: torch.Tensor) -> torch.Tensor:
+        """``w (I - P)``: the component of maps ``w`` on input directions no training input has."""
+        return w - w @ self.input_projector()
+
+    def depth_one_limit(self, initial_map: torch.Tensor) -> torch.Tensor:
+        """Where gradient flow on a single layer converges from ``initial_map``:
+        ``W* P + W_0 (I - P)`` (the gradient ``(W - W*) X X^T`` vanishes on ``I - P``)."""
+        p = self.input_projector()
+        return self.target @ p + initial_map - initial_map @ p
+
 
 @dataclass(frozen=True)
 class CompletionProblem:
     """A batch of ``S`` independent under-determined matrix-completion problems.
 
-    ``target``: ``(S, n, n)`` maps ``W*``; ``mask``: ``(S, n, n)`` booleans, True where the entry
-    of ``W*`` is observed (exactly ``n_observed`` per seed). ``target_rank`` is None for a
-    full-rank target.
+    ``target``: ``(S, n, n)`` maps ``W*`` (mean squared entry 1); ``mask``: ``(S, n, n)``
+    booleans, True where the entry of ``W*`` is observed (exactly ``n_observed`` per seed).
+    ``target_rank`` is None for a full-rank target. Losses (per seed): train, the mean squared
+    error over the observed entries; test, over all ``n^2`` entries (the expected loss on a
+    uniformly random entry). Predicting zero costs 1.
     """
 
     target: torch.Tensor
@@ -78,34 +168,62 @@ class CompletionProblem:
 
     @property
     def n_observed(self) -> int:
+        """Number of observed entries per seed."""
         return int(self.mask[0].sum())
 
-    def select(self, index: int) -> "CompletionProblem":
+    def select(self, index: int) -> CompletionProblem:
         """The single-seed problem at position ``index`` (used by per-seed optimizers)."""
         sl = slice(index, index + 1)
         return CompletionProblem(self.target[sl], self.mask[sl], (self.seeds[index],), self.target_rank)
 
+    def train_loss(self, w: torch.Tensor) -> torch.Tensor:
+        """Per-seed mean squared error of maps ``w`` (``(..., S, n, n)``) over the observed entries."""
+        err = (w - self.target) ** 2 * self.mask
+        return err.sum(dim=(-2, -1)) / self.n_observed
 
-def make_target(n: int, rank: int | None, seed: int) -> torch.Tensor:
-    """An ``n x n`` target: ``A B`` with Gaussian ``A`` (n x rank), ``B`` (rank x n), or a full-rank
-    Gaussian matrix when ``rank`` is None; rescaled to mean squared entry 1 (``||W*||_F^2 = n^2``),
-    so that predicting zero costs a loss of 1."""
+    def test_loss(self, w: torch.Tensor) -> torch.Tensor:
+        """Per-seed mean squared error over all ``n^2`` entries (``||w - W*||_F^2 / n^2``)."""
+        return ((w - self.target) ** 2).mean(dim=(-2, -1))
+
+    def unobserved_part(self, w: torch.Tensor) -> torch.Tensor:
+        """The unobserved entries of maps ``w`` (observed ones set to zero)."""
+        return w * ~self.mask
+
+    def depth_one_limit(self, initial_map: torch.Tensor) -> torch.Tensor:
+        """Where gradient flow on a single layer converges from ``initial_map``: the target on the
+        observed entries, the initial map elsewhere (the gradient vanishes off the mask)."""
+        return torch.where(self.mask, self.target, initial_map)
+
+
+Problem = RegressionProblem | CompletionProblem
+
+
+def make_regression_problem(n: int = 32, target_rank: int | None = 8, n_samples: int = 27,
+                            target_scale: float = 1.0, seeds=(0,)) -> RegressionProblem:
+    """One regression problem per seed: a target and ``n_samples`` standard Gaussian inputs.
+
+    ``target_scale`` is the root mean square output of the target on a standard Gaussian input
+    (``||W*||_F^2 = n target_scale^2``); a network initialised by :func:`init_factors` has root
+    mean square output 1 at every depth, so ``target_scale = 1`` puts target and initial network
+    on the same scale. ``n_samples < n`` makes the problem under-determined.
+    """
     n = check_int(n, "n")
-    gen = _generator(seed, 0)
-    if rank is None:
-        w = torch.randn(n, n, generator=gen, dtype=DTYPE)
-    else:
-        rank = check_int(rank, "target_rank")
-        if rank > n:
-            raise ValueError(f"target_rank must be <= n = {n}, got {rank}")
-        w = torch.randn(n, rank, generator=gen, dtype=DTYPE) @ torch.randn(rank, n, generator=gen, dtype=DTYPE)
-    return w * n / torch.linalg.matrix_norm(w)
+    n_samples = check_int(n_samples, "n_samples")
+    if n_samples >= n:
+        raise ValueError(f"n_samples must be < n = {n} for an under-determined problem, got {n_samples}")
+    if not target_scale > 0:
+        raise ValueError(f"target_scale must be positive, got {target_scale}")
+    seeds = check_seeds(seeds)
+    targets = [make_target(n, target_rank, s, entry_rms=target_scale / math.sqrt(n)) for s in seeds]
+    inputs = [torch.randn(n, n_samples, generator=seeding.torch_generator(s, "regression-inputs"),
+                          dtype=DTYPE) for s in seeds]
+    return RegressionProblem(torch.stack(targets), torch.stack(inputs), tuple(seeds), target_rank)
 
 
-def make_problem(n: int = 32, target_rank: int | None = 8, observed_fraction: float = 0.8,
-                 seeds=(0,)) -> CompletionProblem:
-    """Build one completion problem per seed: a target and a uniformly random set of
-    ``round(observed_fraction * n^2)`` observed entries.
+def make_completion_problem(n: int = 32, target_rank: int | None = 8, observed_fraction: float = 0.8,
+                            seeds=(0,)) -> CompletionProblem:
+    """One completion problem per seed: a target (mean squared entry 1) and a uniformly random set
+    of ``round(observed_fraction * n^2)`` observed entries.
 
     With ``observed_fraction < 1`` there are fewer observations than the ``n^2`` unknowns of the
     end-to-end map: infinitely many maps fit the observed entries exactly.
@@ -120,11 +238,44 @@ def make_problem(n: int = 32, target_rank: int | None = 8, observed_fraction: fl
     targets, masks = [], []
     for s in seeds:
         targets.append(make_target(n, target_rank, s))
-        order = torch.randperm(n * n, generator=_generator(s, 1))
+        order = torch.randperm(n * n, generator=seeding.torch_generator(s, "completion-mask"))
         mask = torch.zeros(n * n, dtype=torch.bool)
         mask[order[:m]] = True
         masks.append(mask.reshape(n, n))
     return CompletionProblem(torch.stack(targets), torch.stack(masks), tuple(seeds), target_rank)
+
+
+def unobserved_parts(problem: Problem, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split the unobserved part ``B`` of maps ``w`` (:meth:`~RegressionProblem.unobserved_part`)
+    by the target's column space: returns ``(||(I - Q) B||_F^2, ||Q B||_F^2)`` per seed, relative
+    to ``||W*||_F^2``, where ``Q`` projects onto the orthogonal complement of the column space of
+    ``W*`` (for a full-rank target ``Q = 0``). Depth drives the second part to zero."""
+    b = problem.unobserved_part(w)
+    outside = _target_range_complement(problem.target, problem.target_rank) @ b
+    scale = (problem.target ** 2).sum(dim=(-2, -1))
+    return ((b - outside) ** 2).sum(dim=(-2, -1)) / scale, (outside ** 2).sum(dim=(-2, -1)) / scale
+
+
+def unobserved_image_share(lower: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """How much of the hidden image of the unobserved input directions escapes the data's image.
+
+    ``lower`` is the product ``W_{d-1} ... W_1`` of the factors below the last (``(..., n, n)``;
+    the identity for depth 1) and ``inputs`` the training inputs ``X`` (``(..., n, N)``). Returns
+    ``||Pi M (I - P)||_F^2 / ||M (I - P)||_F^2`` with ``M = lower``, ``P`` the projector onto the
+    span of ``X`` and ``Pi`` the projector onto the orthogonal complement of the span of ``M X``.
+    Gradient descent shrinks the last factor only along the data's hidden image, so this share
+    bounds what survives training of the initial map's component outside the target's column
+    space: it is exactly 1 at depth 1 (nothing is removed) and falls with depth.
+    """
+    if lower.shape[-1] != lower.shape[-2] or inputs.shape[-2] != lower.shape[-1]:
+        raise ValueError(f"lower must be (..., n, n) and inputs (..., n, N), got {tuple(lower.shape)} "
+                         f"and {tuple(inputs.shape)}")
+    n = lower.shape[-1]
+    eye = torch.eye(n, dtype=lower.dtype)
+    m = lower @ (eye - inputs @ torch.linalg.pinv(inputs))
+    hidden = lower @ inputs
+    escaped = m - hidden @ torch.linalg.pinv(hidden) @ m
+    return (escaped ** 2).sum(dim=(-2, -1)) / (m ** 2).sum(dim=(-2, -1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,13 +287,15 @@ def init_factors(depth: int, n: int, seeds, init: str = "normal", init_rank: int
     """Initial factors ``(S, depth, n, n)`` for each seed.
 
     ``"normal"``: i.i.d. ``N(0, 1/n)`` entries (Kaiming fan-in, gain 1: the expected output norm
-    equals the input norm at every depth). ``"lowrank"``: the first factor (the one that acts first)
-    is a Gaussian rank-``init_rank`` product ``A B`` scaled to the same expected Frobenius norm, the
-    others are normal, so ``W_e`` starts with rank at most ``init_rank`` while every later factor
-    is full-rank (making *every* factor low-rank collapses deep products to rank one, from which
-    gradient methods cannot recover). ``init_scale`` multiplies every factor by ``init_scale ** (1 / depth)``, so
-    the expected norm of ``W_e`` at initialisation is ``init_scale`` times the Kaiming value at
-    every depth (the distribution of rho is unchanged: rho is scale invariant).
+    equals the input norm at every depth). The factors of a seed are drawn in order, so a deeper
+    network shares its first factors with a shallower one. ``"lowrank"``: the first factor (the
+    one that acts first) is a Gaussian rank-``init_rank`` product ``A B`` scaled to the same
+    expected Frobenius norm, the others are normal, so ``W_e`` starts with rank at most
+    ``init_rank`` while every later factor is full-rank (making *every* factor low-rank collapses
+    deep products to rank one, from which gradient methods cannot recover). ``init_scale``
+    multiplies every factor by ``init_scale ** (1 / depth)``, so the expected norm of ``W_e`` at
+    initialisation is ``init_scale`` times the Kaiming value at every depth (the distribution of
+    rho is unchanged: rho is scale invariant).
     """
     depth = check_int(depth, "depth")
     n = check_int(n, "n")
@@ -151,14 +304,16 @@ def init_factors(depth: int, n: int, seeds, init: str = "normal", init_rank: int
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     if not init_scale > 0:
         raise ValueError(f"init_scale must be positive, got {init_scale}")
+    if init == "lowrank":
+        init_rank = check_int(init_rank, "init_rank")
+        if init_rank > n:
+            raise ValueError(f"init_rank must be <= n = {n}, got {init_rank}")
     out = []
     for s in seeds:
-        gen = _generator(s, 2)
-        w = torch.randn(depth, n, n, generator=gen, dtype=DTYPE) / math.sqrt(n)
+        w = torch.randn(depth, n, n, generator=seeding.torch_generator(s, "deep-linear-init"),
+                        dtype=DTYPE) / math.sqrt(n)
         if init == "lowrank":
-            init_rank = check_int(init_rank, "init_rank")
-            if init_rank > n:
-                raise ValueError(f"init_rank must be <= n = {n}, got {init_rank}")
+            gen = seeding.torch_generator(s, "deep-linear-init-lowrank")
             a = torch.randn(n, init_rank, generator=gen, dtype=DTYPE)
             b = torch.randn(init_rank, n, generator=gen, dtype=DTYPE)
             # E||A B||_F^2 = n^2 r: scale to E||W||_F^2 = n like the normal init.
@@ -175,18 +330,6 @@ def end_to_end(factors: torch.Tensor) -> torch.Tensor:
     for i in range(1, factors.shape[1]):
         w = factors[:, i] @ w
     return w
-
-
-def train_loss_of_map(w: torch.Tensor, problem: CompletionProblem) -> torch.Tensor:
-    """Per-seed mean squared error of maps ``w`` (``(..., S, n, n)``) over the observed entries."""
-    err = (w - problem.target) ** 2 * problem.mask
-    return err.sum(dim=(-2, -1)) / problem.n_observed
-
-
-def test_loss_of_map(w: torch.Tensor, problem: CompletionProblem) -> torch.Tensor:
-    """Per-seed mean squared error over all ``n^2`` entries: the expected loss on a uniformly
-    random entry, observed or not (``||w - W*||_F^2 / n^2``)."""
-    return ((w - problem.target) ** 2).mean(dim=(-2, -1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,10 +360,17 @@ class TrainResult:
         return self.rho[-1]
 
 
-def _snapshot(w: torch.Tensor, problem: CompletionProblem):
+def _snapshot(w: torch.Tensor, problem: Problem):
     w = w.detach()
-    return (train_loss_of_map(w, problem).numpy(), test_loss_of_map(w, problem).numpy(),
-            np.asarray(spectral_entropy(w)))
+    return (problem.train_loss(w).numpy(), problem.test_loss(w).numpy(), np.asarray(spectral_entropy(w)))
+
+
+def _merge_per_seed(per_seed) -> list:
+    """Records of one-seed runs (lists of ``(step, train, test, rho)``) as batched records,
+    truncated to the shortest run."""
+    length = min(len(r) for r in per_seed)
+    return [(per_seed[0][k][0],) + tuple(np.concatenate([r[k][j] for r in per_seed]) for j in (1, 2, 3))
+            for k in range(length)]
 
 
 def _finish(method, depth, records, w0, w1, hyper) -> TrainResult:
@@ -233,32 +383,101 @@ def _finish(method, depth, records, w0, w1, hyper) -> TrainResult:
 DEFAULT_LR = {"adam": 3e-3, "lbfgs": 1.0}
 
 
-def curvature_lr(problem: CompletionProblem, depth: int, eta: float = 0.5) -> float:
-    """Step size for (momentum) gradient descent: ``eta`` over the largest curvature at a balanced
-    solution.
+def _map_hessian_product(problem: Problem, u: torch.Tensor) -> torch.Tensor:
+    """Hessian of the (quadratic) train loss in the end-to-end map applied to ``u``: the gradient
+    at ``W* + u``, since the gradient vanishes at ``W*`` and is linear in the map."""
+    w = (problem.target + u).detach().requires_grad_(True)
+    grad, = torch.autograd.grad(problem.train_loss(w).sum(), w)
+    return grad
 
-    Near a balanced factorisation of ``W*`` (every factor with singular values
-    ``sigma_i(W*)^(1/d)``) the loss Hessian has top eigenvalue about
-    ``(2 / n_observed) * d * sigma_max(W*)^(2 (d-1) / d)``, so stability needs ``lr`` below
-    ``2 / that``. Using the largest ``sigma_max`` over seeds keeps every seed stable.
+
+def gauss_newton_top(problem: Problem, factors: torch.Tensor, iterations: int = 50,
+                     start: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-seed largest eigenvalue of the Gauss-Newton matrix ``J^T H J`` of the train loss in the
+    factors ``(S, d, n, n)`` (``J``: Jacobian of the end-to-end map; ``H``: the loss's Hessian in
+    the map), by power iteration; returns the eigenvalues ``(S,)`` and the last iterate, which
+    warm-starts the next call (``start``). Near a minimum this is the curvature that limits the
+    step of gradient descent. The seeds' blocks are independent, so the iteration runs batched,
+    normalising per seed; without ``start`` it begins from the stream ``"curvature-probe"``."""
+    iterations = check_int(iterations, "iterations")
+    factors = factors.detach().requires_grad_(True)
+    if start is None:
+        start = torch.stack([torch.randn(factors.shape[1:], dtype=factors.dtype,
+                                         generator=seeding.torch_generator(s, "curvature-probe"))
+                             for s in problem.seeds])
+    v = start
+    mapped = end_to_end(factors)
+    for _ in range(iterations):
+        v = v / torch.linalg.vector_norm(v, dim=(1, 2, 3), keepdim=True)
+        # J v by propagating the tangent through the product (W_i + t V_i), first factor first
+        w, pushed = factors[:, 0].detach(), v[:, 0]
+        for i in range(1, factors.shape[1]):
+            pushed = factors[:, i].detach() @ pushed + v[:, i] @ w
+            w = factors[:, i].detach() @ w
+        hessian_pushed = _map_hessian_product(problem, pushed)
+        v_next, = torch.autograd.grad(mapped, factors, hessian_pushed, retain_graph=True)
+        top = (v_next * v).sum(dim=(1, 2, 3))
+        v = v_next
+    return top.detach(), v.detach()
+
+
+def _cosine(t: int, steps: int) -> float:
+    """Cosine decay from 1 at step 0 to 0 at ``steps`` (as ``torch.optim.lr_scheduler.CosineAnnealingLR``)."""
+    return 0.5 * (1.0 + math.cos(math.pi * t / steps))
+
+
+def _train_gradient_descent(problem, factors, nesterov, lr, eta, steps, record_every, lr_schedule,
+                            probe_every):
+    """Full-batch gradient descent, plain or with Nesterov momentum 0.9 (PyTorch's formulation),
+    with one step size per seed, so that a seed trains the same alone or in a batch.
+
+    With ``lr`` None the step of each seed is ``eta`` over its largest Gauss-Newton curvature
+    (:func:`gauss_newton_top`), re-measured every ``probe_every`` steps and whenever the seed's
+    loss rises; a rise also restarts its momentum (function-value restart). A random start can be
+    far more curved than the solution, and the curvature grows as the factors grow, so a step set
+    once would either diverge or crawl. ``lr_schedule`` "cosine" decays the steps to zero over
+    ``steps``.
     """
-    depth = check_int(depth, "depth")
-    top = float(torch.linalg.matrix_norm(problem.target, ord=2).max())
-    curvature = 2.0 / problem.n_observed * depth * top ** (2.0 * (depth - 1) / depth)
-    return float(eta) / curvature
+    S = factors.shape[0]
+    w = factors.clone()
+    velocity = torch.zeros_like(w)
+    step, probe, previous = None, None, None
+    if lr is not None:
+        step = torch.as_tensor(np.broadcast_to(np.asarray(lr, dtype=np.float64), (S,)).copy())
+    records = []
+    for t in range(steps + 1):
+        if t % record_every == 0 or t == steps:
+            records.append((t, *_snapshot(end_to_end(w), problem)))
+        if t == steps:
+            break
+        w.requires_grad_(True)
+        loss = problem.train_loss(end_to_end(w))
+        grad, = torch.autograd.grad(loss.sum(), w)
+        w, loss = w.detach(), loss.detach()
+        if lr is None:
+            rose = torch.zeros(S, dtype=torch.bool) if previous is None else loss > previous
+            refresh = torch.ones(S, dtype=torch.bool) if t % probe_every == 0 else rose
+            if refresh.any():
+                top, vector = gauss_newton_top(problem, w, iterations=50 if probe is None else 5, start=probe)
+                step = torch.where(refresh, eta / top, step) if step is not None else eta / top
+                probe = vector if probe is None else torch.where(refresh[:, None, None, None], vector, probe)
+            velocity[rose] = 0.0
+            previous = loss
+        if nesterov:
+            velocity = 0.9 * velocity + grad
+            grad = grad + 0.9 * velocity
+        scale = _cosine(t, steps) if lr_schedule == "cosine" else 1.0
+        w = w - (scale * step)[:, None, None, None] * grad
+    return w, records
 
 
-def _train_first_order(problem, factors, method, lr, steps, record_every):
-    """Full-batch SGD / Nesterov / Adam with a cosine learning-rate decay to zero over ``steps``
-    (the decay lets every depth settle instead of oscillating at the end of the budget)."""
+def _train_adam(problem, factors, lr, steps, record_every, lr_schedule):
+    """Full-batch Adam at a constant step or with a cosine decay to zero over ``steps`` (the decay
+    lets Adam settle instead of oscillating at the end of the budget). Adam acts elementwise, so
+    the seeds train independently."""
     w = factors.clone().requires_grad_(True)
-    if method == "sgd":
-        opt = torch.optim.SGD([w], lr=lr)
-    elif method == "nesterov":
-        opt = torch.optim.SGD([w], lr=lr, momentum=0.9, nesterov=True)
-    else:
-        opt = torch.optim.Adam([w], lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    opt = torch.optim.Adam([w], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) if lr_schedule == "cosine" else None
     records = []
     for t in range(steps + 1):
         if t % record_every == 0 or t == steps:
@@ -267,9 +486,10 @@ def _train_first_order(problem, factors, method, lr, steps, record_every):
             break
         opt.zero_grad(set_to_none=True)
         # SUM over seeds: each seed's factors get exactly their own gradient.
-        train_loss_of_map(end_to_end(w), problem).sum().backward()
+        problem.train_loss(end_to_end(w)).sum().backward()
         opt.step()
-        sched.step()
+        if sched is not None:
+            sched.step()
     return w, records
 
 
@@ -285,7 +505,7 @@ def _train_lbfgs(problem, factors, lr, steps, record_every):
 
         def closure():
             opt.zero_grad(set_to_none=True)
-            loss = train_loss_of_map(end_to_end(w), sub).sum()
+            loss = sub.train_loss(end_to_end(w)).sum()
             loss.backward()
             return loss
 
@@ -295,15 +515,7 @@ def _train_lbfgs(problem, factors, lr, steps, record_every):
             records.append((min(t, steps), *_snapshot(end_to_end(w), sub)))
         finals.append(w.detach())
         per_seed.append(records)
-    merged = [(per_seed[0][k][0],) + tuple(np.concatenate([r[k][j] for r in per_seed]) for j in (1, 2, 3))
-              for k in range(len(per_seed[0]))]
-    return torch.cat(finals), merged
-
-
-def _batched_losses(flat: torch.Tensor, depth: int, n: int, sub: CompletionProblem) -> torch.Tensor:
-    """Train losses of a population of flattened factor vectors ``(P, d n n)`` for one seed."""
-    w = end_to_end(flat.reshape(-1, depth, n, n))
-    return train_loss_of_map(w, sub)
+    return torch.cat(finals), _merge_per_seed(per_seed)
 
 
 def _train_cma(problem, factors, evaluations, record_every, sigma0, popsize):
@@ -319,8 +531,10 @@ def _train_cma(problem, factors, evaluations, record_every, sigma0, popsize):
     for i in range(S):
         sub = problem.select(i)
         x0 = factors[i].reshape(-1).numpy()
+        # cma seeds numpy's legacy generator: a nonzero 31-bit integer (0 would mean "from the clock").
+        cma_seed = seeding.torch_seed(problem.seeds[i], "cma-es") % (2**31 - 1) + 1
         es = cma.CMAEvolutionStrategy(x0, sigma0, {
-            "CMA_diagonal": True, "popsize": popsize, "seed": int(problem.seeds[i]) + 1,
+            "CMA_diagonal": True, "popsize": popsize, "seed": cma_seed,
             "verbose": -9, "maxfevals": evaluations, "tolfun": 0, "tolfunhist": 0, "tolx": 0,
             "tolstagnation": 10 ** 9, "tolflatfitness": 10 ** 9})
         w = factors[i:i + 1]
@@ -328,7 +542,7 @@ def _train_cma(problem, factors, evaluations, record_every, sigma0, popsize):
         next_record = record_every
         while es.countevals < evaluations:
             pop = es.ask()
-            losses = _batched_losses(torch.as_tensor(np.array(pop)), depth, n, sub)
+            losses = sub.train_loss(end_to_end(torch.as_tensor(np.array(pop)).reshape(-1, depth, n, n)))
             es.tell(pop, losses.tolist())
             if es.countevals >= next_record or es.countevals >= evaluations:
                 w = torch.as_tensor(es.result.xbest).reshape(1, depth, n, n)
@@ -336,10 +550,7 @@ def _train_cma(problem, factors, evaluations, record_every, sigma0, popsize):
                 next_record += record_every
         finals.append(w)
         per_seed.append(records)
-    length = min(len(r) for r in per_seed)
-    merged = [(per_seed[0][k][0],) + tuple(np.concatenate([r[k][j] for r in per_seed]) for j in (1, 2, 3))
-              for k in range(length)]
-    return torch.cat(finals), merged
+    return torch.cat(finals), _merge_per_seed(per_seed)
 
 
 def _train_random_search(problem, factors, evaluations, record_every, sigma0):
@@ -348,16 +559,16 @@ def _train_random_search(problem, factors, evaluations, record_every, sigma0):
     on success and shrinks by 2^(-1/16) on failure (equilibrium success rate 1/5, Rechenberg's
     rule). Independent per seed, batched over seeds."""
     S, depth, n, _ = factors.shape
-    gens = [_generator(s, 3) for s in problem.seeds]
+    gens = [seeding.torch_generator(s, "random-search") for s in problem.seeds]
     w = factors.clone()
-    loss = train_loss_of_map(end_to_end(w), problem)
+    loss = problem.train_loss(end_to_end(w))
     sigma = torch.full((S,), float(sigma0), dtype=DTYPE)
     up, down = 2.0 ** 0.25, 2.0 ** (-1 / 16)
     records = [(0, *_snapshot(end_to_end(w), problem))]
     for t in range(1, evaluations + 1):
         noise = torch.stack([torch.randn(depth, n, n, generator=g, dtype=DTYPE) for g in gens])
         cand = w + sigma[:, None, None, None] * noise
-        cand_loss = train_loss_of_map(end_to_end(cand), problem)
+        cand_loss = problem.train_loss(end_to_end(cand))
         better = cand_loss < loss
         w = torch.where(better[:, None, None, None], cand, w)
         loss = torch.where(better, cand_loss, loss)
@@ -367,36 +578,57 @@ def _train_random_search(problem, factors, evaluations, record_every, sigma0):
     return w, records
 
 
-def train(problem: CompletionProblem, depth: int, method: str = "adam", *, init: str = "normal",
-          init_rank: int = 4, init_scale: float = 1.0, steps: int = 2000, lr: float | None = None, record_every: int = 100,
-          sigma0: float | None = None, popsize: int = 32) -> TrainResult:
+def train(problem: Problem, depth: int, method: str = "adam", *, init: str = "normal",
+          init_rank: int = 4, init_scale: float = 1.0, steps: int = 2000, lr=None,
+          eta: float = 0.5, lr_schedule: str = "cosine", probe_every: int = 100,
+          record_every: int = 100, sigma0: float | None = None, popsize: int = 32) -> TrainResult:
     """Train depth-``depth`` linear networks (one per seed of ``problem``) with ``method``.
 
-    ``method`` is one of ``OPTIMIZERS``. For ``sgd``, ``nesterov`` (momentum 0.9), ``adam``
-    ``steps`` counts full-batch gradient steps; for ``lbfgs`` it counts inner L-BFGS iterations
+    ``method`` is one of ``OPTIMIZERS``. For ``sgd`` (plain full-batch gradient descent),
+    ``nesterov`` (momentum 0.9) and ``adam``, ``steps`` counts gradient steps with
+    ``lr_schedule`` ("cosine" decay to zero or "constant"). SGD and Nesterov take ``lr`` (one
+    value or one per seed) or, without it, ``eta`` over the current curvature, re-measured every
+    ``probe_every`` steps and whenever the loss rises (:func:`_train_gradient_descent`); Adam
+    takes ``lr`` (default ``DEFAULT_LR``). For ``lbfgs`` ``steps`` counts inner L-BFGS iterations
     (one ``step`` call per ``record_every``); for ``cma`` and ``random_search`` it counts loss
-    evaluations per seed. ``sigma0`` (gradient-free only) is the initial per-entry search scale,
-    by default a tenth of the initial per-entry standard deviation ``1/sqrt(n)``.
+    evaluations per seed.
+    ``sigma0`` (gradient-free only) is the initial per-entry search scale, by default a tenth of
+    the initial per-entry standard deviation ``1/sqrt(n)``.
     """
     depth = check_int(depth, "depth")
     steps = check_int(steps, "steps")
     record_every = check_int(record_every, "record_every")
+    probe_every = check_int(probe_every, "probe_every")
     if method not in OPTIMIZERS:
         raise ValueError(f"method must be one of {OPTIMIZERS}, got {method!r}")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+    if not eta > 0:
+        raise ValueError(f"eta must be positive, got {eta}")
     factors = init_factors(depth, problem.n, problem.seeds, init, init_rank, init_scale)
     w0 = end_to_end(factors)
     hyper = {"init": init, "init_scale": float(init_scale), "steps": steps}
     if method in GRADIENT_OPTIMIZERS:
-        if lr is None:
-            lr = DEFAULT_LR[method] if method in DEFAULT_LR else curvature_lr(problem, depth)
-        lr = float(lr)
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        hyper["lr"] = lr
-        if method == "lbfgs":
-            w, records = _train_lbfgs(problem, factors, lr, steps, record_every)
+        if lr is None and method in DEFAULT_LR:
+            lr = DEFAULT_LR[method]
+        if lr is not None:
+            lr = np.asarray(lr, dtype=np.float64)
+            if not (lr.ndim == 0 or lr.shape == (len(problem.seeds),)) or not np.all(lr > 0):
+                raise ValueError(f"lr must be positive: one value, or one per seed, got {lr}")
+            if method in ("adam", "lbfgs") and lr.ndim:
+                raise ValueError(f"{method} takes a single learning rate, not one per seed")
+            hyper["lr"] = lr.tolist()
         else:
-            w, records = _train_first_order(problem, factors, method, lr, steps, record_every)
+            hyper.update(eta=float(eta), probe_every=probe_every)
+        if method == "lbfgs":
+            w, records = _train_lbfgs(problem, factors, float(lr), steps, record_every)
+        elif method == "adam":
+            hyper["lr_schedule"] = lr_schedule
+            w, records = _train_adam(problem, factors, float(lr), steps, record_every, lr_schedule)
+        else:
+            hyper["lr_schedule"] = lr_schedule
+            w, records = _train_gradient_descent(problem, factors, method == "nesterov", lr, eta, steps,
+                                                 record_every, lr_schedule, probe_every)
     else:
         sigma0 = 0.1 / math.sqrt(problem.n) if sigma0 is None else float(sigma0)
         if not sigma0 > 0:
@@ -409,155 +641,3 @@ def train(problem: CompletionProblem, depth: int, method: str = "adam", *, init:
         else:
             w, records = _train_random_search(problem, factors, steps, record_every, sigma0)
     return _finish(method, depth, records, w0, end_to_end(w.detach()), hyper)
-
-
-# --------------------------------------------------------------------------------------------
-# Sweeps (what the chapter shows; ``python -m support.linear_nets`` stores the paper-scale runs)
-# --------------------------------------------------------------------------------------------
-
-PAPER_DEPTHS = (1, 4, 8, 12, 16, 20, 24, 28, 32)
-OPTIMIZER_DEPTHS = (1, 2, 4, 8)
-TARGETS = {"lowrank": 8, "fullrank": None}
-
-#: Setup of every sweep. The paper gives only n = 32 (inferred) and the depths; the rest is ours
-#: (see the chapter for the reasons behind each choice).
-SWEEP_CONFIG = {
-    "n": 32,
-    "target_rank": 8,
-    "observed_fraction": 0.8,
-    "init_rank": 4,
-    "depth_method": "adam",
-    "depth_lr": 3e-3,
-    "gradient_steps": 3000,
-    "lbfgs_iterations": 500,
-    "gradient_free_evaluations": 20000,
-    "cma_popsize": 32,
-    "record_points": 6,
-}
-
-SCALES = {
-    "quick": {"seeds": (0, 1), "depths": (1, 4, 8), "optimizer_depths": (1, 4),
-              "gradient_steps": 1500, "lbfgs_iterations": 200, "gradient_free_evaluations": 4000},
-    "paper": {"seeds": (0, 1, 2, 3, 4), "depths": PAPER_DEPTHS, "optimizer_depths": OPTIMIZER_DEPTHS},
-}
-
-
-def sweep_settings(scale: str) -> dict:
-    """Full settings of a sweep at ``scale`` ("quick" or "paper"): ``SWEEP_CONFIG`` overridden
-    by ``SCALES``."""
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {tuple(SCALES)}, got {scale!r}")
-    return {**SWEEP_CONFIG, **SCALES[scale]}
-
-
-def _stack_results(results) -> dict:
-    """Arrays ``(n_depths, S)`` of final train/test loss and rho at init / end, and histories
-    ``(n_depths, T, S)`` with their steps ``(n_depths, T)``."""
-    return {
-        "train_loss": np.stack([r.train_loss[-1] for r in results]),
-        "test_loss": np.stack([r.test_loss[-1] for r in results]),
-        "rho_init": np.stack([r.rho_init for r in results]),
-        "rho_final": np.stack([r.rho_final for r in results]),
-        "history_steps": np.stack([r.steps for r in results]),
-        "history_train": np.stack([r.train_loss for r in results]),
-        "history_test": np.stack([r.test_loss for r in results]),
-        "history_rho": np.stack([r.rho for r in results]),
-    }
-
-
-def depth_sweep(settings: dict, init: str, target: str) -> dict:
-    """Train every depth of ``settings["depths"]`` from ``init`` on the ``target`` problem
-    ("lowrank" or "fullrank") with the main optimizer; returns ``_stack_results`` arrays
-    plus ``target_rho`` (per seed)."""
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {tuple(TARGETS)}, got {target!r}")
-    rank = settings["target_rank"] if target == "lowrank" else None
-    problem = make_problem(settings["n"], rank, settings["observed_fraction"], settings["seeds"])
-    steps = settings["gradient_steps"]
-    results = [train(problem, d, settings["depth_method"], init=init, init_rank=settings["init_rank"],
-                     steps=steps, lr=settings["depth_lr"],
-                     record_every=max(1, steps // settings["record_points"]))
-               for d in settings["depths"]]
-    out = _stack_results(results)
-    out["target_rho"] = np.asarray(spectral_entropy(problem.target))
-    return out
-
-
-def optimizer_run(settings: dict, method: str, depth: int) -> TrainResult:
-    """One optimizer at one depth on the low-rank problem from the normal init, with the
-    budget of ``settings``: gradient steps (SGD, Nesterov at :func:`curvature_lr`; Adam),
-    L-BFGS iterations, or loss evaluations per seed (CMA-ES, random search)."""
-    problem = make_problem(settings["n"], settings["target_rank"], settings["observed_fraction"],
-                           settings["seeds"])
-    points = settings["record_points"]
-    if method in ("sgd", "nesterov", "adam"):
-        steps = settings["gradient_steps"]
-        lr = settings["depth_lr"] if method == "adam" else curvature_lr(problem, depth)
-        return train(problem, depth, method, steps=steps, lr=lr, record_every=max(1, steps // points))
-    if method == "lbfgs":
-        steps = settings["lbfgs_iterations"]
-        return train(problem, depth, method, steps=steps, record_every=max(1, steps // points))
-    steps = settings["gradient_free_evaluations"]
-    return train(problem, depth, method, steps=steps, popsize=settings["cma_popsize"],
-                 record_every=max(1, steps // points))
-
-
-def optimizer_sweep(settings: dict, methods=OPTIMIZERS) -> dict:
-    """:func:`optimizer_run` for every method and depth of ``settings["optimizer_depths"]``;
-    returns ``{method: arrays}`` as in ``_stack_results``."""
-    return {m: _stack_results([optimizer_run(settings, m, d) for d in settings["optimizer_depths"]])
-            for m in methods}
-
-
-def store_depth_sweep(init: str, scale: str) -> None:
-    """Run :func:`depth_sweep` for both targets from ``init`` and store it as
-    ``book/results/deep_linear_depth_<init>_<scale>`` (arrays prefixed by the target name)."""
-    from support import results as store
-
-    settings = sweep_settings(scale)
-    start = time.time()
-    arrays = {}
-    for target in TARGETS:
-        for key, value in depth_sweep(settings, init, target).items():
-            arrays[f"{target}_{key}"] = value
-        print(f"  {init} init, {target} target done after {time.time() - start:.0f} s", flush=True)
-    store.save(f"deep_linear_depth_{init}_{scale}", config={**settings, "init": init},
-               arrays=arrays, provenance_record=store.provenance(
-                   device="cpu", seeds=settings["seeds"], wall_time_s=time.time() - start))
-
-
-def store_optimizer_sweep(scale: str) -> None:
-    """Run :func:`optimizer_sweep` and store it as ``book/results/deep_linear_optimizers_<scale>``
-    (arrays prefixed by the method name)."""
-    from support import results as store
-
-    settings = sweep_settings(scale)
-    start = time.time()
-    arrays = {}
-    for method in OPTIMIZERS:
-        for key, value in optimizer_sweep(settings, (method,))[method].items():
-            arrays[f"{method}_{key}"] = value
-        print(f"  {method} done after {time.time() - start:.0f} s", flush=True)
-    store.save(f"deep_linear_optimizers_{scale}", config=settings, arrays=arrays,
-               provenance_record=store.provenance(device="cpu", seeds=settings["seeds"],
-                                                  wall_time_s=time.time() - start))
-
-
-def main(argv=None) -> None:
-    """``python -m support.linear_nets --sweep depth --init normal --scale paper`` (or
-    ``--sweep optimizers``): run a sweep on the CPU and store it in ``book/results/``."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--sweep", choices=("depth", "optimizers"), required=True)
-    parser.add_argument("--init", choices=INITS, default="normal")
-    parser.add_argument("--scale", choices=tuple(SCALES), default="paper")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    if args.sweep == "depth":
-        store_depth_sweep(args.init, args.scale)
-    else:
-        store_optimizer_sweep(args.scale)
-
-
-if __name__ == "__main__":
-    main()
