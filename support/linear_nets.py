@@ -38,6 +38,7 @@ Design
 * **rho.** :func:`support.rank.spectral_entropy` of ``W_e`` (entropy of the normalised singular
   values, in nats), recorded over training.
 """
+
 from __future__ import annotations
 
 import math
@@ -62,7 +63,10 @@ DTYPE = torch.float64
 # Targets and problems
 # --------------------------------------------------------------------------------------------
 
-def make_target(n: int, rank: int | None, seed: int, entry_rms: float = 1.0) -> torch.Tensor:
+
+def make_target(
+    n: int, rank: int | None, seed: int, entry_rms: float = 1.0
+) -> torch.Tensor:
     """An ``n x n`` target: ``A B`` with Gaussian ``A`` (n x rank), ``B`` (rank x n), or a full-rank
     Gaussian matrix when ``rank`` is None; rescaled so that the root mean square of its entries is
     ``entry_rms`` (``||W*||_F = n * entry_rms``)."""
@@ -119,17 +123,21 @@ class RegressionProblem:
     def select(self, index: int) -> RegressionProblem:
         """The single-seed problem at position ``index`` (used by per-seed optimizers)."""
         sl = slice(index, index + 1)
-        return RegressionProblem(self.target[sl], self.inputs[sl], (self.seeds[index],), self.target_rank)
+        return RegressionProblem(
+            self.target[sl], self.inputs[sl], (self.seeds[index],), self.target_rank
+        )
 
     def train_loss(self, w: torch.Tensor) -> torch.Tensor:
         """Per-seed relative training loss of maps ``w`` (``(..., S, n, n)``)."""
         outputs = self.target @ self.inputs
         err = ((w - self.target) @ self.inputs) ** 2
-        return err.sum(dim=(-2, -1)) / (outputs ** 2).sum(dim=(-2, -1))
+        return err.sum(dim=(-2, -1)) / (outputs**2).sum(dim=(-2, -1))
 
     def test_loss(self, w: torch.Tensor) -> torch.Tensor:
         """Per-seed relative test loss ``||w - W*||_F^2 / ||W*||_F^2``."""
-        return ((w - self.target) ** 2).sum(dim=(-2, -1)) / (self.target ** 2).sum(dim=(-2, -1))
+        return ((w - self.target) ** 2).sum(dim=(-2, -1)) / (self.target**2).sum(
+            dim=(-2, -1)
+        )
 
     def input_projector(self) -> torch.Tensor:
         """``P = X X^+`` (``(S, n, n)``), the orthogonal projector onto the span of the inputs."""
@@ -174,7 +182,9 @@ class CompletionProblem:
     def select(self, index: int) -> CompletionProblem:
         """The single-seed problem at position ``index`` (used by per-seed optimizers)."""
         sl = slice(index, index + 1)
-        return CompletionProblem(self.target[sl], self.mask[sl], (self.seeds[index],), self.target_rank)
+        return CompletionProblem(
+            self.target[sl], self.mask[sl], (self.seeds[index],), self.target_rank
+        )
 
     def train_loss(self, w: torch.Tensor) -> torch.Tensor:
         """Per-seed mean squared error of maps ``w`` (``(..., S, n, n)``) over the observed entries."""
@@ -198,8 +208,13 @@ class CompletionProblem:
 Problem = RegressionProblem | CompletionProblem
 
 
-def make_regression_problem(n: int = 32, target_rank: int | None = 8, n_samples: int = 27,
-                            target_scale: float = 1.0, seeds=(0,)) -> RegressionProblem:
+def make_regression_problem(
+    n: int = 32,
+    target_rank: int | None = 8,
+    n_samples: int = 27,
+    target_scale: float = 1.0,
+    seeds=(0,),
+) -> RegressionProblem:
     """One regression problem per seed: a target and ``n_samples`` standard Gaussian inputs.
 
     ``target_scale`` is the root mean square output of the target on a standard Gaussian input
@@ -210,18 +225,33 @@ def make_regression_problem(n: int = 32, target_rank: int | None = 8, n_samples:
     n = check_int(n, "n")
     n_samples = check_int(n_samples, "n_samples")
     if n_samples >= n:
-        raise ValueError(f"n_samples must be < n = {n} for an under-determined problem, got {n_samples}")
+        raise ValueError(
+            f"n_samples must be < n = {n} for an under-determined problem, got {n_samples}"
+        )
     if not target_scale > 0:
         raise ValueError(f"target_scale must be positive, got {target_scale}")
     seeds = check_seeds(seeds)
-    targets = [make_target(n, target_rank, s, entry_rms=target_scale / math.sqrt(n)) for s in seeds]
-    inputs = [torch.randn(n, n_samples, generator=seeding.torch_generator(s, "regression-inputs"),
-                          dtype=DTYPE) for s in seeds]
-    return RegressionProblem(torch.stack(targets), torch.stack(inputs), tuple(seeds), target_rank)
+    targets = [
+        make_target(n, target_rank, s, entry_rms=target_scale / math.sqrt(n))
+        for s in seeds
+    ]
+    inputs = [
+        torch.randn(
+            n,
+            n_samples,
+            generator=seeding.torch_generator(s, "regression-inputs"),
+            dtype=DTYPE,
+        )
+        for s in seeds
+    ]
+    return RegressionProblem(
+        torch.stack(targets), torch.stack(inputs), tuple(seeds), target_rank
+    )
 
 
-def make_completion_problem(n: int = 32, target_rank: int | None = 8, observed_fraction: float = 0.8,
-                            seeds=(0,)) -> CompletionProblem:
+def make_completion_problem(
+    n: int = 32, target_rank: int | None = 8, observed_fraction: float = 0.8, seeds=(0,)
+) -> CompletionProblem:
     """One completion problem per seed: a target (mean squared entry 1) and a uniformly random set
     of ``round(observed_fraction * n^2)`` observed entries.
 
@@ -230,30 +260,42 @@ def make_completion_problem(n: int = 32, target_rank: int | None = 8, observed_f
     """
     n = check_int(n, "n")
     if not 0 < observed_fraction <= 1:
-        raise ValueError(f"observed_fraction must lie in (0, 1], got {observed_fraction}")
+        raise ValueError(
+            f"observed_fraction must lie in (0, 1], got {observed_fraction}"
+        )
     m = round(observed_fraction * n * n)
     if m < 1:
-        raise ValueError(f"observed_fraction={observed_fraction} observes no entry of a {n}x{n} map")
+        raise ValueError(
+            f"observed_fraction={observed_fraction} observes no entry of a {n}x{n} map"
+        )
     seeds = check_seeds(seeds)
     targets, masks = [], []
     for s in seeds:
         targets.append(make_target(n, target_rank, s))
-        order = torch.randperm(n * n, generator=seeding.torch_generator(s, "completion-mask"))
+        order = torch.randperm(
+            n * n, generator=seeding.torch_generator(s, "completion-mask")
+        )
         mask = torch.zeros(n * n, dtype=torch.bool)
         mask[order[:m]] = True
         masks.append(mask.reshape(n, n))
-    return CompletionProblem(torch.stack(targets), torch.stack(masks), tuple(seeds), target_rank)
+    return CompletionProblem(
+        torch.stack(targets), torch.stack(masks), tuple(seeds), target_rank
+    )
 
 
-def unobserved_parts(problem: Problem, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def unobserved_parts(
+    problem: Problem, w: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Split the unobserved part ``B`` of maps ``w`` (:meth:`~RegressionProblem.unobserved_part`)
     by the target's column space: returns ``(||(I - Q) B||_F^2, ||Q B||_F^2)`` per seed, relative
     to ``||W*||_F^2``, where ``Q`` projects onto the orthogonal complement of the column space of
     ``W*`` (for a full-rank target ``Q = 0``). Depth drives the second part to zero."""
     b = problem.unobserved_part(w)
     outside = _target_range_complement(problem.target, problem.target_rank) @ b
-    scale = (problem.target ** 2).sum(dim=(-2, -1))
-    return ((b - outside) ** 2).sum(dim=(-2, -1)) / scale, (outside ** 2).sum(dim=(-2, -1)) / scale
+    scale = (problem.target**2).sum(dim=(-2, -1))
+    return ((b - outside) ** 2).sum(dim=(-2, -1)) / scale, (outside**2).sum(
+        dim=(-2, -1)
+    ) / scale
 
 
 def unobserved_image_share(lower: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
@@ -268,22 +310,31 @@ def unobserved_image_share(lower: torch.Tensor, inputs: torch.Tensor) -> torch.T
     space: it is exactly 1 at depth 1 (nothing is removed) and falls with depth.
     """
     if lower.shape[-1] != lower.shape[-2] or inputs.shape[-2] != lower.shape[-1]:
-        raise ValueError(f"lower must be (..., n, n) and inputs (..., n, N), got {tuple(lower.shape)} "
-                         f"and {tuple(inputs.shape)}")
+        raise ValueError(
+            f"lower must be (..., n, n) and inputs (..., n, N), got {tuple(lower.shape)} "
+            f"and {tuple(inputs.shape)}"
+        )
     n = lower.shape[-1]
     eye = torch.eye(n, dtype=lower.dtype)
     m = lower @ (eye - inputs @ torch.linalg.pinv(inputs))
     hidden = lower @ inputs
     escaped = m - hidden @ torch.linalg.pinv(hidden) @ m
-    return (escaped ** 2).sum(dim=(-2, -1)) / (m ** 2).sum(dim=(-2, -1))
+    return (escaped**2).sum(dim=(-2, -1)) / (m**2).sum(dim=(-2, -1))
 
 
 # --------------------------------------------------------------------------------------------
 # Networks
 # --------------------------------------------------------------------------------------------
 
-def init_factors(depth: int, n: int, seeds, init: str = "normal", init_rank: int = 4,
-                 init_scale: float = 1.0) -> torch.Tensor:
+
+def init_factors(
+    depth: int,
+    n: int,
+    seeds,
+    init: str = "normal",
+    init_rank: int = 4,
+    init_scale: float = 1.0,
+) -> torch.Tensor:
     """Initial factors ``(S, depth, n, n)`` for each seed.
 
     ``"normal"``: i.i.d. ``N(0, 1/n)`` entries (Kaiming fan-in, gain 1: the expected output norm
@@ -310,8 +361,13 @@ def init_factors(depth: int, n: int, seeds, init: str = "normal", init_rank: int
             raise ValueError(f"init_rank must be <= n = {n}, got {init_rank}")
     out = []
     for s in seeds:
-        w = torch.randn(depth, n, n, generator=seeding.torch_generator(s, "deep-linear-init"),
-                        dtype=DTYPE) / math.sqrt(n)
+        w = torch.randn(
+            depth,
+            n,
+            n,
+            generator=seeding.torch_generator(s, "deep-linear-init"),
+            dtype=DTYPE,
+        ) / math.sqrt(n)
         if init == "lowrank":
             gen = seeding.torch_generator(s, "deep-linear-init-lowrank")
             a = torch.randn(n, init_rank, generator=gen, dtype=DTYPE)
@@ -325,7 +381,9 @@ def init_factors(depth: int, n: int, seeds, init: str = "normal", init_rank: int
 def end_to_end(factors: torch.Tensor) -> torch.Tensor:
     """``W_e = W_d ... W_1`` for factors of shape ``(S, d, n, n)`` (``factors[:, 0]`` acts first)."""
     if factors.ndim != 4 or factors.shape[-1] != factors.shape[-2]:
-        raise ValueError(f"factors must have shape (S, d, n, n), got {tuple(factors.shape)}")
+        raise ValueError(
+            f"factors must have shape (S, d, n, n), got {tuple(factors.shape)}"
+        )
     w = factors[:, 0]
     for i in range(1, factors.shape[1]):
         w = factors[:, i] @ w
@@ -335,6 +393,7 @@ def end_to_end(factors: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class TrainResult:
@@ -362,22 +421,37 @@ class TrainResult:
 
 def _snapshot(w: torch.Tensor, problem: Problem):
     w = w.detach()
-    return (problem.train_loss(w).numpy(), problem.test_loss(w).numpy(), np.asarray(spectral_entropy(w)))
+    return (
+        problem.train_loss(w).numpy(),
+        problem.test_loss(w).numpy(),
+        np.asarray(spectral_entropy(w)),
+    )
 
 
 def _merge_per_seed(per_seed) -> list:
     """Records of one-seed runs (lists of ``(step, train, test, rho)``) as batched records,
     truncated to the shortest run."""
     length = min(len(r) for r in per_seed)
-    return [(per_seed[0][k][0],) + tuple(np.concatenate([r[k][j] for r in per_seed]) for j in (1, 2, 3))
-            for k in range(length)]
+    return [
+        (per_seed[0][k][0],)
+        + tuple(np.concatenate([r[k][j] for r in per_seed]) for j in (1, 2, 3))
+        for k in range(length)
+    ]
 
 
 def _finish(method, depth, records, w0, w1, hyper) -> TrainResult:
     steps = np.array([r[0] for r in records])
-    return TrainResult(method, depth, steps, np.stack([r[1] for r in records]),
-                       np.stack([r[2] for r in records]), np.stack([r[3] for r in records]),
-                       w0.detach().clone(), w1.detach().clone(), hyper)
+    return TrainResult(
+        method,
+        depth,
+        steps,
+        np.stack([r[1] for r in records]),
+        np.stack([r[2] for r in records]),
+        np.stack([r[3] for r in records]),
+        w0.detach().clone(),
+        w1.detach().clone(),
+        hyper,
+    )
 
 
 DEFAULT_LR = {"adam": 3e-3, "lbfgs": 1.0}
@@ -387,12 +461,16 @@ def _map_hessian_product(problem: Problem, u: torch.Tensor) -> torch.Tensor:
     """Hessian of the (quadratic) train loss in the end-to-end map applied to ``u``: the gradient
     at ``W* + u``, since the gradient vanishes at ``W*`` and is linear in the map."""
     w = (problem.target + u).detach().requires_grad_(True)
-    grad, = torch.autograd.grad(problem.train_loss(w).sum(), w)
+    (grad,) = torch.autograd.grad(problem.train_loss(w).sum(), w)
     return grad
 
 
-def gauss_newton_top(problem: Problem, factors: torch.Tensor, iterations: int = 50,
-                     start: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def gauss_newton_top(
+    problem: Problem,
+    factors: torch.Tensor,
+    iterations: int = 50,
+    start: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-seed largest eigenvalue of the Gauss-Newton matrix ``J^T H J`` of the train loss in the
     factors ``(S, d, n, n)`` (``J``: Jacobian of the end-to-end map; ``H``: the loss's Hessian in
     the map), by power iteration; returns the eigenvalues ``(S,)`` and the last iterate, which
@@ -402,9 +480,16 @@ def gauss_newton_top(problem: Problem, factors: torch.Tensor, iterations: int = 
     iterations = check_int(iterations, "iterations")
     factors = factors.detach().requires_grad_(True)
     if start is None:
-        start = torch.stack([torch.randn(factors.shape[1:], dtype=factors.dtype,
-                                         generator=seeding.torch_generator(s, "curvature-probe"))
-                             for s in problem.seeds])
+        start = torch.stack(
+            [
+                torch.randn(
+                    factors.shape[1:],
+                    dtype=factors.dtype,
+                    generator=seeding.torch_generator(s, "curvature-probe"),
+                )
+                for s in problem.seeds
+            ]
+        )
     v = start
     mapped = end_to_end(factors)
     for _ in range(iterations):
@@ -415,7 +500,9 @@ def gauss_newton_top(problem: Problem, factors: torch.Tensor, iterations: int = 
             pushed = factors[:, i].detach() @ pushed + v[:, i] @ w
             w = factors[:, i].detach() @ w
         hessian_pushed = _map_hessian_product(problem, pushed)
-        v_next, = torch.autograd.grad(mapped, factors, hessian_pushed, retain_graph=True)
+        (v_next,) = torch.autograd.grad(
+            mapped, factors, hessian_pushed, retain_graph=True
+        )
         top = (v_next * v).sum(dim=(1, 2, 3))
         v = v_next
     return top.detach(), v.detach()
@@ -426,8 +513,9 @@ def _cosine(t: int, steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * t / steps))
 
 
-def _train_gradient_descent(problem, factors, nesterov, lr, eta, steps, record_every, lr_schedule,
-                            probe_every):
+def _train_gradient_descent(
+    problem, factors, nesterov, lr, eta, steps, record_every, lr_schedule, probe_every
+):
     """Full-batch gradient descent, plain or with Nesterov momentum 0.9 (PyTorch's formulation),
     with one step size per seed, so that a seed trains the same alone or in a batch.
 
@@ -443,7 +531,9 @@ def _train_gradient_descent(problem, factors, nesterov, lr, eta, steps, record_e
     velocity = torch.zeros_like(w)
     step, probe, previous = None, None, None
     if lr is not None:
-        step = torch.as_tensor(np.broadcast_to(np.asarray(lr, dtype=np.float64), (S,)).copy())
+        step = torch.as_tensor(
+            np.broadcast_to(np.asarray(lr, dtype=np.float64), (S,)).copy()
+        )
     records = []
     for t in range(steps + 1):
         if t % record_every == 0 or t == steps:
@@ -452,15 +542,29 @@ def _train_gradient_descent(problem, factors, nesterov, lr, eta, steps, record_e
             break
         w.requires_grad_(True)
         loss = problem.train_loss(end_to_end(w))
-        grad, = torch.autograd.grad(loss.sum(), w)
+        (grad,) = torch.autograd.grad(loss.sum(), w)
         w, loss = w.detach(), loss.detach()
         if lr is None:
-            rose = torch.zeros(S, dtype=torch.bool) if previous is None else loss > previous
+            rose = (
+                torch.zeros(S, dtype=torch.bool)
+                if previous is None
+                else loss > previous
+            )
             refresh = torch.ones(S, dtype=torch.bool) if t % probe_every == 0 else rose
             if refresh.any():
-                top, vector = gauss_newton_top(problem, w, iterations=50 if probe is None else 5, start=probe)
-                step = torch.where(refresh, eta / top, step) if step is not None else eta / top
-                probe = vector if probe is None else torch.where(refresh[:, None, None, None], vector, probe)
+                top, vector = gauss_newton_top(
+                    problem, w, iterations=50 if probe is None else 5, start=probe
+                )
+                step = (
+                    torch.where(refresh, eta / top, step)
+                    if step is not None
+                    else eta / top
+                )
+                probe = (
+                    vector
+                    if probe is None
+                    else torch.where(refresh[:, None, None, None], vector, probe)
+                )
             velocity[rose] = 0.0
             previous = loss
         if nesterov:
@@ -477,7 +581,11 @@ def _train_adam(problem, factors, lr, steps, record_every, lr_schedule):
     the seeds train independently."""
     w = factors.clone().requires_grad_(True)
     opt = torch.optim.Adam([w], lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) if lr_schedule == "cosine" else None
+    sched = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        if lr_schedule == "cosine"
+        else None
+    )
     records = []
     for t in range(steps + 1):
         if t % record_every == 0 or t == steps:
@@ -498,12 +606,18 @@ def _train_lbfgs(problem, factors, lr, steps, record_every):
     finals, per_seed = [], []
     for i in range(factors.shape[0]):
         sub = problem.select(i)
-        w = factors[i:i + 1].clone().requires_grad_(True)
-        opt = torch.optim.LBFGS([w], lr=lr, max_iter=record_every, history_size=20,
-                                tolerance_grad=1e-12, tolerance_change=1e-14,
-                                line_search_fn="strong_wolfe")
+        w = factors[i : i + 1].clone().requires_grad_(True)
+        opt = torch.optim.LBFGS(
+            [w],
+            lr=lr,
+            max_iter=record_every,
+            history_size=20,
+            tolerance_grad=1e-12,
+            tolerance_change=1e-14,
+            line_search_fn="strong_wolfe",
+        )
 
-        def closure():
+        def closure(opt=opt, sub=sub, w=w):  # bound now: used within this iteration
             opt.zero_grad(set_to_none=True)
             loss = sub.train_loss(end_to_end(w)).sum()
             loss.backward()
@@ -533,20 +647,36 @@ def _train_cma(problem, factors, evaluations, record_every, sigma0, popsize):
         x0 = factors[i].reshape(-1).numpy()
         # cma seeds numpy's legacy generator: a nonzero 31-bit integer (0 would mean "from the clock").
         cma_seed = seeding.torch_seed(problem.seeds[i], "cma-es") % (2**31 - 1) + 1
-        es = cma.CMAEvolutionStrategy(x0, sigma0, {
-            "CMA_diagonal": True, "popsize": popsize, "seed": cma_seed,
-            "verbose": -9, "maxfevals": evaluations, "tolfun": 0, "tolfunhist": 0, "tolx": 0,
-            "tolstagnation": 10 ** 9, "tolflatfitness": 10 ** 9})
-        w = factors[i:i + 1]
+        es = cma.CMAEvolutionStrategy(
+            x0,
+            sigma0,
+            {
+                "CMA_diagonal": True,
+                "popsize": popsize,
+                "seed": cma_seed,
+                "verbose": -9,
+                "maxfevals": evaluations,
+                "tolfun": 0,
+                "tolfunhist": 0,
+                "tolx": 0,
+                "tolstagnation": 10**9,
+                "tolflatfitness": 10**9,
+            },
+        )
+        w = factors[i : i + 1]
         records = [(0, *_snapshot(end_to_end(w), sub))]
         next_record = record_every
         while es.countevals < evaluations:
             pop = es.ask()
-            losses = sub.train_loss(end_to_end(torch.as_tensor(np.array(pop)).reshape(-1, depth, n, n)))
+            losses = sub.train_loss(
+                end_to_end(torch.as_tensor(np.array(pop)).reshape(-1, depth, n, n))
+            )
             es.tell(pop, losses.tolist())
             if es.countevals >= next_record or es.countevals >= evaluations:
                 w = torch.as_tensor(es.result.xbest).reshape(1, depth, n, n)
-                records.append((min(es.countevals, evaluations), *_snapshot(end_to_end(w), sub)))
+                records.append(
+                    (min(es.countevals, evaluations), *_snapshot(end_to_end(w), sub))
+                )
                 next_record += record_every
         finals.append(w)
         per_seed.append(records)
@@ -563,10 +693,12 @@ def _train_random_search(problem, factors, evaluations, record_every, sigma0):
     w = factors.clone()
     loss = problem.train_loss(end_to_end(w))
     sigma = torch.full((S,), float(sigma0), dtype=DTYPE)
-    up, down = 2.0 ** 0.25, 2.0 ** (-1 / 16)
+    up, down = 2.0**0.25, 2.0 ** (-1 / 16)
     records = [(0, *_snapshot(end_to_end(w), problem))]
     for t in range(1, evaluations + 1):
-        noise = torch.stack([torch.randn(depth, n, n, generator=g, dtype=DTYPE) for g in gens])
+        noise = torch.stack(
+            [torch.randn(depth, n, n, generator=g, dtype=DTYPE) for g in gens]
+        )
         cand = w + sigma[:, None, None, None] * noise
         cand_loss = problem.train_loss(end_to_end(cand))
         better = cand_loss < loss
@@ -578,10 +710,23 @@ def _train_random_search(problem, factors, evaluations, record_every, sigma0):
     return w, records
 
 
-def train(problem: Problem, depth: int, method: str = "adam", *, init: str = "normal",
-          init_rank: int = 4, init_scale: float = 1.0, steps: int = 2000, lr=None,
-          eta: float = 0.5, lr_schedule: str = "cosine", probe_every: int = 100,
-          record_every: int = 100, sigma0: float | None = None, popsize: int = 32) -> TrainResult:
+def train(
+    problem: Problem,
+    depth: int,
+    method: str = "adam",
+    *,
+    init: str = "normal",
+    init_rank: int = 4,
+    init_scale: float = 1.0,
+    steps: int = 2000,
+    lr=None,
+    eta: float = 0.5,
+    lr_schedule: str = "cosine",
+    probe_every: int = 100,
+    record_every: int = 100,
+    sigma0: float | None = None,
+    popsize: int = 32,
+) -> TrainResult:
     """Train depth-``depth`` linear networks (one per seed of ``problem``) with ``method``.
 
     ``method`` is one of ``OPTIMIZERS``. For ``sgd`` (plain full-batch gradient descent),
@@ -602,7 +747,9 @@ def train(problem: Problem, depth: int, method: str = "adam", *, init: str = "no
     if method not in OPTIMIZERS:
         raise ValueError(f"method must be one of {OPTIMIZERS}, got {method!r}")
     if lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+        raise ValueError(
+            f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}"
+        )
     if not eta > 0:
         raise ValueError(f"eta must be positive, got {eta}")
     factors = init_factors(depth, problem.n, problem.seeds, init, init_rank, init_scale)
@@ -613,10 +760,16 @@ def train(problem: Problem, depth: int, method: str = "adam", *, init: str = "no
             lr = DEFAULT_LR[method]
         if lr is not None:
             lr = np.asarray(lr, dtype=np.float64)
-            if not (lr.ndim == 0 or lr.shape == (len(problem.seeds),)) or not np.all(lr > 0):
-                raise ValueError(f"lr must be positive: one value, or one per seed, got {lr}")
+            if not (lr.ndim == 0 or lr.shape == (len(problem.seeds),)) or not np.all(
+                lr > 0
+            ):
+                raise ValueError(
+                    f"lr must be positive: one value, or one per seed, got {lr}"
+                )
             if method in ("adam", "lbfgs") and lr.ndim:
-                raise ValueError(f"{method} takes a single learning rate, not one per seed")
+                raise ValueError(
+                    f"{method} takes a single learning rate, not one per seed"
+                )
             hyper["lr"] = lr.tolist()
         else:
             hyper.update(eta=float(eta), probe_every=probe_every)
@@ -624,11 +777,22 @@ def train(problem: Problem, depth: int, method: str = "adam", *, init: str = "no
             w, records = _train_lbfgs(problem, factors, float(lr), steps, record_every)
         elif method == "adam":
             hyper["lr_schedule"] = lr_schedule
-            w, records = _train_adam(problem, factors, float(lr), steps, record_every, lr_schedule)
+            w, records = _train_adam(
+                problem, factors, float(lr), steps, record_every, lr_schedule
+            )
         else:
             hyper["lr_schedule"] = lr_schedule
-            w, records = _train_gradient_descent(problem, factors, method == "nesterov", lr, eta, steps,
-                                                 record_every, lr_schedule, probe_every)
+            w, records = _train_gradient_descent(
+                problem,
+                factors,
+                method == "nesterov",
+                lr,
+                eta,
+                steps,
+                record_every,
+                lr_schedule,
+                probe_every,
+            )
     else:
         sigma0 = 0.1 / math.sqrt(problem.n) if sigma0 is None else float(sigma0)
         if not sigma0 > 0:
@@ -637,7 +801,11 @@ def train(problem: Problem, depth: int, method: str = "adam", *, init: str = "no
         if method == "cma":
             popsize = check_int(popsize, "popsize")
             hyper["popsize"] = popsize
-            w, records = _train_cma(problem, factors, steps, record_every, sigma0, popsize)
+            w, records = _train_cma(
+                problem, factors, steps, record_every, sigma0, popsize
+            )
         else:
-            w, records = _train_random_search(problem, factors, steps, record_every, sigma0)
+            w, records = _train_random_search(
+                problem, factors, steps, record_every, sigma0
+            )
     return _finish(method, depth, records, w0, end_to_end(w.detach()), hyper)

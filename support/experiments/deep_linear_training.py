@@ -18,6 +18,7 @@ Command line (each result takes minutes to tens of minutes on one CPU core)::
     python -m support.experiments.deep_linear_training regression --scale paper
     python -m support.experiments.deep_linear_training regression-optimizers completion
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,10 +39,27 @@ TARGETS = {"lowrank": 8, "fullrank": None}
 #: momentum at a step of ``eta`` over the current curvature, for a budget that takes depth 1 to its
 #: closed-form limit. Completion: 80% of the entries observed, Adam with a cosine decay.
 PROBLEMS = {
-    "regression": {"n": 32, "target_rank": 8, "n_samples": 27, "target_scale": 1.0, "init_rank": 4,
-                   "method": "nesterov", "eta": 0.5, "lr_schedule": "constant", "steps": 4000},
-    "completion": {"n": 32, "target_rank": 8, "observed_fraction": 0.8, "init_rank": 4,
-                   "method": "adam", "lr": 3e-3, "lr_schedule": "cosine", "steps": 3000},
+    "regression": {
+        "n": 32,
+        "target_rank": 8,
+        "n_samples": 27,
+        "target_scale": 1.0,
+        "init_rank": 4,
+        "method": "nesterov",
+        "eta": 0.5,
+        "lr_schedule": "constant",
+        "steps": 4000,
+    },
+    "completion": {
+        "n": 32,
+        "target_rank": 8,
+        "observed_fraction": 0.8,
+        "init_rank": 4,
+        "method": "adam",
+        "lr": 3e-3,
+        "lr_schedule": "cosine",
+        "steps": 3000,
+    },
 }
 
 #: The optimizer sweep: gradient steps (SGD and Nesterov at ``eta`` over the current curvature,
@@ -56,9 +74,18 @@ OPTIMIZER_BUDGETS = {
 }
 
 SCALES = {
-    "quick": {"seeds": (0, 1), "depths": (1, 4, 8), "optimizer_depths": (1, 4), "optimizer_budget": 0.25},
-    "paper": {"seeds": (0, 1, 2, 3, 4), "depths": (1, 2, 4, 8, 16, 24, 32), "optimizer_depths": (1, 2, 4, 8),
-              "optimizer_budget": 1.0},
+    "quick": {
+        "seeds": (0, 1),
+        "depths": (1, 4, 8),
+        "optimizer_depths": (1, 4),
+        "optimizer_budget": 0.25,
+    },
+    "paper": {
+        "seeds": (0, 1, 2, 3, 4),
+        "depths": (1, 2, 4, 8, 16, 24, 32),
+        "optimizer_depths": (1, 2, 4, 8),
+        "optimizer_budget": 1.0,
+    },
 }
 
 #: Stored results (``book/results/<name>_<scale>``) and the problem each one trains on.
@@ -86,9 +113,16 @@ def make_problem(problem: str, target: str, seeds):
         raise ValueError(f"target must be one of {tuple(TARGETS)}, got {target!r}")
     setup = PROBLEMS[problem]
     if problem == "regression":
-        return ln.make_regression_problem(setup["n"], TARGETS[target], setup["n_samples"],
-                                          setup["target_scale"], seeds)
-    return ln.make_completion_problem(setup["n"], TARGETS[target], setup["observed_fraction"], seeds)
+        return ln.make_regression_problem(
+            setup["n"],
+            TARGETS[target],
+            setup["n_samples"],
+            setup["target_scale"],
+            seeds,
+        )
+    return ln.make_completion_problem(
+        setup["n"], TARGETS[target], setup["observed_fraction"], seeds
+    )
 
 
 def _training_kwargs(setup: dict) -> dict:
@@ -128,24 +162,44 @@ def depth_sweep(problem: str, scale_settings: dict, init: str, target: str) -> d
     instance = make_problem(problem, target, scale_settings["seeds"])
     kwargs = _training_kwargs(setup)
     record_every = max(1, kwargs["steps"] // RECORD_POINTS)
-    runs = [ln.train(instance, d, setup["method"], init=init, record_every=record_every, **kwargs)
-            for d in scale_settings["depths"]]
+    runs = [
+        ln.train(
+            instance, d, setup["method"], init=init, record_every=record_every, **kwargs
+        )
+        for d in scale_settings["depths"]
+    ]
     out = _stack(runs, instance)
     out["target_rho"] = np.asarray(spectral_entropy(instance.target))
-    first = ln.end_to_end(ln.init_factors(1, setup["n"], instance.seeds, init, setup["init_rank"]))
-    out["depth_one_limit_rho"] = np.asarray(spectral_entropy(instance.depth_one_limit(first)))
+    first = ln.end_to_end(
+        ln.init_factors(1, setup["n"], instance.seeds, init, setup["init_rank"])
+    )
+    out["depth_one_limit_rho"] = np.asarray(
+        spectral_entropy(instance.depth_one_limit(first))
+    )
     return out
 
 
-def optimizer_run(problem: str, scale_settings: dict, method: str, depth: int) -> ln.TrainResult:
+def optimizer_run(
+    problem: str, scale_settings: dict, method: str, depth: int
+) -> ln.TrainResult:
     """One optimizer at one depth on ``problem`` with the low-rank target from the normal init,
     with the budget of :data:`OPTIMIZER_BUDGETS` times ``scale_settings["optimizer_budget"]``."""
     if method not in OPTIMIZER_BUDGETS:
-        raise ValueError(f"method must be one of {tuple(OPTIMIZER_BUDGETS)}, got {method!r}")
+        raise ValueError(
+            f"method must be one of {tuple(OPTIMIZER_BUDGETS)}, got {method!r}"
+        )
     instance = make_problem(problem, "lowrank", scale_settings["seeds"])
     kwargs = _training_kwargs(OPTIMIZER_BUDGETS[method])
-    kwargs["steps"] = max(1, round(kwargs["steps"] * scale_settings["optimizer_budget"]))
-    return ln.train(instance, depth, method, record_every=max(1, kwargs["steps"] // RECORD_POINTS), **kwargs)
+    kwargs["steps"] = max(
+        1, round(kwargs["steps"] * scale_settings["optimizer_budget"])
+    )
+    return ln.train(
+        instance,
+        depth,
+        method,
+        record_every=max(1, kwargs["steps"] // RECORD_POINTS),
+        **kwargs,
+    )
 
 
 def optimizer_sweep(problem: str, scale_settings: dict, methods=ln.OPTIMIZERS) -> dict:
@@ -153,8 +207,12 @@ def optimizer_sweep(problem: str, scale_settings: dict, methods=ln.OPTIMIZERS) -
     returns ``{method: arrays}`` as :func:`depth_sweep` does (without the target's rho)."""
     instance = make_problem(problem, "lowrank", scale_settings["seeds"])
     depths = scale_settings["optimizer_depths"]
-    return {m: _stack([optimizer_run(problem, scale_settings, m, d) for d in depths], instance)
-            for m in methods}
+    return {
+        m: _stack(
+            [optimizer_run(problem, scale_settings, m, d) for d in depths], instance
+        )
+        for m in methods
+    }
 
 
 def _log(message: str) -> None:
@@ -178,22 +236,37 @@ def compute(name: str, scale: str) -> dict:
     arrays = {}
     if name.endswith("optimizers"):
         for method in ln.OPTIMIZERS:
-            for key, value in optimizer_sweep(problem, scale_settings, (method,))[method].items():
+            for key, value in optimizer_sweep(problem, scale_settings, (method,))[
+                method
+            ].items():
                 arrays[f"{method}_{key}"] = value
             _log(f"  {method} done after {time.perf_counter() - start:.0f} s")
         arrays["depths"] = np.asarray(scale_settings["optimizer_depths"])
-        config = {"problem": PROBLEMS[problem], "optimizers": OPTIMIZER_BUDGETS, **scale_settings}
+        config = {
+            "problem": PROBLEMS[problem],
+            "optimizers": OPTIMIZER_BUDGETS,
+            **scale_settings,
+        }
     else:
         for init in ln.INITS:
             for target in TARGETS:
-                for key, value in depth_sweep(problem, scale_settings, init, target).items():
+                for key, value in depth_sweep(
+                    problem, scale_settings, init, target
+                ).items():
                     arrays[f"{init}_{target}_{key}"] = value
-                _log(f"  {init} init, {target} target done after {time.perf_counter() - start:.0f} s")
+                _log(
+                    f"  {init} init, {target} target done after {time.perf_counter() - start:.0f} s"
+                )
         arrays["depths"] = np.asarray(scale_settings["depths"])
         arrays["rho_final"] = arrays["normal_lowrank_rho_final"]
         arrays["test_loss"] = arrays["normal_lowrank_test_loss"]
-        config = {"problem": PROBLEMS[problem], "targets": TARGETS, "inits": ln.INITS,
-                  "main": "normal init, low-rank target", **scale_settings}
+        config = {
+            "problem": PROBLEMS[problem],
+            "targets": TARGETS,
+            "inits": ln.INITS,
+            "main": "normal init, low-rank target",
+            **scale_settings,
+        }
     return {"config": config, "arrays": arrays, "seeds": scale_settings["seeds"]}
 
 
@@ -205,20 +278,32 @@ def result_name(name: str, scale: str) -> str:
     return f"{RESULTS[name][0]}_{scale}"
 
 
-def stored(name: str, scale: str = "paper", recompute: bool = False) -> results.StoredResult:
+def stored(
+    name: str, scale: str = "paper", recompute: bool = False
+) -> results.StoredResult:
     """The stored result ``name`` at ``scale``; computed and stored first (from a clean tree)
     when it is missing or ``recompute`` is set."""
-    return results.cached(result_name(name, scale), lambda: compute(name, scale), recompute=recompute,
-                          device="cpu")
+    return results.cached(
+        result_name(name, scale),
+        lambda: compute(name, scale),
+        recompute=recompute,
+        device="cpu",
+    )
 
 
 def main(argv=None) -> None:
     """Compute and store results of the chapter *Depth and the solutions gradient descent finds*."""
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("names", nargs="+", choices=tuple(RESULTS), help="results to compute")
+    parser.add_argument(
+        "names", nargs="+", choices=tuple(RESULTS), help="results to compute"
+    )
     parser.add_argument("--scale", choices=tuple(SCALES), default="paper")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (32 x 32 matrices: one is fastest)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (32 x 32 matrices: one is fastest)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     for name in args.names:
