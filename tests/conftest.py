@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers import tiny_data as _tiny_data
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +39,9 @@ def _torch_global_state_is_restored():
     torch.set_num_threads(before[0])
     torch.set_default_dtype(before[1])
     torch.set_grad_enabled(before[2])
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    """The 4-class synthetic stand-in for CIFAR of ``helpers.tiny_data``."""
+    return _tiny_data()

@@ -3,50 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import make_archive
 
 from support import data
 
 REAL_ARCHIVE_DIR = (
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg"
 )
-
-
-def _jpeg_bytes(rgb: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="JPEG", quality=95)
-    return buf.getvalue()
-
-
-def _make_archive(path: Path, per_split=None, size=32, seed=0) -> dict:
-    """A tiny ImageFolder .tar.xz with classes 'b_cls' and 'a_cls' (written in non-sorted order)."""
-    per_split = per_split or {"train": 3, "test": 2}
-    rng = np.random.default_rng(seed)
-    decoded = {}
-    with tarfile.open(path, "w:xz") as tar:
-        for split, n in per_split.items():
-            for cls in ("b_cls", "a_cls"):
-                for i in reversed(range(n)):
-                    rgb = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
-                    payload = _jpeg_bytes(rgb)
-                    info = tarfile.TarInfo(f"{split}/{cls}/{i:04d}.jpg")
-                    info.size = len(payload)
-                    tar.addfile(info, io.BytesIO(payload))
-                    from PIL import Image
-
-                    decoded[(split, cls, i)] = np.asarray(
-                        Image.open(io.BytesIO(payload)).convert("RGB")
-                    )
-    return decoded
 
 
 def test_resolve_archive_errors_and_env(tmp_path, monkeypatch):
@@ -73,7 +42,7 @@ def test_verify_archive_detects_corruption(tmp_path):
 
 def test_decode_tiny_archive_order_labels_and_pixels(tmp_path):
     path = tmp_path / "tiny.tar.xz"
-    decoded = _make_archive(path)
+    decoded = make_archive(path)
     arrays = data.decode_jpeg_archive(path, expected_sizes={"train": 6, "test": 4})
     assert arrays.classes == (
         "a_cls",
@@ -97,11 +66,11 @@ def test_decode_tiny_archive_order_labels_and_pixels(tmp_path):
 
 def test_decode_rejects_wrong_shape_and_truncation(tmp_path):
     bad = tmp_path / "bad.tar.xz"
-    _make_archive(bad, size=16)
+    make_archive(bad, size=16)
     with pytest.raises(ValueError, match=r"shape \(16, 16, 3\)"):
         data.decode_jpeg_archive(bad, expected_sizes=None)
     good = tmp_path / "good.tar.xz"
-    _make_archive(good)
+    make_archive(good)
     truncated = tmp_path / "trunc.tar.xz"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(ValueError, match="cannot read"):
@@ -110,7 +79,7 @@ def test_decode_rejects_wrong_shape_and_truncation(tmp_path):
 
 def test_cache_is_keyed_by_checksum_and_reused(tmp_path):
     path = tmp_path / "tiny.tar.xz"
-    _make_archive(path)
+    make_archive(path)
     sizes = {"train": 6, "test": 4}
     first = data.load_cifar10_jpeg(
         path, cache_dir=tmp_path / "cache", expected_sha256=None, expected_sizes=sizes

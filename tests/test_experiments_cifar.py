@@ -6,31 +6,12 @@ import dataclasses
 
 import numpy as np
 import pytest
+from helpers import TINY, tiny_config
 
 from support import data, results, train
 from support.experiments import cifar_expanded as ce
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-TINY = {"widths": [4, 8]}
-
-
-@pytest.fixture(scope="module")
-def tiny_data():
-    return data.synthetic(96, 48, num_classes=4, seed=0)
-
-
-def _config(**kw):
-    base = dict(
-        epochs=1,
-        batch_size=16,
-        lr=0.05,
-        label_smoothing=0.1,
-        warmup=0.25,
-        check_every=2,
-        record_layer="body.4",
-    )
-    base.update(kw)
-    return train.TrainConfig(**base)
 
 
 def test_run_experiment_goes_seed_by_seed_and_summarizes(tiny_data):
@@ -40,7 +21,7 @@ def test_run_experiment_goes_seed_by_seed_and_summarizes(tiny_data):
         "plain",
         depths=(1, 2),
         seeds=(0, 1),
-        config=_config(),
+        config=tiny_config(epochs=1, record_layer="body.4"),
         model_kwargs=TINY,
         device="cpu",
         rho_examples=32,

@@ -13,11 +13,11 @@ import nbformat
 import numpy as np
 import pytest
 import torch
+from helpers import TINY, make_archive, tiny_config
 
 from support import book, data, results, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-TINY = {"widths": [4, 8]}
 
 
 class _Payload:
@@ -28,17 +28,6 @@ class _Payload:
 
     def __reduce__(self):
         return (Path.touch, (Path(self.marker),))
-
-
-@pytest.fixture(scope="module")
-def tiny_data():
-    return data.synthetic(64, 32, num_classes=4, seed=0)
-
-
-def _config(**kw):
-    return train.TrainConfig(
-        **{**dict(epochs=2, batch_size=16, lr=0.05, check_every=2), **kw}
-    )
 
 
 def _model(seed=0, depth=2):
@@ -59,7 +48,7 @@ def test_a_checkpoint_carrying_a_pickle_payload_runs_nothing(tiny_data, tmp_path
         ckpt,
     )
     with pytest.raises(train.CheckpointError, match=f"checkpoint {ckpt} is unreadable"):
-        train.train(_model(), tiny_data, _config(), device="cpu", checkpoint=ckpt)
+        train.train(_model(), tiny_data, tiny_config(), device="cpu", checkpoint=ckpt)
     assert not marker.exists()
 
 
@@ -80,7 +69,7 @@ def test_corrupt_or_foreign_checkpoints_are_named_with_what_to_do(
     else:
         ckpt.write_bytes(content)
     with pytest.raises(train.CheckpointError, match=message) as info:
-        train.train(_model(), tiny_data, _config(), device="cpu", checkpoint=ckpt)
+        train.train(_model(), tiny_data, tiny_config(), device="cpu", checkpoint=ckpt)
     assert str(ckpt) in str(info.value) and (
         "delete" in str(info.value) or "another path" in str(info.value)
     )
@@ -91,14 +80,14 @@ def test_a_truncated_checkpoint_is_refused(tiny_data, tmp_path):
     train.train(
         _model(),
         tiny_data,
-        _config(),
+        tiny_config(),
         device="cpu",
         checkpoint=ckpt,
         stop_after_epoch=1,
     )
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     with pytest.raises(train.CheckpointError, match="unreadable"):
-        train.train(_model(), tiny_data, _config(), device="cpu", checkpoint=ckpt)
+        train.train(_model(), tiny_data, tiny_config(), device="cpu", checkpoint=ckpt)
 
 
 def test_resume_refuses_a_checkpoint_of_another_subset(tiny_data, tmp_path):
@@ -107,7 +96,7 @@ def test_resume_refuses_a_checkpoint_of_another_subset(tiny_data, tmp_path):
     train.train(
         _model(),
         full.subset(48, 24, seed=0),
-        _config(),
+        tiny_config(),
         device="cpu",
         checkpoint=ckpt,
         stop_after_epoch=1,
@@ -116,7 +105,7 @@ def test_resume_refuses_a_checkpoint_of_another_subset(tiny_data, tmp_path):
         train.train(
             _model(),
             full.subset(48, 24, seed=1),
-            _config(),
+            tiny_config(),
             device="cpu",
             checkpoint=ckpt,
         )
@@ -124,10 +113,10 @@ def test_resume_refuses_a_checkpoint_of_another_subset(tiny_data, tmp_path):
 
 def test_a_finished_run_is_not_returned_for_other_data(tiny_data, tmp_path):
     ckpt = tmp_path / "c.pt"
-    train.train(_model(), tiny_data, _config(), device="cpu", checkpoint=ckpt)
+    train.train(_model(), tiny_data, tiny_config(), device="cpu", checkpoint=ckpt)
     other = data.synthetic(64, 32, num_classes=4, seed=5)
     with pytest.raises(train.CheckpointError, match="another run"):
-        train.train(_model(), other, _config(), device="cpu", checkpoint=ckpt)
+        train.train(_model(), other, tiny_config(), device="cpu", checkpoint=ckpt)
 
 
 def test_a_failed_checkpoint_write_keeps_the_previous_one(
@@ -137,7 +126,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(
     train.train(
         _model(),
         tiny_data,
-        _config(),
+        tiny_config(),
         device="cpu",
         checkpoint=ckpt,
         stop_after_epoch=1,
@@ -152,7 +141,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(
     with pytest.raises(
         OSError, match=f"could not write checkpoint {ckpt}.*previous checkpoint is kept"
     ):
-        train.train(_model(), tiny_data, _config(), device="cpu", checkpoint=ckpt)
+        train.train(_model(), tiny_data, tiny_config(), device="cpu", checkpoint=ckpt)
     assert ckpt.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left
 
@@ -247,10 +236,8 @@ def test_a_crash_between_the_two_renames_leaves_a_pair_that_load_refuses(
 
 # ------------------------------------------------------------------------------- the data cache
 def _tiny_archive(tmp_path):
-    from tests.test_data import _make_archive
-
     path = tmp_path / "tiny.tar.xz"
-    _make_archive(path)
+    make_archive(path)
     return path, {"train": 6, "test": 4}
 
 

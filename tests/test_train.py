@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TINY, tiny_config
 from scipy import stats
 
 from support import data, train
@@ -18,40 +19,21 @@ from support.expand import expanded_layers
 from support.experiments import cifar_expanded
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"widths": [4, 8]}
-
-
-@pytest.fixture(scope="module")
-def tiny_data():
-    return data.synthetic(96, 48, num_classes=4, seed=0)
-
-
-def _config(**kw):
-    base = dict(
-        epochs=2,
-        batch_size=16,
-        lr=0.05,
-        label_smoothing=0.1,
-        warmup=0.25,
-        check_every=2,
-    )
-    base.update(kw)
-    return train.TrainConfig(**base)
 
 
 def test_lr_schedules():
-    cfg = _config(schedule="linear", warmup=0.25)
+    cfg = tiny_config(schedule="linear", warmup=0.25)
     f = [train.lr_factor(s, 8, cfg) for s in range(8)]
     np.testing.assert_allclose(f, [0.5, 1.0, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])
-    cos = _config(schedule="cosine", warmup=0.0)
+    cos = tiny_config(schedule="cosine", warmup=0.0)
     assert train.lr_factor(0, 10, cos) == pytest.approx(1.0) and train.lr_factor(
         5, 10, cos
     ) == pytest.approx(0.5)
-    step = _config(schedule="step", milestones=(0.5, 0.75), gamma=0.1)
+    step = tiny_config(schedule="step", milestones=(0.5, 0.75), gamma=0.1)
     assert [train.lr_factor(s, 4, step) for s in range(4)] == pytest.approx(
         [1, 1, 0.1, 0.01]
     )
-    assert train.lr_factor(3, 4, _config(schedule="constant")) == 1.0
+    assert train.lr_factor(3, 4, tiny_config(schedule="constant")) == 1.0
 
 
 def test_config_validation():
@@ -65,7 +47,7 @@ def test_config_validation():
         dict(check_every=0),
     ):
         with pytest.raises(ValueError):
-            _config(**bad)
+            tiny_config(**bad)
 
 
 def test_precision_by_device(monkeypatch):
@@ -89,7 +71,7 @@ def test_mixed_precision_paths_track_fp32(tiny_data):
     for precision in ("fp32", "bf16", "fp16"):
         model = train.build_model("plain", 4, depth=2, seed=0, model_kwargs=TINY)
         runs[precision] = train.train(
-            model, tiny_data, _config(epochs=2, precision=precision), device="cpu"
+            model, tiny_data, tiny_config(epochs=2, precision=precision), device="cpu"
         )
         assert runs[precision].precision == precision
         assert (
@@ -105,7 +87,9 @@ def test_mixed_precision_paths_track_fp32(tiny_data):
 
 def test_training_learns_and_evaluates_the_collapsed_model(tiny_data):
     model = train.build_model("plain", 4, depth=2, seed=0, model_kwargs=TINY)
-    config = _config(epochs=6, lr=0.05, translate=0, flip=False, record_layer="body.4")
+    config = tiny_config(
+        epochs=6, lr=0.05, translate=0, flip=False, record_layer="body.4"
+    )
     result = train.train(model, tiny_data, config, device="cpu")
     assert (
         result.final["test_acc"] > 0.6
@@ -130,7 +114,7 @@ def test_training_learns_and_evaluates_the_collapsed_model(tiny_data):
 
 
 def test_interrupted_then_resumed_run_is_bit_identical(tiny_data, tmp_path):
-    cfg = _config(epochs=3, record_layer="body.0")
+    cfg = tiny_config(epochs=3, record_layer="body.0")
     straight = train.train(
         train.build_model("plain", 4, depth=2, seed=3, model_kwargs=TINY),
         tiny_data,
@@ -172,7 +156,7 @@ def test_interrupted_then_resumed_run_is_bit_identical(tiny_data, tmp_path):
     other_data = data.synthetic(96, 48, num_classes=4, seed=1)
     for part, args in (
         ("model", (model(1), tiny_data, cfg)),
-        ("config", (model(), tiny_data, _config(epochs=4))),
+        ("config", (model(), tiny_data, tiny_config(epochs=4))),
         ("data", (model(), other_data, cfg)),
     ):
         with pytest.raises(
@@ -191,7 +175,7 @@ def test_non_finite_loss_stops_clearly(tiny_data):
         train.train(
             model,
             tiny_data,
-            _config(lr=1e12, warmup=0.0, schedule="constant", check_every=1),
+            tiny_config(lr=1e12, warmup=0.0, schedule="constant", check_every=1),
             device="cpu",
         )
 
@@ -284,7 +268,7 @@ REFERENCE = REPO / "tests" / "data" / "train_reference.npz"
 
 def _reference_run(tiny_data):
     """A tiny expanded training run whose final weights and history pin the trainer's arithmetic."""
-    cfg = _config(epochs=2, record_layer="body.4")
+    cfg = tiny_config(epochs=2, record_layer="body.4")
     model = train.build_model("plain", 4, depth=2, seed=5, model_kwargs=TINY)
     result = train.train(model, tiny_data, cfg, device="cpu")
     arrays = {f"state/{k}": v.numpy() for k, v in result.model.state_dict().items()}

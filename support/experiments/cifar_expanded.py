@@ -705,28 +705,33 @@ def main(argv=None) -> int:
     if args.command == "steptime":
         from support import benchmarking
 
-        start, load = time.perf_counter(), benchmarking.load_average()
-        out = step_time(repeats=args.repeats, threads=args.threads, device=args.device)
-        for name, ms in out["median_ms"].items():
-            say(
-                f"{name}: {ms:.1f} ms per step, {out['ratio'][name]:.3f}x the plain step"
+        def record():
+            load = benchmarking.load_average()
+            out = step_time(
+                repeats=args.repeats, threads=args.threads, device=args.device
             )
+            scalars = {
+                "median_ms": out["median_ms"],
+                "ratio": out["ratio"],
+                "load_average_before": load,
+            }
+            return {"config": out["config"], "scalars": scalars, "seeds": [0]}
+
         if args.save:
-            results.save(
+            stored = results.cached(
                 STEP_TIME_RESULT,
-                config=out["config"],
-                scalars={
-                    "median_ms": out["median_ms"],
-                    "ratio": out["ratio"],
-                    "load_average_before": load,
-                },
-                provenance_record=results.provenance(
-                    device=out["device"],
-                    seeds=[0],
-                    wall_time_s=time.perf_counter() - start,
-                ),
+                record,
+                recompute=True,
+                device=resolve_device(args.device),
             )
-            say(f"stored {STEP_TIME_RESULT}")
+            scalars = stored.scalars
+            say(results.describe(stored))
+        else:
+            scalars = record()["scalars"]
+        for name, ms in scalars["median_ms"].items():
+            say(
+                f"{name}: {ms:.1f} ms per step, {scalars['ratio'][name]:.3f}x the plain step"
+            )
         return 0
     if args.command == "study":
         if args.threads:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-import time
 
 import pandas as pd
 import torch
@@ -25,7 +24,7 @@ from torch import nn
 
 from support import benchmarking, models, results, seeding
 from support.expand import as_sequential, collapse, expand
-from support.hardware import describe_device, resolve_device
+from support.hardware import resolve_device
 
 RESULT_NAME = "expand_benchmark"
 
@@ -154,38 +153,37 @@ def main(argv=None) -> int:
         "--save", action="store_true", help=f"store the result as {RESULT_NAME}"
     )
     args = parser.parse_args(argv)
-    start = time.perf_counter()
-    load = benchmarking.load_average()
-    result = step_benchmark(
-        depths=args.depths,
-        batch=args.batch,
-        widths=args.widths,
-        repeats=args.repeats,
-        threads=args.threads,
-        device=args.device,
-    )
-    steps, collapse_table = benchmark_tables(result)
-    print(
-        f"device: {describe_device(result['device'])}; {result['config']}; load average {load}"
-    )
+
+    def record():
+        load = benchmarking.load_average()
+        result = step_benchmark(
+            depths=args.depths,
+            batch=args.batch,
+            widths=args.widths,
+            repeats=args.repeats,
+            threads=args.threads,
+            device=args.device,
+        )
+        scalars = {
+            "rows": result["rows"],
+            "collapse_ms": result["collapse_ms"],
+            "load_average_before": load,
+        }
+        return {"config": result["config"], "scalars": scalars, "seeds": [0]}
+
+    if args.save:
+        stored = results.cached(
+            RESULT_NAME, record, recompute=True, device=resolve_device(args.device)
+        )
+        config, scalars = stored.config, stored.scalars
+        print(results.describe(stored))
+    else:
+        run = record()
+        config, scalars = run["config"], run["scalars"]
+    steps, collapse_table = benchmark_tables(scalars)
+    print(f"{config}; load average {scalars['load_average_before']}")
     print(steps.to_string())
     print(collapse_table.to_string())
-    if args.save:
-        path = results.save(
-            RESULT_NAME,
-            config=result["config"],
-            scalars={
-                "rows": result["rows"],
-                "collapse_ms": result["collapse_ms"],
-                "load_average_before": load,
-            },
-            provenance_record=results.provenance(
-                device=result["device"],
-                seeds=[0],
-                wall_time_s=time.perf_counter() - start,
-            ),
-        )
-        print(f"saved {path}")
     return 0
 
 
