@@ -273,8 +273,8 @@ def load_cifar10_jpeg(
     ``path``: the archive or its folder (default: the ``CIFAR10_JPEG`` variable). ``cache_dir``
     (default :func:`support.paths.cache_dir`) receives ``cifar10-jpeg-<sha256[:16]>.npz`` with
     the decoded arrays. A cache is used only when it reads back completely and passes
-    :func:`_valid_cache` (format, shapes, dtypes, label range, class names); anything else --
-    truncated, corrupt, stale, or from another decoder -- is decoded again and rewritten. A
+    :func:`_valid_cache` (format, decoder version, shapes, dtypes, label range); anything
+    else -- truncated, corrupt, stale, or from another decoder -- is decoded again and rewritten. A
     failed cache write only warns: the decoded data is returned all the same. Raises
     FileNotFoundError for a missing archive and ValueError for a corrupt one (checksum or split
     sizes, ``expected_sizes``).
@@ -309,6 +309,7 @@ def load_cifar10_jpeg(
         np.savez(
             tmp,
             format=np.int64(CACHE_FORMAT),
+            decoder=np.asarray(decoder_version()),
             train_images=decoded.train_images,
             train_labels=decoded.train_labels,
             test_images=decoded.test_images,
@@ -327,13 +328,22 @@ def load_cifar10_jpeg(
     return decoded
 
 
+def decoder_version() -> str:
+    """The JPEG decoder behind a cache (Pillow's version): another decoder may give other pixels."""
+    import PIL
+
+    return f"Pillow {PIL.__version__}"
+
+
 def _valid_cache(fields: dict, expected_sizes: dict) -> bool:
-    """Whether decoded arrays read from a cache are complete and plausible: the current format,
-    the expected split sizes of 32x32 RGB uint8 images, int64 labels within the class list."""
+    """Whether decoded arrays read from a cache are complete and plausible: the current format
+    and decoder, the expected split sizes of 32x32 RGB uint8 images, int64 labels within the
+    class list."""
     try:
         classes = fields["classes"]
         if (
             int(fields["format"]) != CACHE_FORMAT
+            or str(fields["decoder"]) != decoder_version()
             or classes.ndim != 1
             or len(classes) < 2
         ):

@@ -248,7 +248,14 @@ def _cache_file(cache_dir):
 
 @pytest.mark.parametrize(
     "damage",
-    ["truncate", "bitflip", "stale_shape", "labels_out_of_range", "old_format"],
+    [
+        "truncate",
+        "bitflip",
+        "stale_shape",
+        "labels_out_of_range",
+        "old_format",
+        "other_decoder",
+    ],
 )
 def test_a_damaged_or_stale_cache_is_rebuilt(tmp_path, damage):
     archive, sizes = _tiny_archive(tmp_path)
@@ -271,8 +278,10 @@ def test_a_damaged_or_stale_cache_is_rebuilt(tmp_path, damage):
             fields["train_images"] = fields["train_images"][:, :16]
         elif damage == "labels_out_of_range":
             fields["test_labels"] = fields["test_labels"] + 50
-        else:
+        elif damage == "old_format":
             fields["format"] = np.int64(1)
+        else:
+            fields["decoder"] = np.asarray("Pillow 0.0")
         np.savez(cache, **fields)
     again = data.load_cifar10_jpeg(
         archive, cache_dir=cache_dir, expected_sha256=None, expected_sizes=sizes
