@@ -283,9 +283,12 @@ def _gpu_name() -> str | None:
 def source_commit(root: Path) -> str:
     """The commit chapters are executed from, taken once before a batch of executions starts.
 
-    The run log and status page do not count as changes: recording runs modifies them.
+    The run log, the status page and the chapter notebooks do not count as changes: executing
+    modifies them, and they are committed with their outputs afterwards. Everything else --
+    the library, the stored results, the configuration -- must be committed for the commit
+    to identify what a run used.
     """
-    return git_commit(root, ignore=(RUN_LOG, STATUS_PAGE))
+    return git_commit(root, ignore=(RUN_LOG, STATUS_PAGE, "book/*.ipynb"))
 
 
 @contextlib.contextmanager
@@ -759,6 +762,12 @@ def main(argv=None, root: Path | None = None) -> int:
         default=None,
         help="where non-default runs go (default _runs/)",
     )
+    ex.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="execute although library code or stored results have uncommitted changes "
+        "(the run log then records a '-dirty' commit)",
+    )
     sub.add_parser("check", help="hygiene checks of the committed chapters")
     sub.add_parser("status", help="regenerate book/status.md from the run log")
     repo = sub.add_parser(
@@ -779,6 +788,14 @@ def main(argv=None, root: Path | None = None) -> int:
                 resolve_chapter(root, c) for c in args.chapters
             ] or notebook_chapters(root)
             commit = source_commit(root)
+            if not args.allow_dirty and (
+                commit.endswith("-dirty") or commit == "unknown"
+            ):
+                raise BookError(
+                    f"the working tree has uncommitted changes outside the chapters (commit "
+                    f"{commit!r}), so the run log could not say which code ran: commit first, "
+                    "or pass --allow-dirty"
+                )
             for path in chapters:
                 parameters = _chapter_parameters(root, path, args.parameter)
                 print(f"executing {path.relative_to(root)} ...", flush=True)

@@ -62,3 +62,23 @@ def make_archive(path: Path, per_split=None, size=32, seed=0) -> dict:
                         Image.open(io.BytesIO(payload)).convert("RGB")
                     )
     return decoded
+
+
+def commit_all(folder: Path) -> None:
+    """Make ``folder`` a git repository with everything in it committed (a clean tree)."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", "-A")
+    git(
+        "-c",
+        "user.name=test",
+        "-c",
+        "user.email=test@example.invalid",
+        "commit",
+        "-qm",
+        "book",
+    )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import commit_all
 
 from support import book, paths
 
@@ -44,6 +45,7 @@ def tiny_book(tmp_path):
     (tmp_path / "book" / "status.md").write_text(
         book.status_page(tmp_path, tmp_path / "none")
     )
+    commit_all(tmp_path)
     return tmp_path
 
 
@@ -225,3 +227,21 @@ def test_the_colab_bootstrap_does_nothing_off_colab_and_names_a_missing_reposito
     monkeypatch.delenv("BOOK_REPO", raising=False)
     with pytest.raises(RuntimeError, match="no public repository is configured"):
         exec(compile(book.bootstrap_source(""), "bootstrap", "exec"), {})
+
+
+def test_execution_refuses_uncommitted_library_changes_but_not_chapter_edits(
+    tiny_book, capsys
+):
+    nb = tiny_book / "book" / "good.ipynb"
+    nb.write_text(
+        nb.read_text().replace("SEED + 1", "SEED + 2")
+    )  # editing a chapter is fine
+    assert book.main(["execute", "good"], root=tiny_book) == 0
+    (tiny_book / "_toc.yml").write_text(
+        (tiny_book / "_toc.yml").read_text() + "# edited\n"
+    )
+    assert book.main(["execute", "good"], root=tiny_book) == 1
+    assert "uncommitted changes outside the chapters" in capsys.readouterr().err
+    assert book.main(["execute", "good", "--allow-dirty"], root=tiny_book) == 0
+    log = (tiny_book / book.RUN_LOG).read_text().splitlines()
+    assert json.loads(log[-1])["commit"].endswith("-dirty")

@@ -13,7 +13,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, make_archive, tiny_config
+from helpers import TINY, commit_all, make_archive, tiny_config
 
 from support import book, data, results, train
 
@@ -337,6 +337,7 @@ def tiny_book(tmp_path):
     ]
     nbformat.write(nb, tmp_path / "book" / "good.ipynb")
     (tmp_path / "book" / "status.md").write_text(book.status_page(tmp_path))
+    commit_all(tmp_path)
     return tmp_path
 
 
