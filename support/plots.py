@@ -44,8 +44,12 @@ PAPER_MARKER = {
 
 
 def apply_style() -> None:
-    """Set the book's matplotlib defaults (figure size, grid, spines, fonts, constrained layout)."""
+    """Set the book's matplotlib defaults (figure size, grid, spines, fonts, constrained layout),
+    and let pandas show table cells whole (no "..." in the middle of a setting's text)."""
+    import pandas as pd
+
     mpl.rcParams.update(STYLE)
+    pd.set_option("display.max_colwidth", None)
 
 
 def figure(

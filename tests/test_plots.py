@@ -7,8 +7,11 @@ from support import plots
 
 
 def test_apply_style_sets_the_book_defaults():
-    with mpl.rc_context():
+    import pandas as pd
+
+    with mpl.rc_context(), pd.option_context("display.max_colwidth", 50):
         plots.apply_style()
+        assert pd.get_option("display.max_colwidth") is None
         for key, value in plots.STYLE.items():
             assert mpl.rcParams[key] == (
                 list(value) if isinstance(value, tuple) else value
