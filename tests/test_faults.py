@@ -4,9 +4,9 @@ or silently wrong. One test per case of the fault review; each failed on the cod
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import nbformat
@@ -417,18 +417,16 @@ def test_an_injection_attempt_through_a_string_parameter_stays_a_string(tiny_boo
 
 
 def test_concurrent_executions_of_one_chapter_do_not_collide(tiny_book):
-    codes = []
-    threads = [
-        threading.Thread(
-            target=lambda: codes.append(book.main(["execute", "good"], root=tiny_book))
-        )
+    # Two commands started at once, as two terminals would (separate processes: the working
+    # directory each execution runs in is per process).
+    command = [sys.executable, "-m", "support.book", "execute", "good"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    runs = [
+        subprocess.Popen(command, cwd=tiny_book, env=env, stderr=subprocess.PIPE)
         for _ in range(2)
     ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert codes == [0, 0]
+    codes = [run.wait(timeout=300) for run in runs]
+    assert codes == [0, 0], [run.stderr.read().decode() for run in runs]
     log = (tiny_book / book.RUN_LOG).read_text().splitlines()
     assert len(log) == 2 and all(
         json.loads(line)["chapter"] == "book/good" for line in log
