@@ -8,7 +8,7 @@
   result is stored after every seed, so whatever has finished is a complete paired set; every
   run checkpoints each epoch, so a rerun resumes.
 * ``GRIDS`` and :func:`run_grid`: the paper-scale grid (all of CIFAR-10, a fast CNN in the
-  spirit of the speed records and the plain CNN; GPU) and its CPU-sized stand-in.
+  spirit of the speed records and the plain CNN; GPU).
 * :func:`run_experiment` trains every (depth, seed) pair of one architecture and
   :func:`summarize` reduces it to means, standard deviations and paired intervals.
 
@@ -422,7 +422,6 @@ class Experiment:
 
 # "gpu": full CIFAR, 5 seeds, ResNet-18 last (only if the time budget allows); short speed-run
 # recipes (warm-up and linear decay, label smoothing, crop and flip), untuned.
-# "cpu": a stand-in that exercises the same path on a 4,000-image subset.
 GRIDS = {
     "gpu": {
         "subset": None,
@@ -450,14 +449,6 @@ GRIDS = {
             Experiment(
                 "resnet18", "resnet18", {"width": 64}, 10, 512, 0.1, "blocks.7.conv2"
             ),
-        ),
-    },
-    "cpu": {
-        "subset": (4000, 1000),
-        "seeds": (0, 1, 2),
-        "depths": DEPTHS,
-        "experiments": (
-            Experiment("plain", "plain", SMALL_PLAIN, 10, 128, 0.05, "body.12"),
         ),
     },
 }
