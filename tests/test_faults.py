@@ -421,12 +421,14 @@ def test_concurrent_executions_of_one_chapter_do_not_collide(tiny_book):
     # directory each execution runs in is per process).
     command = [sys.executable, "-m", "support.book", "execute", "good"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # stderr to files: a pipe that nobody reads could fill up and stall a run holding the lock
+    logs = [tiny_book.parent / f"{tiny_book.name}-stderr{i}.txt" for i in range(2)]
     runs = [
-        subprocess.Popen(command, cwd=tiny_book, env=env, stderr=subprocess.PIPE)
-        for _ in range(2)
+        subprocess.Popen(command, cwd=tiny_book, env=env, stderr=log.open("w"))
+        for log in logs
     ]
     codes = [run.wait(timeout=300) for run in runs]
-    assert codes == [0, 0], [run.stderr.read().decode() for run in runs]
+    assert codes == [0, 0], [log.read_text() for log in logs]
     log = (tiny_book / book.RUN_LOG).read_text().splitlines()
     assert len(log) == 2 and all(
         json.loads(line)["chapter"] == "book/good" for line in log
