@@ -34,6 +34,19 @@ def _model(seed=0, depth=2):
     return train.build_model("plain", 4, depth=depth, seed=seed, model_kwargs=TINY)
 
 
+def _checkpoint_after_one_epoch(dataset, path):
+    """Train the tiny model for one epoch on ``dataset``, leaving a checkpoint at ``path``."""
+    train.train(
+        _model(),
+        dataset,
+        tiny_config(),
+        device="cpu",
+        checkpoint=path,
+        stop_after_epoch=1,
+    )
+    return path
+
+
 # ------------------------------------------------------------------------------- checkpoints
 def test_a_checkpoint_carrying_a_pickle_payload_runs_nothing(tiny_data, tmp_path):
     marker = tmp_path / "pwned"
@@ -76,31 +89,15 @@ def test_corrupt_or_foreign_checkpoints_are_named_with_what_to_do(
 
 
 def test_a_truncated_checkpoint_is_refused(tiny_data, tmp_path):
-    ckpt = tmp_path / "c.pt"
-    train.train(
-        _model(),
-        tiny_data,
-        tiny_config(),
-        device="cpu",
-        checkpoint=ckpt,
-        stop_after_epoch=1,
-    )
+    ckpt = _checkpoint_after_one_epoch(tiny_data, tmp_path / "c.pt")
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     with pytest.raises(train.CheckpointError, match="unreadable"):
         train.train(_model(), tiny_data, tiny_config(), device="cpu", checkpoint=ckpt)
 
 
 def test_resume_refuses_a_checkpoint_of_another_subset(tiny_data, tmp_path):
-    ckpt = tmp_path / "c.pt"
     full = data.synthetic(96, 48, num_classes=4, seed=0)
-    train.train(
-        _model(),
-        full.subset(48, 24, seed=0),
-        tiny_config(),
-        device="cpu",
-        checkpoint=ckpt,
-        stop_after_epoch=1,
-    )
+    ckpt = _checkpoint_after_one_epoch(full.subset(48, 24, seed=0), tmp_path / "c.pt")
     with pytest.raises(train.CheckpointError, match="its data differs"):
         train.train(
             _model(),
@@ -122,15 +119,7 @@ def test_a_finished_run_is_not_returned_for_other_data(tiny_data, tmp_path):
 def test_a_failed_checkpoint_write_keeps_the_previous_one(
     tiny_data, tmp_path, monkeypatch
 ):
-    ckpt = tmp_path / "c.pt"
-    train.train(
-        _model(),
-        tiny_data,
-        tiny_config(),
-        device="cpu",
-        checkpoint=ckpt,
-        stop_after_epoch=1,
-    )
+    ckpt = _checkpoint_after_one_epoch(tiny_data, tmp_path / "c.pt")
     before = ckpt.read_bytes()
 
     def disk_full(obj, f, *a, **k):
