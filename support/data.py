@@ -95,23 +95,7 @@ class ImageArrays:
             if n is None:
                 out[split] = (images, labels)
                 continue
-            k, rem = divmod(int(n), self.num_classes)
-            if n <= 0 or rem:
-                raise ValueError(
-                    f"subset: n_{split}={n} must be a positive multiple of "
-                    f"the number of classes ({self.num_classes})"
-                )
-            perm = rng.permutation(len(labels))
-            keep = []
-            for c in range(self.num_classes):
-                members = perm[labels[perm] == c]
-                if len(members) < k:
-                    raise ValueError(
-                        f"subset: n_{split}={n} needs {k} images of class {c}, "
-                        f"the split has {len(members)}"
-                    )
-                keep.append(members[:k])
-            idx = np.sort(np.concatenate(keep))
+            idx = _balanced_indices(labels, n, self.num_classes, rng, f"n_{split}")
             out[split] = (images[idx], labels[idx])
         return replace(
             self,
@@ -122,6 +106,61 @@ class ImageArrays:
             source=f"{self.source}; subset train={len(out['train'][1])} "
             f"test={len(out['test'][1])} (seed {seed})",
         )
+
+    def with_validation(
+        self, n_train: int, n_val: int, seed: int = 0
+    ) -> tuple[ImageArrays, dict]:
+        """The data for choosing hyper-parameters: training images as ``subset(n_train, seed=seed)``
+        picks them, evaluated on ``n_val`` other *training* images; the test set is left out.
+
+        The returned :class:`ImageArrays` holds the validation images in its ``test_*`` fields
+        (the trainer evaluates on that split), so a tuning run cannot see a test image. The
+        validation images are a class-balanced draw (stream ``"cifar-validation"`` of ``seed``)
+        from the training images the subset did not take, so the two are disjoint by
+        construction. The second value records the split for provenance: sizes, seed and the
+        SHA-256 of the sorted index lists (chapter *Expanded CNNs on CIFAR*, tuning).
+        """
+        k = self.num_classes
+        train_idx = _balanced_indices(
+            self.train_labels,
+            n_train,
+            k,
+            seeding.generator(seed, "cifar-subset"),
+            "n_train",
+        )
+        rest = np.setdiff1d(np.arange(len(self.train_labels)), train_idx)
+        val_idx = rest[
+            _balanced_indices(
+                self.train_labels[rest],
+                n_val,
+                k,
+                seeding.generator(seed, "cifar-validation"),
+                "n_val",
+            )
+        ]
+        record = {
+            "n_train": int(len(train_idx)),
+            "n_val": int(len(val_idx)),
+            "seed": int(seed),
+            "drawn_from": "training images not in the training subset",
+            "train_indices_sha256": hashlib.sha256(
+                train_idx.astype(np.int64).tobytes()
+            ).hexdigest(),
+            "val_indices_sha256": hashlib.sha256(
+                val_idx.astype(np.int64).tobytes()
+            ).hexdigest(),
+            "overlap": int(np.intersect1d(train_idx, val_idx).size),
+        }
+        tuning = replace(
+            self,
+            train_images=self.train_images[train_idx],
+            train_labels=self.train_labels[train_idx],
+            test_images=self.train_images[val_idx],
+            test_labels=self.train_labels[val_idx],
+            source=f"{self.source}; subset train={len(train_idx)} (seed {seed}); "
+            f"evaluated on a validation split of {len(val_idx)} other training images",
+        )
+        return tuning, record
 
     def fingerprint(self) -> dict:
         """What identifies this data for a checkpoint: name, sizes and SHA-256 of images and labels.
@@ -144,6 +183,28 @@ class ImageArrays:
             "num_classes": self.num_classes,
             "sha256": digest.hexdigest(),
         }
+
+
+def _balanced_indices(labels, n, num_classes, rng, name) -> np.ndarray:
+    """Sorted indices of ``n / num_classes`` examples of every class: the first of each class in
+    one permutation drawn from ``rng`` (one draw, whatever ``n`` is)."""
+    k, rem = divmod(int(n), num_classes)
+    if n <= 0 or rem:
+        raise ValueError(
+            f"subset: {name}={n} must be a positive multiple of "
+            f"the number of classes ({num_classes})"
+        )
+    perm = rng.permutation(len(labels))
+    keep = []
+    for c in range(num_classes):
+        members = perm[labels[perm] == c]
+        if len(members) < k:
+            raise ValueError(
+                f"subset: {name}={n} needs {k} images of class {c}, "
+                f"the split has {len(members)}"
+            )
+        keep.append(members[:k])
+    return np.sort(np.concatenate(keep))
 
 
 def resolve_archive(path=None) -> Path:

@@ -32,6 +32,7 @@ What :func:`train` does, and why:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -45,14 +46,16 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 from torch import nn
+from torch.nn.utils import parametrize
 
 from support import data as data_mod
 from support import models, seeding
-from support.expand import collapse, expand, expanded_layers
+from support.expand import collapse, expand, expanded_layers, factors
 from support.hardware import describe_device, resolve_device
 from support.rank import gram_entropy
 
 SCHEDULES = ("linear", "cosine", "step", "constant")
+WEIGHT_DECAY_TARGETS = ("factors", "collapsed")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 CHECKPOINT_FORMAT = "support.train checkpoint"
 CHECKPOINT_VERSION = 2
@@ -109,16 +112,23 @@ class TrainConfig:
     """Hyper-parameters of one training run (all plain values, so a config can be stored as JSON).
 
     ``lr`` is the peak learning rate of SGD with momentum ``momentum`` (Nesterov if
-    ``nesterov``); ``weight_decay`` is applied to weights (ndim >= 2), not to biases or BatchNorm
-    parameters. ``schedule`` is one of "linear" (warm-up over the first ``warmup`` fraction of
-    steps, then linear decay to 0), "cosine" (same warm-up, cosine decay), "step" (x ``gamma``
-    at each fraction in ``milestones``), "constant". ``translate``/``flip``: training
-    augmentation. ``precision``: "auto" (see :func:`precision_for`), "fp32", "bf16" or "fp16".
-    ``check_every``: steps between non-finite-loss checks. ``record_layer``: name of a
-    Conv2d/Linear module whose (collapsed) weight's singular values are recorded at
-    initialisation and after every epoch. ``train_eval``: also measure the accuracy on the
-    un-augmented training set after every epoch (costs one extra forward pass over it), else
-    only at the end. Every field is checked when the config is made (ValueError naming it).
+    ``nesterov``); ``weight_decay`` is applied to weights (ndim >= 2), not to biases or
+    BatchNorm parameters. ``weight_decay_on`` says which weights of an expanded layer it
+    penalises: ``"factors"`` (SGD's own decay on every factor, as the paper's code does; at
+    balanced factors this is a Schatten-2/d quasi-norm of the effective weight, an explicit
+    low-rank regulariser that grows with depth) or ``"collapsed"`` (the plain network's penalty
+    ``weight_decay / 2 * ||W||^2`` on the effective weight, added to the loss, the factors
+    themselves undecayed: :func:`collapsed_weight_penalty`). Layers that are not expanded get
+    SGD's decay either way, so at depth 1 the two are the same recipe. ``schedule`` is one of
+    "linear" (warm-up over the first ``warmup`` fraction of steps, then linear decay to 0),
+    "cosine" (same warm-up, cosine decay), "step" (x ``gamma`` at each fraction in
+    ``milestones``), "constant". ``translate``/``flip``: training augmentation. ``precision``:
+    "auto" (see :func:`precision_for`), "fp32", "bf16" or "fp16". ``check_every``: steps between
+    non-finite-loss checks. ``record_layer``: name of a Conv2d/Linear module whose (collapsed)
+    weight's singular values are recorded at initialisation and after every epoch.
+    ``train_eval``: also measure the accuracy on the un-augmented training set after every epoch
+    (costs one extra forward pass over it), else only at the end. Every field is checked when
+    the config is made (ValueError naming it).
     """
 
     epochs: int = 10
@@ -127,6 +137,7 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
+    weight_decay_on: str = "factors"
     label_smoothing: float = 0.2
     schedule: str = "linear"
     warmup: float = 0.2
@@ -151,6 +162,11 @@ class TrainConfig:
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
         _finite(self.weight_decay, "weight_decay", 0.0)
+        if self.weight_decay_on not in WEIGHT_DECAY_TARGETS:
+            raise ValueError(
+                f"weight_decay_on must be one of {WEIGHT_DECAY_TARGETS}, "
+                f"got {self.weight_decay_on!r}"
+            )
         _finite(self.label_smoothing, "label_smoothing", 0.0, 1.0, high_open=True)
         if self.schedule not in SCHEDULES:
             raise ValueError(
@@ -355,9 +371,40 @@ def layer_singular_values(model: nn.Module, layer: str) -> np.ndarray:
         return torch.linalg.svdvals(w.cpu().double()).numpy()
 
 
+def collapsed_weight_penalty(model: nn.Module, weight_decay: float) -> torch.Tensor:
+    """``weight_decay / 2 * sum ||W_e||^2`` over the expanded layers of ``model``, W_e the effective
+    (collapsed) weight each one forms from its factors.
+
+    This is the penalty SGD's weight decay puts on a plain layer's weight, moved onto the
+    weight the expanded network actually computes with: added to the loss, its gradient reaches
+    the factors through the composite, so the explicit regulariser is the plain network's and
+    only the parameterisation differs (``TrainConfig.weight_decay_on="collapsed"``; chapter
+    *Expanded CNNs on CIFAR*, tuning). Zero for a model with no expanded layer.
+    """
+    layers = expanded_layers(model).values()
+    total = sum(_at_least_fp32(layer.weight).square().sum() for layer in layers)
+    return 0.5 * weight_decay * total if layers else torch.zeros(())
+
+
+def _at_least_fp32(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in float32 when it is in a half precision (autocast), else as it is."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+
+
+def _expanded_factor_ids(model: nn.Module) -> set:
+    """ids of the factor parameters of every expanded layer (the weights the composite is made of)."""
+    return {
+        id(w) for layer in expanded_layers(model).values() for w in factors(layer)[0]
+    }
+
+
 def _optimizer(model: nn.Module, config: TrainConfig):
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    skip = (
+        _expanded_factor_ids(model) if config.weight_decay_on == "collapsed" else set()
+    )
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trainable if p.ndim >= 2 and id(p) not in skip]
+    no_decay = [p for p in trainable if p.ndim < 2 or id(p) in skip]
     return torch.optim.SGD(
         [
             {"params": decay, "weight_decay": config.weight_decay},
@@ -516,12 +563,23 @@ def train_epoch(
     """
     device, config = loader.device, state.config
     sums = torch.zeros(3, dtype=torch.float64, device=device)
+    on_collapsed = config.weight_decay_on == "collapsed" and config.weight_decay > 0
     for step, (x, y) in enumerate(loader):
-        with _autocast(device, precision):
+        # With decay on the collapsed weight, each composite is formed once per step and used
+        # by both the forward pass and the penalty.
+        with (
+            _autocast(device, precision),
+            parametrize.cached() if on_collapsed else contextlib.nullcontext(),
+        ):
             logits = net(x)
             loss = loss_fn(logits.float(), y)
+            objective = (
+                loss + collapsed_weight_penalty(net, config.weight_decay)
+                if on_collapsed
+                else loss
+            )
         state.optimizer.zero_grad(set_to_none=True)
-        state.scaler.scale(loss).backward()
+        state.scaler.scale(objective).backward()
         state.scaler.step(state.optimizer)
         state.scaler.update()
         state.scheduler.step()

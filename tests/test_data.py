@@ -297,3 +297,39 @@ def test_missing_dataset_without_network_names_the_offline_alternative(
         FileNotFoundError, match=f"could not be downloaded.*set {data.ENV_VAR}"
     ):
         data.load_cifar("cifar10", cache_dir=tmp_path)
+
+
+def test_validation_split_is_disjoint_balanced_and_keeps_the_training_subset():
+    full = data.synthetic(600, 30, seed=1)
+    tuning, record = full.with_validation(100, 50, seed=3)
+    subset = full.subset(100, None, seed=3)
+    np.testing.assert_array_equal(tuning.train_images, subset.train_images)
+    np.testing.assert_array_equal(tuning.train_labels, subset.train_labels)
+    assert np.bincount(tuning.test_labels, minlength=10).tolist() == [5] * 10
+    flat = full.train_images.reshape(len(full.train_images), -1)
+
+    def rows(images):
+        return {
+            int(np.flatnonzero((flat == im.reshape(-1)).all(1))[0]) for im in images
+        }
+
+    train_rows, val_rows = rows(tuning.train_images), rows(tuning.test_images)
+    assert len(val_rows) == 50 and not train_rows & val_rows
+    same = tuning.test_images.reshape(50, 1, -1) == full.test_images.reshape(1, 30, -1)
+    assert not same.all(-1).any()  # no test image among the validation images
+    assert record["overlap"] == 0 and (record["n_train"], record["n_val"]) == (100, 50)
+    again, record_again = full.with_validation(100, 50, seed=3)
+    np.testing.assert_array_equal(again.test_images, tuning.test_images)
+    assert record_again == record
+    assert (
+        full.with_validation(100, 50, seed=4)[1]["val_indices_sha256"]
+        != (record["val_indices_sha256"])
+    )
+
+
+def test_validation_split_refuses_what_the_rest_cannot_hold():
+    full = data.synthetic(200, 30, seed=1)
+    with pytest.raises(ValueError, match="n_val=150 needs 15 images of class"):
+        full.with_validation(100, 150)
+    with pytest.raises(ValueError, match="n_val=55 must be a positive multiple"):
+        full.with_validation(100, 55)

@@ -49,6 +49,65 @@ from support.train import (
 DEPTHS = (1, 2, 4)
 
 
+def measure_run(
+    data: data_mod.ImageArrays,
+    model_name: str,
+    *,
+    depth: int,
+    config: TrainConfig,
+    model_kwargs: dict | None = None,
+    width: float = 1.0,
+    device="cpu",
+    checkpoint=None,
+    rho_loader=None,
+    rho_examples: int = 500,
+    whitening=None,
+) -> dict:
+    """Build ``model_name`` at expansion ``depth`` from ``config.seed``, train it on ``data`` and
+    measure it; return one run's numbers.
+
+    The keys: ``test_acc``, ``train_acc`` (final epoch, collapsed network), ``training_time_s``,
+    ``history`` (per epoch: test and train accuracy and loss, learning rate), ``spectra`` (the
+    recorded layer's singular values at initialisation and after every epoch, or None),
+    ``params`` (trainable, during training), ``params_deployed`` and ``flops_deployed`` (the
+    collapsed network), ``device``, ``precision`` and, with ``rho_loader``, ``embedding_rho_init``
+    and ``embedding_rho`` (:func:`support.train.embedding_rho` before and after training).
+    With ``checkpoint`` the run checkpoints there every epoch and resumes from it.
+    """
+    model = build_model(
+        model_name,
+        data.num_classes,
+        depth=depth,
+        width=width,
+        seed=config.seed,
+        model_kwargs=model_kwargs,
+        whitening_images=whitening,
+    )
+    run = {"params": count_parameters(model)}
+    if rho_loader is not None:
+        run["embedding_rho_init"] = embedding_rho(
+            model.to(device), rho_loader, rho_examples
+        )
+    result = train(model, data, config, device=device, checkpoint=checkpoint)
+    run.update(
+        test_acc=result.final["test_acc"],
+        train_acc=result.final["train_acc"],
+        training_time_s=result.training_time_s,
+        history={key: result.history[key] for key in HISTORY_FIELDS},
+        spectra=result.spectra,
+        params_deployed=count_parameters(result.model),
+        flops_deployed=models.count_flops(result.model),
+        device=result.device,
+        precision=result.precision,
+    )
+    if rho_loader is not None:
+        run["embedding_rho"] = embedding_rho(result.model, rho_loader, rho_examples)
+    return run
+
+
+HISTORY_FIELDS = ("test_acc", "test_loss", "train_acc", "train_loss", "lr")
+
+
 def run_experiment(
     data: data_mod.ImageArrays,
     model_name: str,
@@ -78,24 +137,69 @@ def run_experiment(
     NaN). ``on_seed_done(out)`` is called after each seed. With ``checkpoint_dir`` each run
     checkpoints there every epoch, so rerunning after an interruption resumes.
     """
-    mean, std = data_mod.NORMALIZATION[data.name]
-    whitening = (
-        data_mod.normalized_tensor(data.train_images[:5000], mean, std)
-        if model_name == "fast"
-        else None
-    )
+    whitening = whitening_images(data, model_name)
     device = resolve_device(device)
     rho_examples = min(rho_examples, len(data.test_labels))
-    rho_loader = data_mod.DeviceLoader(
-        data.test_images[:rho_examples],
-        data.test_labels[:rho_examples],
+    rho_loader = embedding_loader(data, rho_examples, device)
+    out = empty_table((len(depths), len(seeds)), config.epochs, len(depths))
+    for j, seed in enumerate(seeds):
+        for i, depth in enumerate(depths):
+            ckpt = (
+                None
+                if checkpoint_dir is None
+                else Path(checkpoint_dir) / f"{model_name}-d{depth}-s{seed}.pt"
+            )
+            run = measure_run(
+                data,
+                model_name,
+                depth=depth,
+                config=dataclasses.replace(config, seed=seed),
+                model_kwargs=model_kwargs,
+                width=width,
+                device=device,
+                checkpoint=ckpt,
+                rho_loader=rho_loader,
+                rho_examples=rho_examples,
+                whitening=whitening,
+            )
+            fill_table(out, (i, j), run)
+            if log is not None:
+                log(
+                    f"{model_name} depth {depth} seed {seed}: test {run['test_acc']:.4f}, "
+                    f"train {run['train_acc']:.4f}, {run['training_time_s']:.0f} s training"
+                )
+        out["seeds_done"] = np.int64(j + 1)
+        if on_seed_done is not None:
+            on_seed_done(out)
+    return out
+
+
+def whitening_images(data: data_mod.ImageArrays, model_name: str):
+    """The normalised training images the fast CNN sets its frozen whitening layer from (None for
+    other models)."""
+    if model_name != "fast":
+        return None
+    mean, std = data_mod.NORMALIZATION[data.name]
+    return data_mod.normalized_tensor(data.train_images[:5000], mean, std)
+
+
+def embedding_loader(data: data_mod.ImageArrays, examples: int, device):
+    """An evaluation loader over the first ``examples`` test images (for embedding rho)."""
+    mean, std = data_mod.NORMALIZATION[data.name]
+    return data_mod.DeviceLoader(
+        data.test_images[:examples],
+        data.test_labels[:examples],
         500,
         train=False,
         device=device,
         mean=mean,
         std=std,
     )
-    shape = (len(depths), len(seeds))
+
+
+def empty_table(shape: tuple, epochs: int, n_models: int) -> dict:
+    """NaN-filled arrays for runs indexed ``shape`` (e.g. ``[depth, seed]``) of ``epochs`` epochs,
+    and per-model parameter and FLOP counts (``n_models`` = ``shape[0]``)."""
     out = {
         k: np.full(shape, np.nan)
         for k in (
@@ -106,62 +210,38 @@ def run_experiment(
             "training_time_s",
         )
     }
-    for key in ("test_acc", "test_loss", "train_acc", "train_loss", "lr"):
-        out[f"history_{key}"] = np.full((*shape, config.epochs), np.nan)
+    for key in HISTORY_FIELDS:
+        out[f"history_{key}"] = np.full((*shape, epochs), np.nan)
     out.update(
-        params=np.zeros(len(depths), np.int64),
-        params_deployed=np.zeros(len(depths), np.int64),
-        flops_deployed=np.zeros(len(depths), np.int64),
+        params=np.zeros(n_models, np.int64),
+        params_deployed=np.zeros(n_models, np.int64),
+        flops_deployed=np.zeros(n_models, np.int64),
         seeds_done=np.int64(0),
     )
-    for j, seed in enumerate(seeds):
-        for i, depth in enumerate(depths):
-            cfg = dataclasses.replace(config, seed=seed)
-            model = build_model(
-                model_name,
-                data.num_classes,
-                depth=depth,
-                width=width,
-                seed=seed,
-                model_kwargs=model_kwargs,
-                whitening_images=whitening,
-            )
-            out["params"][i] = count_parameters(model)
-            out["embedding_rho_init"][i, j] = embedding_rho(
-                model.to(device), rho_loader, rho_examples
-            )
-            ckpt = (
-                None
-                if checkpoint_dir is None
-                else Path(checkpoint_dir) / f"{model_name}-d{depth}-s{seed}.pt"
-            )
-            result = train(model, data, cfg, device=device, checkpoint=ckpt)
-            out["test_acc"][i, j] = result.final["test_acc"]
-            out["train_acc"][i, j] = result.final["train_acc"]
-            for key in ("test_acc", "test_loss", "train_acc", "train_loss", "lr"):
-                out[f"history_{key}"][i, j] = result.history[key]
-            out["embedding_rho"][i, j] = embedding_rho(
-                result.model, rho_loader, rho_examples
-            )
-            out["training_time_s"][i, j] = result.training_time_s
-            if result.spectra is not None:
-                if "spectra" not in out:
-                    out["spectra"] = np.full(
-                        (*shape, *result.spectra.shape), np.nan, dtype=np.float32
-                    )
-                out["spectra"][i, j] = result.spectra
-            out["params_deployed"][i] = count_parameters(result.model)
-            out["flops_deployed"][i] = models.count_flops(result.model)
-            out["device"], out["precision"] = result.device, result.precision
-            if log is not None:
-                log(
-                    f"{model_name} depth {depth} seed {seed}: test {result.final['test_acc']:.4f}, "
-                    f"train {result.final['train_acc']:.4f}, {result.training_time_s:.0f} s training"
-                )
-        out["seeds_done"] = np.int64(j + 1)
-        if on_seed_done is not None:
-            on_seed_done(out)
     return out
+
+
+def fill_table(out: dict, index: tuple, run: dict) -> None:
+    """Write one :func:`measure_run` result into the arrays of :func:`empty_table` at ``index``
+    (``(model, seed)``)."""
+    for key in ("test_acc", "train_acc", "training_time_s"):
+        out[key][index] = run[key]
+    for key in ("embedding_rho_init", "embedding_rho"):
+        if key in run:
+            out[key][index] = run[key]
+    for key in HISTORY_FIELDS:
+        out[f"history_{key}"][index] = run["history"][key]
+    if run["spectra"] is not None:
+        if "spectra" not in out:
+            shape = out["test_acc"].shape
+            out["spectra"] = np.full(
+                (*shape, *run["spectra"].shape), np.nan, dtype=np.float32
+            )
+        out["spectra"][index] = run["spectra"]
+    model = index[0]
+    for key in ("params", "params_deployed", "flops_deployed"):
+        out[key][model] = run[key]
+    out["device"], out["precision"] = run["device"], run["precision"]
 
 
 def summarize(out: dict, depths, confidence: float = 0.95) -> dict:
