@@ -55,7 +55,15 @@ def test_run_experiment_goes_seed_by_seed_and_summarizes(tiny_data):
 
 
 def test_run_grid_stores_results_with_provenance(tmp_path, monkeypatch):
-    tiny = ce.Experiment("tiny", "plain", TINY, 1, 16, 0.05, "body.0")
+    tiny = ce.Experiment(
+        stem="tiny",
+        model="plain",
+        model_kwargs=TINY,
+        epochs=1,
+        batch_size=16,
+        lr=0.05,
+        record_layer="body.0",
+    )
     monkeypatch.setitem(
         ce.GRIDS,
         "test",
@@ -170,3 +178,69 @@ def test_step_time_compares_every_depth_of_the_study_to_the_plain_step(monkeypat
         v > 0 for v in out["median_ms"].values()
     )
     assert out["config"]["batch"] == 4 and out["config"]["threads"] == 1
+
+
+def test_the_gpu_grid_runs_end_to_end_at_toy_size(tmp_path, monkeypatch, capsys):
+    """Every experiment of the paper-scale grid (fast CNN, plain CNN, ResNet-18) through the
+    command line at minimal width, one epoch, on a synthetic stand-in: augmentation on, the fast
+    CNN in bf16 autocast (the GPU's mixed-precision path, as far as a CPU runs it), each result
+    stored and loaded back."""
+    real = ce.GRIDS["gpu"]
+    widths = {
+        "fast": {"widths": [8, 8, 8]},
+        "plain": {"widths": [4, 4, 8, 8]},
+        "resnet18": {"width": 4},
+    }
+    toy = tuple(
+        dataclasses.replace(
+            exp,
+            model_kwargs=widths[exp.model],
+            epochs=1,
+            batch_size=16,
+            precision="bf16" if exp.model == "fast" else exp.precision,
+        )
+        for exp in real["experiments"]
+    )
+    assert [e.model for e in toy] == ["fast", "plain", "resnet18"]
+    grid = {**real, "subset": (40, 20), "seeds": (0, 1), "experiments": toy}
+    monkeypatch.setitem(ce.GRIDS, "gpu_toy", grid)
+    monkeypatch.setattr(
+        data, "load_cifar", lambda name: data.synthetic(96, 48, num_classes=4, seed=0)
+    )
+    monkeypatch.setenv("BOOK_CACHE", str(tmp_path / "cache"))
+    argv = ["grid", "--scale", "gpu_toy", "--device", "cpu"]
+    assert ce.main([*argv, "--results-dir", str(tmp_path), "--allow-dirty"]) == 0
+    for exp in toy:
+        stored = results.load(f"cifar_cifar10_{exp.stem}_gpu_toy", directory=tmp_path)
+        assert stored.config["model"] == exp.model
+        assert stored.config["train_config"]["translate"] == 2
+        assert stored.config["train_config"]["flip"] is True
+        assert stored.config["precision"] == ("bf16" if exp.model == "fast" else "fp32")
+        acc = stored.arrays["test_acc"]
+        assert acc.shape == (3, 2) and np.all((0 <= acc) & (acc <= 1))
+        assert stored.arrays["spectra"].shape[:3] == (3, 2, 2)
+        assert stored.provenance["seeds"] == [0, 1]
+        for depth in (2, 4):
+            d = stored.scalars[f"depth_{depth}"]["test_acc_minus_baseline"]
+            assert d["ci_low"] <= d["mean"] <= d["ci_high"]
+        assert (
+            stored.arrays["params_deployed"][0] == stored.arrays["params_deployed"][2]
+        )
+    assert "stored ['cifar_cifar10_fast_gpu_toy'" in capsys.readouterr().out
+
+
+def test_airbench_arrays_hold_exactly_our_images(tmp_path):
+    import torch
+
+    d = data.synthetic(20, 10, num_classes=4, seed=0)
+    folder = ce.write_airbench_arrays(d, tmp_path / "cifar10")
+    for split in ("train", "test"):
+        stored = torch.load(folder / f"{split}.pt", weights_only=True)
+        assert stored["images"].dtype == torch.uint8
+        np.testing.assert_array_equal(
+            stored["images"].numpy(), getattr(d, f"{split}_images")
+        )
+        np.testing.assert_array_equal(
+            stored["labels"].numpy(), getattr(d, f"{split}_labels")
+        )
+        assert stored["classes"] == list(d.classes)

@@ -481,7 +481,9 @@ def step_time(
 # ------------------------------------------------------------------------------ the paper-scale grid
 @dataclass(frozen=True)
 class Experiment:
-    """One architecture of a grid: result-name ``stem``, model name and kwargs, and its recipe."""
+    """One architecture of a grid: result-name ``stem``, model name and kwargs, and its recipe
+    (the trainer's defaults otherwise: warm-up then linear decay, label smoothing, crop and flip,
+    precision by device)."""
 
     stem: str
     model: str
@@ -490,6 +492,7 @@ class Experiment:
     batch_size: int
     lr: float
     record_layer: str
+    precision: str = "auto"
 
     def config(self) -> TrainConfig:
         return TrainConfig(
@@ -497,6 +500,7 @@ class Experiment:
             batch_size=self.batch_size,
             lr=self.lr,
             record_layer=self.record_layer,
+            precision=self.precision,
         )
 
 
@@ -509,25 +513,31 @@ GRIDS = {
         "depths": DEPTHS,
         "experiments": (
             Experiment(
-                "fast",
-                "fast",
-                {"widths": [64, 256, 256]},
-                10,
-                1024,
-                1.0,
-                "groups.2.conv2",
+                stem="fast",
+                model="fast",
+                model_kwargs={"widths": [64, 256, 256]},
+                epochs=10,
+                batch_size=1024,
+                lr=1.0,
+                record_layer="groups.2.conv2",
             ),
             Experiment(
-                "plain",
-                "plain",
-                {"widths": [64, 128, 256, 512]},
-                15,
-                512,
-                0.1,
-                "body.12",
+                stem="plain",
+                model="plain",
+                model_kwargs={"widths": [64, 128, 256, 512]},
+                epochs=15,
+                batch_size=512,
+                lr=0.1,
+                record_layer="body.12",
             ),
             Experiment(
-                "resnet18", "resnet18", {"width": 64}, 10, 512, 0.1, "blocks.7.conv2"
+                stem="resnet18",
+                model="resnet18",
+                model_kwargs={"width": 64},
+                epochs=10,
+                batch_size=512,
+                lr=0.1,
+                record_layer="blocks.7.conv2",
             ),
         ),
     },
@@ -616,6 +626,53 @@ def run_grid(
         if log is not None:
             log(f"stored {name} ({time.perf_counter() - start:.0f} s)")
     return saved
+
+
+# ---------------------------------------------------------------------- the airbench reference
+AIRBENCH_RESULT = "cifar_airbench94_reference"
+
+
+def write_airbench_arrays(data: data_mod.ImageArrays, folder) -> Path:
+    """Write ``data`` as the ``train.pt``/``test.pt`` files the ``airbench`` package reads
+    (``{"images": uint8 (N, 32, 32, 3), "labels": int64 (N,), "classes": [str]}``), so that
+    airbench94 trains on exactly the images our grid uses, with no download. Returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        torch.save(
+            {
+                "images": torch.from_numpy(getattr(data, f"{split}_images").copy()),
+                "labels": torch.from_numpy(getattr(data, f"{split}_labels").copy()),
+                "classes": list(data.classes),
+            },
+            folder / f"{split}.pt",
+        )
+    return folder
+
+
+def airbench_reference(data: data_mod.ImageArrays, *, runs: int, workdir) -> dict:
+    """airbench94 (the ``airbench`` package, CUDA only) on ``data`` and this GPU: per run the test
+    accuracy with its test-time augmentation and the wall seconds of training, after one warm-up
+    run. The fast CNN of :data:`GRIDS` is a network in its spirit; this puts both on one GPU."""
+    import airbench
+
+    write_airbench_arrays(data, Path(workdir) / "cifar10")
+    accuracy, seconds = [], []
+    here = os.getcwd()
+    os.chdir(workdir)  # airbench reads ./cifar10/{train,test}.pt
+    try:
+        airbench.warmup94(verbose=False)
+        test = airbench.CifarLoader("cifar10", train=False, batch_size=2000)
+        for run in range(runs):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            model = airbench.train94(run=run, verbose=False)
+            torch.cuda.synchronize()
+            seconds.append(time.perf_counter() - start)
+            accuracy.append(float(airbench.evaluate(model, test, tta_level=2)))
+    finally:
+        os.chdir(here)
+    return {"test_acc": accuracy, "train_seconds": seconds}
 
 
 # ------------------------------------------------------------------------------------- the CLI
@@ -766,6 +823,13 @@ def main(argv=None) -> int:
     p_step.add_argument(
         "--save", action="store_true", help=f"store as {STEP_TIME_RESULT}"
     )
+    p_air = sub.add_parser(
+        "airbench",
+        help="airbench94 on the same images and GPU (needs CUDA and airbench)",
+    )
+    p_air.add_argument("--runs", type=int, default=5)
+    p_air.add_argument("--results-dir", default=None)
+    p_air.add_argument("--allow-dirty", action="store_true")
     _train_arguments(
         sub.add_parser("train", help="train one model (works under torchrun)")
     )
@@ -773,6 +837,8 @@ def main(argv=None) -> int:
     say = lambda line: print(line, flush=True)  # noqa: E731
     if args.command == "train":
         return train_command(args)
+    if args.command == "airbench":
+        return _airbench_command(args, say)
     if args.command == "steptime":
         from support import benchmarking
 
@@ -829,6 +895,42 @@ def main(argv=None) -> int:
         log=say,
     )
     say(f"stored {names}")
+    return 0
+
+
+def _airbench_command(args, say) -> int:
+    import tempfile
+
+    if not torch.cuda.is_available():
+        say("airbench94 needs a CUDA GPU; none is available")
+        return 1
+    data = data_mod.load_cifar("cifar10")
+
+    def record():
+        with tempfile.TemporaryDirectory() as workdir:
+            out = airbench_reference(data, runs=args.runs, workdir=workdir)
+        scalars = {
+            "test_acc_mean": float(np.mean(out["test_acc"])),
+            "train_seconds_median": float(np.median(out["train_seconds"])),
+            **out,
+        }
+        config = {"runs": args.runs, "data_source": data.source, "tta_level": 2}
+        return {"config": config, "scalars": scalars, "seeds": list(range(args.runs))}
+
+    stored = results.cached(
+        AIRBENCH_RESULT,
+        record,
+        recompute=True,
+        device="cuda",
+        allow_dirty=args.allow_dirty,
+        directory=args.results_dir,
+    )
+    say(results.describe(stored))
+    s = stored.scalars
+    say(
+        f"airbench94: {s['test_acc_mean']:.4f} test accuracy, "
+        f"{s['train_seconds_median']:.2f} s per training run"
+    )
     return 0
 
 
