@@ -74,6 +74,34 @@ class ImageArrays:
     classes: tuple
     source: str
 
+    def __post_init__(self):
+        for split in ("train", "test"):
+            images = getattr(self, f"{split}_images")
+            labels = getattr(self, f"{split}_labels")
+            if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
+                raise TypeError(
+                    f"{split}_images must be a uint8 numpy array, got "
+                    f"{getattr(images, 'dtype', type(images).__name__)}"
+                )
+            if images.ndim != 4 or images.shape[3] != 3:
+                raise ValueError(
+                    f"{split}_images must have shape (N, H, W, 3), got {images.shape}"
+                )
+            if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu":
+                raise TypeError(
+                    f"{split}_labels must be an integer numpy array (class indices), got "
+                    f"{getattr(labels, 'dtype', type(labels).__name__)}"
+                )
+            if labels.shape != (len(images),):
+                raise ValueError(
+                    f"{split}_labels must have shape ({len(images)},), got {labels.shape}"
+                )
+            if len(labels) and (labels.min() < 0 or labels.max() >= len(self.classes)):
+                raise ValueError(
+                    f"{split}_labels must lie in [0, {len(self.classes)}), got "
+                    f"[{labels.min()}, {labels.max()}]"
+                )
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)
@@ -280,8 +308,14 @@ def decode_jpeg_archive(
                 per_class = found[split].setdefault(cls, [])
                 if max_per_class is not None and len(per_class) >= max_per_class:
                     continue
-                with Image.open(io.BytesIO(tar.extractfile(member).read())) as img:
-                    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+                try:
+                    with Image.open(io.BytesIO(tar.extractfile(member).read())) as img:
+                        arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+                except Image.DecompressionBombError as exc:
+                    raise ValueError(
+                        f"{path}: {member.name} claims a huge image, not a 32x32 "
+                        f"CIFAR image ({exc})"
+                    ) from exc
                 if arr.shape != (32, 32, 3):
                     raise ValueError(
                         f"{path}: {member.name} has shape {arr.shape}, expected (32, 32, 3)"

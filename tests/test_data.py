@@ -333,3 +333,39 @@ def test_validation_split_refuses_what_the_rest_cannot_hold():
         full.with_validation(100, 150)
     with pytest.raises(ValueError, match="n_val=55 must be a positive multiple"):
         full.with_validation(100, 55)
+
+
+@pytest.mark.parametrize(
+    "field, value, error, message",
+    [
+        ("train_labels", np.array([0.0, 1.7, 1.0, 0.0]), TypeError, "integer numpy"),
+        ("train_labels", np.array([0, 1, 5, 0]), ValueError, r"lie in \[0, 2\)"),
+        ("train_labels", np.array([0, 1, 1]), ValueError, r"shape \(4,\)"),
+        ("train_images", np.zeros((4, 32, 32, 3)), TypeError, "uint8"),
+        ("test_images", np.zeros((2, 32, 32), np.uint8), ValueError, r"\(N, H, W, 3\)"),
+    ],
+)
+def test_image_arrays_refuse_what_would_train_on_wrong_labels(
+    field, value, error, message
+):
+    fields = dict(
+        name="cifar10",
+        train_images=np.zeros((4, 32, 32, 3), np.uint8),
+        train_labels=np.array([0, 1, 1, 0]),
+        test_images=np.zeros((2, 32, 32, 3), np.uint8),
+        test_labels=np.array([0, 1]),
+        classes=("a", "b"),
+        source="test",
+    )
+    with pytest.raises(error, match=message):
+        data.ImageArrays(**{**fields, field: value})
+
+
+def test_a_decompression_bomb_in_the_archive_is_a_clear_error(tmp_path, monkeypatch):
+    from PIL import Image
+
+    path = tmp_path / "bomb.tar.xz"
+    make_archive(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 32x32 now counts as a bomb
+    with pytest.raises(ValueError, match="claims a huge image"):
+        data.decode_jpeg_archive(path, expected_sizes=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -244,3 +245,30 @@ def test_airbench_arrays_hold_exactly_our_images(tmp_path):
             stored["labels"].numpy(), getattr(d, f"{split}_labels")
         )
         assert stored["classes"] == list(d.classes)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["study", "plain5k", "--threads", "0"], "expected a positive integer"),
+        (["train", "--model-kwargs", "{nope"], "not valid JSON"),
+        (["train", "--model-kwargs", "[1]"], "expected a JSON object"),
+        (["train", "--device", "gpu"], "argument --device"),
+        (["train", "--save-state", "/nonexistent-folder/x.pt"], "not writable"),
+        (["train", "--synthetic", "0", "4"], "expected a positive integer"),
+        (["train", "--lr", "-1"], "lr must be in"),
+        (
+            ["grid", "--scale", "gpu", "--only", "nosuch"],
+            "no experiment \\['nosuch'\\]",
+        ),
+    ],
+)
+def test_cli_refuses_bad_arguments_before_any_work(argv, message, capsys, monkeypatch):
+    monkeypatch.setattr(
+        data, "load_cifar", lambda *a, **k: pytest.fail("data loaded before checks")
+    )
+    with pytest.raises(SystemExit) as stop:
+        ce.main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err

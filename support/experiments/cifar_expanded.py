@@ -676,12 +676,56 @@ def airbench_reference(data: data_mod.ImageArrays, *, runs: int, workdir) -> dic
 
 
 # ------------------------------------------------------------------------------------- the CLI
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not valid JSON ({exc.msg}): {text[:80]!r}"
+        ) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text[:80]!r}")
+    return value
+
+
+def _device(text: str) -> str:
+    try:
+        resolve_device(text)
+    except (ValueError, RuntimeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _writable_file(text: str) -> str:
+    """A path a run may write at its end: checked before training, so a finished run is not lost."""
+    path = Path(text)
+    if path.exists() and not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a regular file")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(
+            f"folder {folder} does not exist or is not writable"
+        )
+    return text
+
+
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="fast", choices=sorted(models.MODELS))
     p.add_argument(
         "--model-kwargs",
-        default="{}",
-        help="JSON dict for the model, e.g. '{\"widths\": [8, 16]}'",
+        type=_json_object,
+        default={},
+        help="JSON object for the model, e.g. '{\"widths\": [8, 16]}'",
     )
     p.add_argument(
         "--dataset", default="cifar10", choices=sorted(data_mod.NORMALIZATION)
@@ -689,20 +733,25 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default="auto", choices=["auto", "jpeg", "torchvision"])
     p.add_argument(
         "--synthetic",
-        type=int,
+        type=_positive_int,
         nargs=2,
         metavar=("N_TRAIN", "N_TEST"),
         help="train on synthetic images instead of CIFAR (tests)",
     )
-    p.add_argument("--subset", type=int, nargs=2, metavar=("N_TRAIN", "N_TEST"))
     p.add_argument(
-        "--depth", type=int, default=1, help="expansion depth (1 = baseline)"
+        "--subset", type=_positive_int, nargs=2, metavar=("N_TRAIN", "N_TEST")
+    )
+    p.add_argument(
+        "--depth", type=_positive_int, default=1, help="expansion depth (1 = baseline)"
     )
     p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--device", type=_device, default="auto")
+    p.add_argument("--checkpoint", type=_writable_file, default=None)
     p.add_argument(
-        "--save-state", default=None, help="write the final (collapsed) state_dict here"
+        "--save-state",
+        type=_writable_file,
+        default=None,
+        help="write the final (collapsed) state_dict here",
     )
     for f in dataclasses.fields(TrainConfig):
         if f.name in ("milestones", "record_layer"):
@@ -721,6 +770,15 @@ def train_command(args) -> int:
 
     Prints one line per epoch and, last, a JSON line with the final metrics (rank 0 only).
     """
+    overrides = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name, None) is not None
+    }
+    try:
+        config = TrainConfig(**overrides)
+    except ValueError as exc:
+        args.parser.error(str(exc))
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     device = resolve_device(args.device)
     if distributed:
@@ -730,45 +788,32 @@ def train_command(args) -> int:
         torch.distributed.init_process_group(
             "nccl" if device.type == "cuda" else "gloo"
         )
-    overrides = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(TrainConfig)
-        if getattr(args, f.name, None) is not None
-    }
-    config = TrainConfig(**overrides)
     if args.synthetic:
         data = data_mod.synthetic(*args.synthetic, seed=config.seed)
     else:
         data = data_mod.load_cifar(args.dataset, source=args.source)
     if args.subset:
         data = data.subset(*args.subset, seed=config.seed)
-    whitening = None
-    if args.model == "fast":
-        mean, std = data_mod.NORMALIZATION[data.name]
-        whitening = data_mod.normalized_tensor(data.train_images[:5000], mean, std)
     model = build_model(
         args.model,
         data.num_classes,
         depth=args.depth,
         width=args.width,
         seed=config.seed,
-        model_kwargs=json.loads(args.model_kwargs),
-        whitening_images=whitening,
+        model_kwargs=args.model_kwargs,
+        whitening_images=whitening_images(data, args.model),
     )
     result = train(
         model, data, config, device=device, checkpoint=args.checkpoint, log=print
     )
     if not distributed or torch.distributed.get_rank() == 0:
-        print(
-            json.dumps(
-                {
-                    "final": result.final,
-                    "precision": result.precision,
-                    "device": result.device,
-                    "wall_time_s": round(result.wall_time_s, 3),
-                }
-            )
-        )
+        summary = {
+            "final": result.final,
+            "precision": result.precision,
+            "device": result.device,
+            "wall_time_s": round(result.wall_time_s, 3),
+        }
+        print(json.dumps(summary))
         if args.save_state:
             torch.save(result.model.state_dict(), args.save_state)
     if distributed:
@@ -776,113 +821,29 @@ def train_command(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m support.experiments.cifar_expanded",
-        description="Recipes of the chapter 'Expanded CNNs on CIFAR'.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_study = sub.add_parser(
-        "study", help="run (or resume) CPU studies, stored after every seed"
-    )
-    p_study.add_argument("names", nargs="+", choices=sorted(STUDIES))
-    p_study.add_argument("--device", default="cpu")
-    p_study.add_argument(
-        "--threads", type=int, default=None, help="torch intra-op threads"
-    )
-    p_study.add_argument(
-        "--allow-dirty",
-        action="store_true",
-        help="store even from a tree with uncommitted changes",
-    )
-    p_grid = sub.add_parser("grid", help="run the paper-scale (gpu) or CPU-scale grid")
-    p_grid.add_argument("--scale", choices=sorted(GRIDS), required=True)
-    p_grid.add_argument(
-        "--dataset", default="cifar10", choices=sorted(data_mod.NORMALIZATION)
-    )
-    p_grid.add_argument("--device", default="auto")
-    p_grid.add_argument(
-        "--budget-s",
-        type=float,
-        default=None,
-        help="start no new experiment after this many seconds",
-    )
-    p_grid.add_argument(
-        "--only", nargs="*", default=None, help="experiment stems to run (default all)"
-    )
-    p_grid.add_argument(
-        "--results-dir", default=None, help="store here instead of book/results"
-    )
-    p_grid.add_argument("--allow-dirty", action="store_true")
-    p_step = sub.add_parser(
-        "steptime", help="training-step time of the study's network by depth"
-    )
-    p_step.add_argument("--repeats", type=int, default=15)
-    p_step.add_argument("--threads", type=int, default=1)
-    p_step.add_argument("--device", default="cpu")
-    p_step.add_argument(
-        "--save", action="store_true", help=f"store as {STEP_TIME_RESULT}"
-    )
-    p_air = sub.add_parser(
-        "airbench",
-        help="airbench94 on the same images and GPU (needs CUDA and airbench)",
-    )
-    p_air.add_argument("--runs", type=int, default=5)
-    p_air.add_argument("--results-dir", default=None)
-    p_air.add_argument("--allow-dirty", action="store_true")
-    _train_arguments(
-        sub.add_parser("train", help="train one model (works under torchrun)")
-    )
-    args = parser.parse_args(argv)
-    say = lambda line: print(line, flush=True)  # noqa: E731
-    if args.command == "train":
-        return train_command(args)
-    if args.command == "airbench":
-        return _airbench_command(args, say)
-    if args.command == "steptime":
-        from support import benchmarking
+def _study_command(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for name in args.names:
+        stored = run_study(
+            name, device=args.device, allow_dirty=args.allow_dirty, log=args.say
+        )
+        args.say(results.describe(stored))
+    return 0
 
-        def record():
-            load = benchmarking.load_average()
-            out = step_time(
-                repeats=args.repeats, threads=args.threads, device=args.device
-            )
-            scalars = {
-                "median_ms": out["median_ms"],
-                "ratio": out["ratio"],
-                "load_average_before": load,
-            }
-            return {"config": out["config"], "scalars": scalars, "seeds": [0]}
 
-        if args.save:
-            stored = results.cached(
-                STEP_TIME_RESULT,
-                record,
-                recompute=True,
-                device=resolve_device(args.device),
-            )
-            scalars = stored.scalars
-            say(results.describe(stored))
-        else:
-            scalars = record()["scalars"]
-        for name, ms in scalars["median_ms"].items():
-            say(
-                f"{name}: {ms:.1f} ms per step, {scalars['ratio'][name]:.3f}x the plain step"
-            )
-        return 0
-    if args.command == "study":
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        for name in args.names:
-            stored = run_study(
-                name, device=args.device, allow_dirty=args.allow_dirty, log=say
-            )
-            say(results.describe(stored))
-        return 0
+def _grid_command(args) -> int:
+    stems = [e.stem for e in GRIDS[args.scale]["experiments"]]
+    unknown = sorted(set(args.only or ()) - set(stems))
+    if unknown:
+        args.parser.error(
+            f"--only: no experiment {unknown} in grid {args.scale!r} {stems}"
+        )
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
-        say(
-            f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}"
+        args.say(
+            f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, "
+            f"CUDA {torch.version.cuda}"
         )
     names = run_grid(
         args.scale,
@@ -892,17 +853,45 @@ def main(argv=None) -> int:
         only=args.only,
         results_dir=args.results_dir,
         allow_dirty=args.allow_dirty,
-        log=say,
+        log=args.say,
     )
-    say(f"stored {names}")
+    args.say(f"stored {names}")
     return 0
 
 
-def _airbench_command(args, say) -> int:
+def _steptime_command(args) -> int:
+    from support import benchmarking
+
+    def record():
+        load = benchmarking.load_average()
+        out = step_time(repeats=args.repeats, threads=args.threads, device=args.device)
+        scalars = {
+            "median_ms": out["median_ms"],
+            "ratio": out["ratio"],
+            "load_average_before": load,
+        }
+        return {"config": out["config"], "scalars": scalars, "seeds": [0]}
+
+    if args.save:
+        stored = results.cached(
+            STEP_TIME_RESULT, record, recompute=True, device=resolve_device(args.device)
+        )
+        scalars = stored.scalars
+        args.say(results.describe(stored))
+    else:
+        scalars = record()["scalars"]
+    for name, ms in scalars["median_ms"].items():
+        args.say(
+            f"{name}: {ms:.1f} ms per step, {scalars['ratio'][name]:.3f}x the plain step"
+        )
+    return 0
+
+
+def _airbench_command(args) -> int:
     import tempfile
 
     if not torch.cuda.is_available():
-        say("airbench94 needs a CUDA GPU; none is available")
+        args.say("airbench94 needs a CUDA GPU; none is available")
         return 1
     data = data_mod.load_cifar("cifar10")
 
@@ -925,13 +914,68 @@ def _airbench_command(args, say) -> int:
         allow_dirty=args.allow_dirty,
         directory=args.results_dir,
     )
-    say(results.describe(stored))
+    args.say(results.describe(stored))
     s = stored.scalars
-    say(
+    args.say(
         f"airbench94: {s['test_acc_mean']:.4f} test accuracy, "
         f"{s['train_seconds_median']:.2f} s per training run"
     )
     return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m support.experiments.cifar_expanded",
+        description="Recipes of the chapter 'Expanded CNNs on CIFAR'.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name, func, text):
+        p = sub.add_parser(name, help=text)
+        p.set_defaults(func=func, parser=p)
+        return p
+
+    p = command("study", _study_command, "run (or resume) CPU studies, stored per seed")
+    p.add_argument("names", nargs="+", choices=sorted(STUDIES))
+    p.add_argument("--device", type=_device, default="cpu")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads")
+    p.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="store even from a tree with uncommitted changes",
+    )
+    p = command("grid", _grid_command, "run the paper-scale (GPU) grid")
+    p.add_argument("--scale", choices=sorted(GRIDS), required=True)
+    p.add_argument(
+        "--dataset", default="cifar10", choices=sorted(data_mod.NORMALIZATION)
+    )
+    p.add_argument("--device", type=_device, default="auto")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="start no new experiment after this many seconds",
+    )
+    p.add_argument("--only", nargs="*", default=None, help="experiment stems to run")
+    p.add_argument("--results-dir", default=None, help="store here, not book/results")
+    p.add_argument("--allow-dirty", action="store_true")
+    p = command("steptime", _steptime_command, "training-step time by depth")
+    p.add_argument("--repeats", type=_positive_int, default=15)
+    p.add_argument("--threads", type=_positive_int, default=1)
+    p.add_argument("--device", type=_device, default="cpu")
+    p.add_argument("--save", action="store_true", help=f"store as {STEP_TIME_RESULT}")
+    p = command("airbench", _airbench_command, "airbench94 on the same images and GPU")
+    p.add_argument("--runs", type=_positive_int, default=5)
+    p.add_argument("--results-dir", default=None)
+    p.add_argument("--allow-dirty", action="store_true")
+    _train_arguments(command("train", train_command, "train one model (torchrun too)"))
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    args.say = lambda line: print(line, flush=True)
+    return args.func(args)
 
 
 if __name__ == "__main__":
