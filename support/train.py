@@ -660,27 +660,7 @@ def train(
     start_time = time.perf_counter()
     device = resolve_device(device)
     precision = precision_for(device, config.precision)
-    rank, world = _dist_info()
-    if config.batch_size % world:
-        raise ValueError(
-            f"batch_size={config.batch_size} must be divisible by the {world} processes"
-        )
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
-        precision
-    ]
-    loaders = data_mod.loaders(
-        data,
-        config.batch_size // world,
-        device=device,
-        dtype=torch.float32 if precision == "fp32" else dtype,
-        seed=config.seed,
-        rank=rank,
-        world_size=world,
-        translate=config.translate,
-        flip=config.flip,
-        channels_last=config.channels_last,
-    )
-    train_loader = loaders[0]
+    loaders = _loaders(data, config, device, precision)
     fingerprint = (
         run_fingerprint(model, data, config) if checkpoint is not None else None
     )
@@ -690,62 +670,25 @@ def train(
         if config.channels_last
         else torch.contiguous_format,
     )
-    state = TrainingState(model, config, len(train_loader), precision, device)
+    state = TrainingState(model, config, len(loaders[0]), precision, device)
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
-    if ckpt_path is not None and ckpt_path.exists():
-        state.load_state_dict(load_checkpoint(ckpt_path, device, fingerprint))
-    elif config.record_layer is not None:
-        state.spectra.append(
-            layer_singular_values(deployable(model), config.record_layer)
-        )
+    _start_or_resume(state, ckpt_path, device, fingerprint)
     resumed_from = state.epoch
-    net = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if config.compile:
-        net = torch.compile(net)
-    show = sys.stderr.isatty() if progress == "auto" else bool(progress)
-    bar = None
-    if show and rank == 0:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=config.epochs * len(train_loader),
-            initial=state.epoch * len(train_loader),
-            desc="train",
-            leave=False,
-        )
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     last_epoch = (
         config.epochs
         if stop_after_epoch is None
         else min(config.epochs, stop_after_epoch)
     )
-    while state.epoch < last_epoch:
-        epoch_start = time.perf_counter()
-        net.train()
-        train_loader.set_epoch(state.epoch)
-        lr = state.scheduler.get_last_lr()[0]
-        sums = train_epoch(net, train_loader, state, precision, loss_fn, bar)
-        if world > 1:
-            torch.distributed.all_reduce(sums)
-        _record_epoch(state, sums, lr, deployable(model), loaders, precision)
-        state.epoch += 1
-        state.elapsed_s += time.perf_counter() - epoch_start
-        if log is not None and rank == 0:
-            h = state.history
-            log(
-                f"epoch {state.epoch}/{config.epochs}: train loss {h['train_loss'][-1]:.4f}, "
-                f"train acc (augmented) {h['train_acc_augmented'][-1]:.4f}, test acc {h['test_acc'][-1]:.4f}"
-            )
-        if ckpt_path is not None and rank == 0:
-            save_checkpoint(ckpt_path, state, fingerprint)
-        if world > 1:
-            torch.distributed.barrier()
-    if bar is not None:
-        bar.close()
+    _run_epochs(
+        state,
+        _wrapped(model, config, device),
+        loaders,
+        precision,
+        until=last_epoch,
+        bar=_progress_bar(progress, config, len(loaders[0]), state.epoch),
+        log=log,
+        checkpoint=(ckpt_path, fingerprint),
+    )
     history = state.history
     final = {"epochs_done": state.epoch}
     if state.epoch:
@@ -767,6 +710,104 @@ def train(
         resumed_from_epoch=resumed_from,
         config=config.to_dict(),
     )
+
+
+def _loaders(data, config: TrainConfig, device, precision: str):
+    """The training, training-evaluation and test loaders of :func:`train`, this process's share
+    of each batch under ``torchrun``."""
+    rank, world = _dist_info()
+    if config.batch_size % world:
+        raise ValueError(
+            f"batch_size={config.batch_size} must be divisible by the {world} processes"
+        )
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
+        precision
+    ]
+    return data_mod.loaders(
+        data,
+        config.batch_size // world,
+        device=device,
+        dtype=torch.float32 if precision == "fp32" else dtype,
+        seed=config.seed,
+        rank=rank,
+        world_size=world,
+        translate=config.translate,
+        flip=config.flip,
+        channels_last=config.channels_last,
+    )
+
+
+def _start_or_resume(state: TrainingState, ckpt_path, device, fingerprint) -> None:
+    """Load the checkpoint into ``state`` when one exists, else record the initial spectrum."""
+    if ckpt_path is not None and ckpt_path.exists():
+        state.load_state_dict(load_checkpoint(ckpt_path, device, fingerprint))
+    elif state.config.record_layer is not None:
+        state.spectra.append(
+            layer_singular_values(deployable(state.model), state.config.record_layer)
+        )
+
+
+def _wrapped(model: nn.Module, config: TrainConfig, device) -> nn.Module:
+    """The module the training steps call: ``model`` under DistributedDataParallel when several
+    processes train, compiled when ``config.compile``."""
+    net = model
+    if _dist_info()[1] > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if config.compile:
+        net = torch.compile(net)
+    return net
+
+
+def _progress_bar(progress, config: TrainConfig, steps_per_epoch: int, epoch: int):
+    """A tqdm bar over the run's steps (rank 0 only), or None; "auto": only on a terminal."""
+    show = sys.stderr.isatty() if progress == "auto" else bool(progress)
+    if not show or _dist_info()[0] != 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=config.epochs * steps_per_epoch,
+        initial=epoch * steps_per_epoch,
+        desc="train",
+        leave=False,
+    )
+
+
+def _run_epochs(
+    state: TrainingState, net, loaders, precision, *, until, bar, log, checkpoint
+) -> None:
+    """Train epoch after epoch until ``state.epoch == until``: record each epoch's metrics, log
+    a line, and write the checkpoint (rank 0) after each one."""
+    rank, world = _dist_info()
+    train_loader, config = loaders[0], state.config
+    ckpt_path, fingerprint = checkpoint
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    while state.epoch < until:
+        epoch_start = time.perf_counter()
+        net.train()
+        train_loader.set_epoch(state.epoch)
+        lr = state.scheduler.get_last_lr()[0]
+        sums = train_epoch(net, train_loader, state, precision, loss_fn, bar)
+        if world > 1:
+            torch.distributed.all_reduce(sums)
+        _record_epoch(state, sums, lr, deployable(state.model), loaders, precision)
+        state.epoch += 1
+        state.elapsed_s += time.perf_counter() - epoch_start
+        if log is not None and rank == 0:
+            h = state.history
+            log(
+                f"epoch {state.epoch}/{config.epochs}: train loss {h['train_loss'][-1]:.4f}, "
+                f"train acc (augmented) {h['train_acc_augmented'][-1]:.4f}, "
+                f"test acc {h['test_acc'][-1]:.4f}"
+            )
+        if ckpt_path is not None and rank == 0:
+            save_checkpoint(ckpt_path, state, fingerprint)
+        if world > 1:
+            torch.distributed.barrier()
+    if bar is not None:
+        bar.close()
 
 
 # --------------------------------------------------------------------------- embeddings and stats
