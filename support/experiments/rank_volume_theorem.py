@@ -199,7 +199,7 @@ def supermartingale_search(*, seed: int = 0, device=None) -> dict:
     common draws of ``W`` per width) over :func:`drift_survey_spectra` at every width in
     ``DRIFT_WIDTHS``. Estimates within ``DRIFT_RESOLVED_Z`` standard errors of zero are
     re-measured with ``DRIFT_RECHECK_SAMPLES`` fresh draws (``recheck_*``). Near rank one,
-    ``Sigma = (1, eps, eps^2, ...)`` at the ``eps`` of ``DRIFT_FIRST_ORDER_EPS`` is measured with
+    ``Sigma = (1, eps, eps^2, ..., eps^2)`` at the ``eps`` of ``DRIFT_FIRST_ORDER_EPS`` is measured with
     ``DRIFT_RECHECK_SAMPLES`` draws (``first_order_*``): the chapter's first-order computation
     predicts drift / (1 - p_1) -> -(lambda_1 - lambda_2) there. At the widths
     ``DRIFT_SEARCH_WIDTHS`` an adversarial Nelder-Mead search for the largest normalised drift
