@@ -12,8 +12,9 @@ What is here
 * Random networks at infinite width: :func:`arccos_correlation` (Cho & Saul's arc-cosine map,
   the correlation a ReLU layer passes on), :func:`infinite_width_gram` (the kernel of the
   Observation-1 construction of ``support.simulate.sample_gram_entropy`` as width -> infinity)
-  and :func:`raw_relu_entropy_ceiling` (how high rho of the uncentred ReLU kernel can be;
-  :func:`orthogonal_raw_relu_entropy` is its equality case).
+  :func:`raw_relu_entropy_ceiling` (how high rho of the uncentred ReLU kernel of given inputs
+  can be) and :func:`raw_relu_entropy_bound` (how high it can be for any inputs, attained by
+  :func:`simplex_inputs`).
 * An MLP of ``depth`` linear layers: ``depth - 1`` hidden layers of ``width`` units with the
   chosen activation, then a linear read-out. The embedding is the last hidden layer's output
   (the read-out's input).
@@ -143,8 +144,9 @@ def raw_relu_entropy_ceiling(gram, depth: int):
     With weights ``w_i = G_ii / tr G``, ``s = sum w_i^2`` and ``m`` the ``w``-weighted mean of the
     off-diagonal input correlations, the largest eigenvalue of K carries at least
     ``a = s + (1 - s) f^{depth-1}(m)`` of its trace (``f`` = :func:`arccos_correlation`), so
-    ``rho(K) <= -a log a - (1 - a) log((1 - a) / (N - 1))``. Equality for orthogonal inputs of
-    equal norm (:func:`orthogonal_raw_relu_entropy`). Proved in *Finite-width simulations*.
+    ``rho(K) <= -a log a - (1 - a) log((1 - a) / (N - 1))``. Equality for equal norms and equal
+    correlations, e.g. orthogonal inputs or the regular simplex. Its largest value over all
+    inputs is :func:`raw_relu_entropy_bound`. Proved in *Finite-width simulations*.
     """
     depth = check_int(depth, "depth")
     norms, corr = _correlations(gram)
@@ -158,15 +160,30 @@ def raw_relu_entropy_ceiling(gram, depth: int):
     return _top_share_entropy(np.maximum(s + (1.0 - s) * mean, 1.0 / n), n)
 
 
-def orthogonal_raw_relu_entropy(inputs: int, depth: int) -> float:
-    """rho of the uncentred infinite-width ReLU kernel of ``inputs`` orthogonal inputs of equal
-    norm after ``depth - 1`` ReLUs, in closed form: the kernel is ``(1 - c) I + c 11^T`` with
-    ``c = f^{depth-1}(0)``, whose eigenvalues are ``1 + (inputs - 1) c`` once and ``1 - c``
-    ``inputs - 1`` times. The equality case of :func:`raw_relu_entropy_ceiling`; cheap for any
-    number of inputs."""
+def simplex_inputs(inputs: int) -> np.ndarray:
+    """The vertices of a regular simplex centred at the origin, one per row (``inputs x
+    inputs``, rank ``inputs - 1``): equal norms and every correlation ``-1/(inputs - 1)``, the
+    most negative mean correlation a Gram matrix of ``inputs`` vectors allows. They attain
+    :func:`raw_relu_entropy_bound`."""
     inputs = check_int(inputs, "inputs", 2)
-    depth = check_int(depth, "depth")
-    c = 0.0
+    return np.eye(inputs) - 1.0 / inputs
+
+
+def raw_relu_entropy_bound(inputs: int, depth: int) -> float:
+    """The largest rho of the uncentred infinite-width ReLU kernel over ALL sets of ``inputs``
+    nonzero inputs after ``depth - 1 >= 1`` ReLUs, attained by the regular simplex
+    (:func:`simplex_inputs`).
+
+    :func:`raw_relu_entropy_ceiling` is largest when its top share ``a`` is smallest. Positive
+    semidefiniteness of the correlations gives ``s + (1 - s) m >= 0``; since ``f^{depth-1}`` is
+    increasing and convex, ``a`` is smallest at equal norms (``s = 1/N``) and
+    ``m = -1/(N - 1)``, where the kernel is ``(1 - c) I + c 11^T`` with
+    ``c = f^{depth-1}(-1/(N - 1))``: eigenvalues ``1 + (N - 1) c`` once and ``1 - c``
+    ``N - 1`` times. Proved in *Finite-width simulations*; cheap for any number of inputs.
+    """
+    inputs = check_int(inputs, "inputs", 2)
+    depth = check_int(depth, "depth", 2)
+    c = -1.0 / (inputs - 1)
     for _ in range(depth - 1):
         c = float(arccos_correlation(c))
     return float(_top_share_entropy((1.0 + (inputs - 1) * c) / inputs, inputs))

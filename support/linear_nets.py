@@ -289,7 +289,9 @@ def unobserved_parts(
     """Split the unobserved part ``B`` of maps ``w`` (:meth:`~RegressionProblem.unobserved_part`)
     by the target's column space: returns ``(||(I - Q) B||_F^2, ||Q B||_F^2)`` per seed, relative
     to ``||W*||_F^2``, where ``Q`` projects onto the orthogonal complement of the column space of
-    ``W*`` (for a full-rank target ``Q = 0``). Depth drives the second part to zero."""
+    ``W*`` (for a full-rank target ``Q = 0``). In the stored runs of *Depth and the solutions
+    gradient descent finds* training from depth 4 on leaves little of the second part; that is
+    observed there, not proved."""
     b = problem.unobserved_part(w)
     outside = _target_range_complement(problem.target, problem.target_rank) @ b
     scale = (problem.target**2).sum(dim=(-2, -1))
@@ -305,9 +307,12 @@ def unobserved_image_share(lower: torch.Tensor, inputs: torch.Tensor) -> torch.T
     the identity for depth 1) and ``inputs`` the training inputs ``X`` (``(..., n, N)``). Returns
     ``||Pi M (I - P)||_F^2 / ||M (I - P)||_F^2`` with ``M = lower``, ``P`` the projector onto the
     span of ``X`` and ``Pi`` the projector onto the orthogonal complement of the span of ``M X``.
-    Gradient descent shrinks the last factor only along the data's hidden image, so this share
-    bounds what survives training of the initial map's component outside the target's column
-    space: it is exactly 1 at depth 1 (nothing is removed) and falls with depth.
+    It is exactly 1 at depth 1 and, at initialisation with Gaussian factors, falls with depth
+    (measured, not proved). Evaluated at a zero-loss limit of gradient flow (``M = M_inf``),
+    it enters the bound on what remains of the initial map's component outside the target's
+    column space (*Depth and the solutions gradient descent finds*, proposition "Depth d").
+    Evaluated at initialisation it is no bound on what training keeps, because the lower
+    factors move during training.
     """
     if lower.shape[-1] != lower.shape[-2] or inputs.shape[-2] != lower.shape[-1]:
         raise ValueError(

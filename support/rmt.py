@@ -593,7 +593,7 @@ def _gap_large_width(d):
 
 
 def entropy_gap_large_width(depth, method: str = "closed_form"):
-    """``lim_{n -> inf} rho(W_d ... W_1) - log n`` at fixed depth ``d`` (almost surely), i.i.d. Gaussian factors.
+    """``lim_{n -> inf} rho(W_d ... W_1) - log n`` at fixed depth ``d`` (in probability), i.i.d. Gaussian factors.
 
     With ``s = sqrt(x)`` and ``x`` Fuss-Catalan of order ``d``, the limit is
     ``log E[s] - E[s log s] / E[s]``. Closed form (``u = d/2``, psi = digamma)::

@@ -7,6 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import optimize
 from scipy.special import xlogy
 
 from support import kernels as k
@@ -79,26 +80,63 @@ def test_infinite_width_entropy_and_centring():
         k.infinite_width_gram(x, 2, "tanh")
 
 
-def test_raw_relu_ceiling_is_exact_for_orthogonal_inputs():
-    # orthogonal inputs: K = (1 - c) I + c 11^T with c = f^(d-1)(0)
+def test_raw_relu_ceiling_is_exact_for_equicorrelated_inputs():
+    # equal norms, equal correlations c0: K = (1 - c) I + c 11^T with c = f^(d-1)(c0)
     for n, depth in ((10, 2), (16, 8)):
-        c = 0.0
-        for _ in range(depth - 1):
-            c = float(k.arccos_correlation(c))
-        a = (1 + (n - 1) * c) / n
-        expected = -xlogy(a, a) - (n - 1) * xlogy((1 - a) / (n - 1), (1 - a) / (n - 1))
-        assert float(k.raw_relu_entropy_ceiling(np.eye(n), depth)) == pytest.approx(
-            expected
-        )
-        assert k.orthogonal_raw_relu_entropy(n, depth) == pytest.approx(expected)
-        assert float(
-            spectral_entropy(k.infinite_width_gram(np.eye(n), depth))
-        ) == pytest.approx(expected)
-    # ten orthogonal inputs at depths 2, 4, 8, 16: the values the book quotes
+        for x, c0 in ((np.eye(n), 0.0), (k.simplex_inputs(n), -1 / (n - 1))):
+            c = c0
+            for _ in range(depth - 1):
+                c = float(k.arccos_correlation(c))
+            a = (1 + (n - 1) * c) / n
+            b = (1 - a) / (n - 1)
+            expected = -xlogy(a, a) - (n - 1) * xlogy(b, b)
+            exact = float(spectral_entropy(k.infinite_width_gram(x, depth)))
+            assert exact == pytest.approx(expected)
+            assert float(k.raw_relu_entropy_ceiling(x @ x.T, depth)) == pytest.approx(
+                expected
+            )
+    # ten orthogonal inputs at depths 2, 4, 8, 16
     np.testing.assert_allclose(
         [float(k.raw_relu_entropy_ceiling(np.eye(10), d)) for d in (2, 4, 8, 16)],
         [2.02, 1.43, 0.84, 0.40],
         atol=0.006,
+    )
+
+
+def test_simplex_inputs_have_equal_norms_and_the_most_negative_correlation():
+    x = k.simplex_inputs(5)
+    gram = x @ x.T
+    np.testing.assert_allclose(np.diag(gram), np.full(5, gram[0, 0]))
+    corr = gram / gram[0, 0]
+    np.testing.assert_allclose(corr[~np.eye(5, dtype=bool)], -1 / 4)
+    assert (
+        np.linalg.matrix_rank(gram) == 4
+    )  # the weighted mean correlation is at -s/(1-s)
+
+
+def test_raw_relu_bound_is_attained_at_the_simplex_and_beats_orthogonal_inputs():
+    for n in (2, 3, 10, 16):
+        for depth in range(2, 17):
+            bound = k.raw_relu_entropy_bound(n, depth)
+            simplex = float(
+                spectral_entropy(k.infinite_width_gram(k.simplex_inputs(n), depth))
+            )
+            orthogonal = float(
+                spectral_entropy(k.infinite_width_gram(np.eye(n), depth))
+            )
+            assert simplex == pytest.approx(bound, abs=1e-9)
+            assert orthogonal < bound
+    # 16 inputs at depths 2, 4, 8, 16, as re-derived independently of this code
+    depths = (2, 4, 8, 16)
+    np.testing.assert_allclose(
+        [k.raw_relu_entropy_bound(16, d) for d in depths],
+        [2.448, 1.701, 0.970, 0.459],
+        atol=6e-4,
+    )
+    np.testing.assert_allclose(
+        [float(k.raw_relu_entropy_ceiling(np.eye(16), d)) for d in depths],
+        [2.385, 1.662, 0.954, 0.455],
+        atol=6e-4,
     )
 
 
@@ -108,12 +146,45 @@ def test_raw_relu_ceiling_is_exact_for_orthogonal_inputs():
     dim=st.integers(1, 8),
     depth=st.integers(1, 12),
     seed=st.integers(0, 10_000),
+    near_simplex=st.booleans(),
 )
-def test_raw_relu_ceiling_bounds_every_input_set(n, dim, depth, seed):
+def test_raw_relu_ceiling_and_bound_hold_for_every_input_set(
+    n, dim, depth, seed, near_simplex
+):
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, dim)) * rng.uniform(0.2, 3.0, (n, 1))  # unequal norms
+    if near_simplex:  # the most negatively correlated inputs, perturbed
+        x = k.simplex_inputs(n) + 0.05 * rng.standard_normal((n, n))
+    else:
+        x = rng.standard_normal((n, dim))
+    x = x * rng.uniform(0.2, 3.0, (n, 1))  # unequal norms
     exact = float(spectral_entropy(k.infinite_width_gram(x, depth)))
-    assert exact <= float(k.raw_relu_entropy_ceiling(x @ x.T, depth)) + 1e-9
+    ceiling = float(k.raw_relu_entropy_ceiling(x @ x.T, depth))
+    assert exact <= ceiling + 1e-9
+    if depth >= 2:
+        assert ceiling <= k.raw_relu_entropy_bound(n, depth) + 1e-9
+
+
+@pytest.mark.parametrize("n, depth", [(3, 2), (4, 3), (5, 6)])
+def test_numerical_maximum_over_inputs_is_the_simplex_bound(n, depth):
+    # maximise rho of the exact kernel over all inputs from random starts: the best found
+    # reaches the bound and never exceeds it
+    def negative_rho(flat):
+        x = flat.reshape(n, n)
+        return -float(spectral_entropy(k.infinite_width_gram(x, depth)))
+
+    rng = np.random.default_rng(n * 100 + depth)
+    best = max(
+        -optimize.minimize(
+            negative_rho,
+            rng.standard_normal(n * n),
+            method="Nelder-Mead",
+            options={"maxiter": 20_000, "xatol": 1e-10, "fatol": 1e-12},
+        ).fun
+        for _ in range(4)
+    )
+    bound = k.raw_relu_entropy_bound(n, depth)
+    assert best <= bound + 1e-9
+    assert best == pytest.approx(bound, abs=1e-4)
 
 
 def test_infinite_width_rejects_bad_inputs():
@@ -124,7 +195,9 @@ def test_infinite_width_rejects_bad_inputs():
     with pytest.raises(ValueError, match="depth"):
         k.raw_relu_entropy_ceiling(np.eye(3), 0)
     with pytest.raises(ValueError, match="inputs"):
-        k.orthogonal_raw_relu_entropy(1, 3)
+        k.raw_relu_entropy_bound(1, 3)
+    with pytest.raises(ValueError, match="depth"):
+        k.raw_relu_entropy_bound(3, 1)  # no ReLU: the simplex is not the maximiser
 
 
 # ------------------------------------------------------------------ trained networks

@@ -21,7 +21,7 @@ import sys
 import numpy as np
 import torch
 
-from support import results
+from support import paper_values, results
 from support.activations import ACTIVATIONS
 from support.kernels import (
     class_sorted_subset,
@@ -39,7 +39,8 @@ TRAINED_RESULT = "nonlinear_trained_paper"
 """Stored-result name of the paper-scale sweep."""
 
 DATASETS = ("digits", "synthetic")
-PAPER_DEPTHS = (2, 4, 8, 16)
+PAPER_DEPTHS = paper_values.load()["v4_obs2"].depths
+"""The depths of the paper's Observation-2 figure (``book/paper_values.json``)."""
 SWEEP_CONFIG = {
     "width": 64,
     "steps": 600,

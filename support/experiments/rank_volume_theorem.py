@@ -115,7 +115,7 @@ def small_width_ordering(*, seed: int = 0, device=None) -> dict:
 def drift_survey_spectra(n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The spectra ``Sigma`` (rows, ``s_1 = 1`` and decreasing) at which the drift is surveyed, and a
     family label per row: 0 log-normal (``s = exp(sigma g)``, ``sigma`` in 1/4 .. 4); 1 near rank ``k``
-    (``k`` ones then ``eps``); 2 near rank one through rank two (``1, eps, eps^2, ...``); 3 spectra
+    (``k`` ones then ``eps``); 2 near rank one through rank two (``1, eps, eps^2, ..., eps^2``); 3 spectra
     of Gaussian products of depth 1 to 32 (the states the chain visits). ``eps`` runs from 1e-4 to
     1/2: closer to rank one the drift (of order ``eps``) is below what Monte Carlo resolves, and the
     chapter treats that limit to first order instead (see :func:`supermartingale_search`)."""
@@ -199,7 +199,7 @@ def supermartingale_search(*, seed: int = 0, device=None) -> dict:
     common draws of ``W`` per width) over :func:`drift_survey_spectra` at every width in
     ``DRIFT_WIDTHS``. Estimates within ``DRIFT_RESOLVED_Z`` standard errors of zero are
     re-measured with ``DRIFT_RECHECK_SAMPLES`` fresh draws (``recheck_*``). Near rank one,
-    ``Sigma = (1, eps, eps^2, ...)`` at the ``eps`` of ``DRIFT_FIRST_ORDER_EPS`` is measured with
+    ``Sigma = (1, eps, eps^2, ..., eps^2)`` at the ``eps`` of ``DRIFT_FIRST_ORDER_EPS`` is measured with
     ``DRIFT_RECHECK_SAMPLES`` draws (``first_order_*``): the chapter's first-order computation
     predicts drift / (1 - p_1) -> -(lambda_1 - lambda_2) there. At the widths
     ``DRIFT_SEARCH_WIDTHS`` an adversarial Nelder-Mead search for the largest normalised drift
