@@ -37,13 +37,26 @@ re-initialises plain layers with that same base scheme, which gives the baseline
 compares against. ``init="keep"`` factorises the current weight exactly instead
 (``W_1 = [W; 0]``, identities after it), e.g. to expand a pretrained network.
 
+Three options of :func:`expand` cover what the official library and ExpandNets add
+(book/linear_overparam.ipynb, "Options"): ``residual=k`` puts a linear residual connection around
+every ``k`` factors (still one composite weight, ``prod_j (I + P_j)``; refused where the identity
+has no exact single-layer form: channels or stride changing across a block, even kernels);
+``expansion_rate=r`` gives ExpandNets' wider inner factors (``in -> r in -> r out -> out``);
+``batch_norm=True`` puts a batch-norm after every factor as the official code does. Training-mode
+batch-norm needs the intermediate activations, so such a layer becomes a
+:class:`SequentialExpansion` that trains sub-layer by sub-layer; :func:`collapse` folds the running
+statistics in eval mode and refuses in training mode.
+
 Public API: :func:`expand`, :func:`collapse`, :func:`expanded_layers`, :func:`factors`,
-:func:`compose_kernels`, :func:`compose_biases`, :func:`as_sequential`, :func:`count_parameters`,
-:func:`layer_costs`, :class:`ExpansionPlan`. Evaluation of an expanded model needs no collapse
+:func:`compose_kernels`, :func:`compose_biases`, :func:`compose_expansion`, :func:`as_sequential`,
+:func:`count_parameters`, :func:`unwrap`, :class:`ExpansionPlan`, :class:`SequentialExpansion`
+(cost measurement is :mod:`support.costs`). Evaluation of an expanded model needs no collapse
 (it already runs one layer per layer); wrap it in ``torch.nn.utils.parametrize.cached()`` so that
-each composite is computed once per pass. Only public PyTorch API is used: ``parametrize`` for
-the factors, the layers' own constructors (through ``torch.nn.utils.skip_init``) and
-``load_state_dict`` for collapsed and rebuilt layers. The training-step benchmark lives with the
+each composite is computed once per pass. Compile in place with ``nn.Module.compile()`` so that the
+model stays the module these functions look into; DDP / DataParallel wrappers are recognised by
+class (:func:`unwrap`). Only public PyTorch API is used: ``parametrize`` for the factors, the
+layers' own constructors (through ``torch.nn.utils.skip_init``), ``load_state_dict`` and
+``set_submodule`` for collapsed and rebuilt layers. The training-step benchmark lives with the
 chapter's recipes (``python -m support.experiments.linear_overparam bench``).
 """
 
@@ -587,11 +600,6 @@ def _plan_for(
         raise ValueError(
             f"expand: module '{name}': init='keep' needs width >= 1 "
             f"(hidden {min(hidden)} < out {out})"
-        )
-    if batch_norm and module.bias is None:
-        raise ValueError(
-            f"expand: module '{name}' has no bias, but batch-norm adds one that its "
-            "collapsed form could not hold; build the layer with bias=True to use batch_norm"
         )
     if residual is not None:
         _check_residual(
@@ -1235,7 +1243,8 @@ class SequentialExpansion(nn.Module):
     ``F(x)``'s size). :func:`expand` builds it for ``batch_norm=True`` (training-mode batch-norm
     needs the intermediate activations, so there is no composite to train through) and
     :func:`as_sequential` for residual expansions. :meth:`collapsed` gives the exact single
-    layer of the original architecture (batch-norm in eval mode). See
+    layer of the original class and hyper-parameters (batch-norm in eval mode), with a bias
+    even when the original layer had none: the batch-norms' shifts need one. See
     book/linear_overparam.ipynb.
     """
 
@@ -1243,7 +1252,10 @@ class SequentialExpansion(nn.Module):
         super().__init__()
         cls = parametrize.type_before_parametrizations(layer)
         self.layer_type = cls
-        self.layer_args = _constructor_args(layer)
+        # batch-norm shifts its input, so the collapsed layer has a bias even if ``layer`` had none
+        self.layer_args = _constructor_args(layer) | (
+            {"bias": True} if batch_norm else {}
+        )
         self.residual = residual
         self.pad = None if cls is nn.Linear else _input_pad(layer)
         self.factors = nn.ModuleList(

@@ -187,7 +187,6 @@ def test_residual_trains_through_one_composite_weight_and_matches_identity_plus_
         (lambda: nn.Linear(4, 4), dict(depth=1, residual=1), "depth >= 2"),
         (lambda: nn.Linear(4, 4), dict(residual=2, init="keep"), "init='keep'"),
         (lambda: nn.Linear(4, 4), dict(batch_norm=True, init="keep"), "init='keep'"),
-        (lambda: nn.Linear(4, 4, bias=False), dict(batch_norm=True), "no bias"),
         (lambda: nn.Linear(4, 4), dict(width=2.0, expansion_rate=2), "not both"),
         (lambda: nn.Linear(4, 4), dict(expansion_rate=0.1), "expansion_rate 0.1"),
         (lambda: nn.Linear(4, 4), dict(residual=0), "residual must be >= 1"),
@@ -218,6 +217,14 @@ def test_batch_norm_in_training_mode_is_refused_at_collapse_and_folds_in_eval():
     torch.testing.assert_close(flat(x), model(x), rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match=r"\(batch, features\)"):
         model[0](torch.randn(2, 3, 5))
+    # a layer without bias collapses to one with a bias: the batch-norms' shifts need it
+    conv = expand(nn.Conv2d(2, 2, 3, bias=False), depth=2, batch_norm=True)
+    conv(torch.randn(4, 2, 5, 5))
+    conv.eval()
+    flat = collapse(conv)
+    assert flat.bias is not None and flat.kernel_size == (3, 3)
+    x = torch.randn(1, 2, 5, 5)
+    torch.testing.assert_close(flat(x), conv(x), rtol=1e-6, atol=1e-6)
 
 
 def test_options_state_dict_round_trip():
