@@ -37,13 +37,26 @@ re-initialises plain layers with that same base scheme, which gives the baseline
 compares against. ``init="keep"`` factorises the current weight exactly instead
 (``W_1 = [W; 0]``, identities after it), e.g. to expand a pretrained network.
 
+Three options of :func:`expand` cover what the official library and ExpandNets add
+(book/linear_overparam.ipynb, "Options"): ``residual=k`` puts a linear residual connection around
+every ``k`` factors (still one composite weight, ``prod_j (I + P_j)``; refused where the identity
+has no exact single-layer form: channels or stride changing across a block, even kernels);
+``expansion_rate=r`` gives ExpandNets' wider inner factors (``in -> r in -> r out -> out``);
+``batch_norm=True`` puts a batch-norm after every factor as the official code does. Training-mode
+batch-norm needs the intermediate activations, so such a layer becomes a
+:class:`SequentialExpansion` that trains sub-layer by sub-layer; :func:`collapse` folds the running
+statistics in eval mode and refuses in training mode.
+
 Public API: :func:`expand`, :func:`collapse`, :func:`expanded_layers`, :func:`factors`,
-:func:`compose_kernels`, :func:`compose_biases`, :func:`as_sequential`, :func:`count_parameters`,
-:func:`layer_costs`, :class:`ExpansionPlan`. Evaluation of an expanded model needs no collapse
+:func:`compose_kernels`, :func:`compose_biases`, :func:`compose_expansion`, :func:`as_sequential`,
+:func:`count_parameters`, :func:`unwrap`, :class:`ExpansionPlan`, :class:`SequentialExpansion`
+(cost measurement is :mod:`support.costs`). Evaluation of an expanded model needs no collapse
 (it already runs one layer per layer); wrap it in ``torch.nn.utils.parametrize.cached()`` so that
-each composite is computed once per pass. Only public PyTorch API is used: ``parametrize`` for
-the factors, the layers' own constructors (through ``torch.nn.utils.skip_init``) and
-``load_state_dict`` for collapsed and rebuilt layers. The training-step benchmark lives with the
+each composite is computed once per pass. Compile in place with ``nn.Module.compile()`` so that the
+model stays the module these functions look into; DDP / DataParallel wrappers are recognised by
+class (:func:`unwrap`). Only public PyTorch API is used: ``parametrize`` for the factors, the
+layers' own constructors (through ``torch.nn.utils.skip_init``), ``load_state_dict`` and
+``set_submodule`` for collapsed and rebuilt layers. The training-step benchmark lives with the
 chapter's recipes (``python -m support.experiments.linear_overparam bench``).
 """
 
@@ -51,6 +64,8 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
+import os
 from dataclasses import dataclass
 
 import torch
@@ -64,12 +79,13 @@ __all__ = [
     "expanded_layers",
     "factors",
     "compose_kernels",
+    "compose_biases",
+    "compose_expansion",
     "as_sequential",
     "count_parameters",
-    "layer_costs",
-    "LayerCost",
+    "unwrap",
     "ExpansionPlan",
-    "compose_biases",
+    "SequentialExpansion",
 ]
 
 _EXPANDABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -92,15 +108,13 @@ def _compose_pair(
     h, c_in_g = first.shape[:2]
     c_out = second.shape[0]
     k1, k2 = first.shape[2:], second.shape[2:]
-    if all(
-        k == 1 for k in k2
-    ):  # second is a matrix per group: a (batched) matrix product
+    # second is a matrix per group: a (batched) matrix product
+    if all(k == 1 for k in k2):
         a = first.reshape(groups, h // groups, -1)
         b = second.reshape(groups, c_out // groups, h // groups)
         return torch.bmm(b, a).reshape(c_out, c_in_g, *k1)
-    if all(
-        k == 1 for k in k1
-    ):  # first is a matrix: mix its channels into every tap of second
+    # first is a matrix: mix its channels into every tap of second
+    if all(k == 1 for k in k1):
         a = first.reshape(groups, h // groups, c_in_g)
         b = second.reshape(groups, c_out // groups, h // groups, -1)
         out = torch.einsum("gomp,gmc->gocp", b, a)
@@ -163,6 +177,54 @@ def compose_biases(weights, biases, groups: int = 1) -> torch.Tensor:
     return c
 
 
+def _centred_identity(kernel: torch.Tensor, groups: int) -> torch.Tensor:
+    """The identity map in the shape of ``kernel``: ``I`` for a matrix, otherwise a Dirac kernel
+    at the centre tap of every dimension (the residual of a block whose output is the centre crop
+    of its input; the tap count is odd, checked when the layer is expanded)."""
+    if kernel.dim() == 2:
+        return torch.eye(kernel.shape[0], dtype=kernel.dtype, device=kernel.device)
+    return nn.init.dirac_(torch.empty_like(kernel), groups=groups)
+
+
+def _blocks(n: int, residual: int | None):
+    """Index ranges of the residual blocks of ``n`` factors (``residual`` factors each)."""
+    return [range(start, start + residual) for start in range(0, n, residual)]
+
+
+def compose_expansion(
+    weights, groups: int = 1, residual: int | None = None
+) -> torch.Tensor:
+    """Composite kernel of an expansion: :func:`compose_kernels` of the factors ``weights``, or,
+    with ``residual = k``, of the blocks ``I + compose(W_{k(j+1)}, ..., W_{kj+1})`` (a linear
+    residual connection around every ``k`` consecutive factors; the identity is the centred Dirac
+    kernel for convolutions). See book/linear_overparam.ipynb."""
+    if residual is None:
+        return compose_kernels(weights, groups)
+    blocks = []
+    for block in _blocks(len(weights), residual):
+        kernel = compose_kernels([weights[i] for i in block], groups)
+        blocks.append(kernel + _centred_identity(kernel, groups))
+    return compose_kernels(blocks, groups)
+
+
+def _compose_expansion_bias(weights, biases, groups, residual):
+    """Composite bias of an expansion (:func:`compose_biases`, blockwise with residual blocks,
+    whose identity path adds no bias). ``None`` biases count as zero."""
+    biases = [
+        torch.zeros(w.shape[0], dtype=w.dtype, device=w.device) if b is None else b
+        for w, b in zip(weights, biases)
+    ]
+    if residual is None:
+        return compose_biases(weights, biases, groups)
+    kernels, block_biases = [], []
+    for block in _blocks(len(weights), residual):
+        ws = [weights[i] for i in block]
+        kernel = compose_kernels(ws, groups)
+        kernels.append(kernel + _centred_identity(kernel, groups))
+        block_biases.append(compose_biases(ws, [biases[i] for i in block], groups))
+    return compose_biases(kernels, block_biases, groups)
+
+
 # --------------------------------------------------------------------------------------------
 # Parametrizations
 # --------------------------------------------------------------------------------------------
@@ -171,16 +233,20 @@ def compose_biases(weights, biases, groups: int = 1) -> torch.Tensor:
 @dataclass(frozen=True)
 class ExpansionPlan:
     """How one layer is expanded: its name, the sub-layers' kernel sizes (first to last; empty
-    tuples for ``nn.Linear``), the hidden width, the groups, and the layer's kernel after
-    expansion (``None`` for ``nn.Linear``). ``grows_kernel``: the effective kernel differs from
-    the layer's, so the layer is rebuilt with the larger kernel (``allow_kernel_change=True``)."""
+    tuples for ``nn.Linear``), the hidden widths (output width of every sub-layer but the last),
+    the groups, and the layer's kernel after expansion (``None`` for ``nn.Linear``).
+    ``grows_kernel``: the effective kernel differs from the layer's, so the layer is rebuilt with
+    the larger kernel (``allow_kernel_change=True``). ``residual``: factors per linear residual
+    block (``None``: no residual connection). ``batch_norm``: a batch-norm after every factor."""
 
     name: str
     kernel_sizes: tuple
-    hidden: int
+    hidden: tuple
     groups: int
     effective_kernel: tuple | None
     grows_kernel: bool
+    residual: int | None = None
+    batch_norm: bool = False
 
     @property
     def depth(self) -> int:
@@ -188,11 +254,12 @@ class ExpansionPlan:
 
 
 class _ExpandedWeight(nn.Module):
-    """``weight = compose_kernels(original0, ..., original{d-1})``.
+    """``weight = compose_expansion(original0, ..., original{d-1})``.
 
     ``right_inverse`` (what ``layer.weight = W`` and registration call) factorises a weight:
     exactly as ``[W; 0]`` then identities where the plan allows it (kernel list ``[k, 1, ..., 1]``,
-    hidden width >= output channels per group); the zero map as zero factors under any plan;
+    hidden widths >= output channels per group, no residual blocks); the composite of zero
+    factors (the zero map, or the identity with residual blocks) as zero factors under any plan;
     anything else is a ValueError (such a weight has no exact factorisation to give).
     """
 
@@ -204,10 +271,18 @@ class _ExpandedWeight(nn.Module):
         # The composite is formed in the factors' precision even under autocast: the cast to the
         # autocast dtype happens once, at the layer's own convolution / matmul.
         with torch.autocast(device_type=ws[0].device.type, enabled=False):
-            return compose_kernels(ws, self.plan.groups)
+            return compose_expansion(ws, self.plan.groups, self.plan.residual)
 
     def right_inverse(self, weight):
         plan = self.plan
+        if plan.residual is not None:
+            zeros = _zero_factors(weight, plan)
+            if torch.equal(weight, self.forward(*zeros)):
+                return zeros
+            raise ValueError(
+                "an expansion with residual blocks has no exact factorisation of an assigned "
+                "weight other than the identity"
+            )
         if not torch.count_nonzero(weight):
             return _zero_factors(weight, plan)
         return _exact_factors(weight, plan.kernel_sizes, plan.hidden, plan.groups)
@@ -230,22 +305,24 @@ class _ExpandedBias(nn.Module):
         wp = self._weights
         ws = [getattr(wp, f"original{i}") for i in range(len(bs))]
         with torch.autocast(device_type=bs[0].device.type, enabled=False):
-            return compose_biases(ws, bs, self.plan.groups)
+            if self.plan.residual is None:
+                return compose_biases(ws, bs, self.plan.groups)
+            return _compose_expansion_bias(ws, bs, self.plan.groups, self.plan.residual)
 
     def right_inverse(self, bias):
         zeros = [
-            torch.zeros(self.plan.hidden, dtype=bias.dtype, device=bias.device)
-        ] * (self.plan.depth - 1)
+            torch.zeros(h, dtype=bias.dtype, device=bias.device)
+            for h in self.plan.hidden
+        ]
         return tuple(zeros) + (bias.detach().clone(),)
 
 
 def _factor_shapes(weight, plan: ExpansionPlan):
     """Shapes of the sub-layers' kernels for a layer whose weight is ``weight``."""
     out, in_g = weight.shape[0], weight.shape[1]
-    h_g = plan.hidden // plan.groups
-    dims = [plan.hidden] * (plan.depth - 1) + [out]
+    dims = [*plan.hidden, out]
     return [
-        (o, in_g if i == 0 else h_g, *k)
+        (o, in_g if i == 0 else dims[i - 1] // plan.groups, *k)
         for i, (o, k) in enumerate(zip(dims, plan.kernel_sizes))
     ]
 
@@ -263,7 +340,8 @@ def _eye_blocks(
 
 
 def _exact_factors(weight, kernel_sizes, hidden, groups):
-    """Factors whose composite is exactly ``weight``: ``[W; 0]`` (per group), then identities."""
+    """Factors whose composite is exactly ``weight``: ``[W; 0]`` (per group), then identities
+    (``[I 0]`` / ``[I; 0]`` blocks between hidden widths)."""
     out = weight.shape[0]
     k_eff = tuple(weight.shape[2:])
     if tuple(kernel_sizes[0]) != k_eff or any(
@@ -273,22 +351,22 @@ def _exact_factors(weight, kernel_sizes, hidden, groups):
             f"exact factorisation needs the kernel list [k, 1, ..., 1] with k = {k_eff}; "
             f"got {list(kernel_sizes)} (use init='paper' for other kernel lists)"
         )
-    if hidden < out:
+    if min(hidden) < out:
         raise ValueError(
-            f"exact factorisation needs hidden width >= out features ({hidden} < {out}); "
+            f"exact factorisation needs hidden width >= out features ({min(hidden)} < {out}); "
             "use width >= 1 or init='paper'"
         )
-    depth = len(kernel_sizes)
-    h_g, o_g = hidden // groups, out // groups
+    o_g = out // groups
     ones = (1,) * len(k_eff)
+    h_g = [h // groups for h in hidden]
     w = weight.detach().reshape(groups, o_g, *weight.shape[1:])
-    first = torch.cat([w, w.new_zeros(groups, h_g - o_g, *weight.shape[1:])], 1)
-    first = first.reshape(hidden, *weight.shape[1:])
+    first = torch.cat([w, w.new_zeros(groups, h_g[0] - o_g, *weight.shape[1:])], 1)
+    first = first.reshape(hidden[0], *weight.shape[1:])
     middle = [
-        _eye_blocks(groups, h_g, h_g, weight).reshape(hidden, h_g, *ones)
-        for _ in range(depth - 2)
+        _eye_blocks(groups, rows, cols, weight).reshape(groups * rows, cols, *ones)
+        for cols, rows in zip(h_g, h_g[1:])
     ]
-    last = _eye_blocks(groups, o_g, h_g, weight).reshape(out, h_g, *ones)
+    last = _eye_blocks(groups, o_g, h_g[-1], weight).reshape(out, h_g[-1], *ones)
     return (first, *middle, last)
 
 
@@ -321,10 +399,19 @@ _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 def _validate_module(name, module):
     label = f"module '{name}' ({type(module).__name__})"
-    if parametrize.is_parametrized(module):
+    if parametrize.is_parametrized(module) or isinstance(module, SequentialExpansion):
         raise ValueError(
             f"expand: {label} already has parametrizations (is it expanded already? "
             "collapse it first)"
+        )
+    if isinstance(module, _EXPANDABLE) and "weight" not in dict(
+        module.named_parameters(recurse=False)
+    ):
+        raise ValueError(
+            f"expand: {label} has a weight that is not a parameter (a hook such as "
+            "torch.nn.utils.spectral_norm or weight_norm recomputes it at every forward and "
+            "would overwrite the factors); remove the hook, or use the parametrize versions "
+            "after collapsing"
         )
     if isinstance(module, _TRANSPOSED):
         raise ValueError(
@@ -345,14 +432,22 @@ def _validate_module(name, module):
         )
 
 
+def _aliases(model, module) -> list:
+    """Every name under which ``module`` is registered in ``model`` (a module may be registered
+    twice; each name must be replaced when the module is)."""
+    return [n for n, m in model.named_modules(remove_duplicate=False) if m is module]
+
+
 def _select(model, layers):
-    named = dict(model.named_modules())
+    named = dict(model.named_modules(remove_duplicate=False))
     if layers is None:
         chosen = [
-            n for n, m in named.items() if isinstance(m, _EXPANDABLE + _TRANSPOSED)
+            n
+            for n, m in model.named_modules()
+            if isinstance(m, _EXPANDABLE + _TRANSPOSED)
         ]
     elif callable(layers):
-        chosen = [n for n, m in named.items() if layers(n, m)]
+        chosen = [n for n, m in model.named_modules() if layers(n, m)]
     else:
         if isinstance(layers, str):
             raise TypeError(
@@ -365,6 +460,14 @@ def _select(model, layers):
             raise ValueError(
                 f"expand: layers names {missing} are not modules of the model"
             )
+        seen = {}
+        for n in chosen:
+            if id(named[n]) in seen:
+                raise ValueError(
+                    f"expand: layers names '{seen[id(named[n])]}' and '{n}' are the same "
+                    "module; name each layer once"
+                )
+            seen[id(named[n])] = n
     for n in chosen:
         _validate_module(n, named[n])
     return [(n, named[n]) for n in chosen]
@@ -396,20 +499,84 @@ def _refuse_shared_parameters(model, chosen) -> None:
                 )
 
 
+def _hidden_widths(name, module, depth, width, expansion_rate):
+    """Output widths of the sub-layers before the last: ``int(out * width)`` each (the official
+    code's rule), or with an expansion rate ``r`` ExpandNets' ``int(r * in)`` for the first and
+    ``int(r * out)`` for the others (``in -> r in -> r out -> out`` at depth 3)."""
+    is_conv = not isinstance(module, nn.Linear)
+    groups = module.groups if is_conv else 1
+    out = module.weight.shape[0]
+    if expansion_rate is None:
+        hidden = int(out * width)
+        if depth > 1 and (hidden < 1 or hidden % groups):
+            raise ValueError(
+                f"expand: module '{name}': hidden width int({out} * {width}) = {hidden} "
+                f"must be >= 1 and a multiple of groups={groups}"
+            )
+        return (hidden,) * (depth - 1)
+    fan_in = module.weight.shape[1] * groups
+    widths = [int(expansion_rate * fan_in)] + [int(expansion_rate * out)] * (depth - 2)
+    bad = [h for h in widths if h < 1 or h % groups]
+    if bad:
+        raise ValueError(
+            f"expand: module '{name}': expansion_rate {expansion_rate} gives hidden widths "
+            f"{widths}, each must be >= 1 and a multiple of groups={groups}"
+        )
+    return tuple(widths)
+
+
+def _check_residual(name, module, plan_dims, kernel_sizes, residual):
+    """Refuse residual blocks that have no exact single-layer equivalent."""
+    depth = len(kernel_sizes)
+    if depth % residual:
+        raise ValueError(
+            f"expand: module '{name}': residual={residual} must divide depth={depth} "
+            "(every factor belongs to one residual block)"
+        )
+    for block in _blocks(depth, residual):
+        c_in, c_out = plan_dims[block[0]], plan_dims[block[-1] + 1]
+        if c_in != c_out:
+            raise ValueError(
+                f"expand: module '{name}': a residual block from factor {block[0]} to "
+                f"{block[-1]} maps {c_in} to {c_out} channels; x + F(x) needs the same "
+                "number (use width=1 and a layer with as many outputs as inputs)"
+            )
+        taps = [
+            sum(kernel_sizes[i][j] for i in block) - len(block) + 1
+            for j in range(len(kernel_sizes[0]))
+        ]
+        if any(t % 2 == 0 for t in taps):
+            raise ValueError(
+                f"expand: module '{name}': the residual block from factor {block[0]} to "
+                f"{block[-1]} has an even kernel {tuple(taps)}; its identity path (the centre "
+                "of the input) is only defined for odd kernels"
+            )
+    if not isinstance(module, nn.Linear) and any(s != 1 for s in module.stride):
+        raise ValueError(
+            f"expand: module '{name}': stride {tuple(module.stride)} changes the resolution "
+            "inside the last residual block, so x + F(x) has no exact single-layer form; "
+            "use residual=None for strided layers"
+        )
+
+
 def _plan_for(
-    name, module, depth, width, kernel_sizes, init, allow_kernel_change
+    name,
+    module,
+    depth,
+    width,
+    kernel_sizes,
+    init,
+    allow_kernel_change,
+    expansion_rate=None,
+    residual=None,
+    batch_norm=False,
 ) -> ExpansionPlan:
     """Validate one layer's expansion and return its plan (nothing is modified)."""
     ks = _kernel_list(module, depth, kernel_sizes, name)
     is_conv = not isinstance(module, nn.Linear)
     groups = module.groups if is_conv else 1
     out = module.weight.shape[0]
-    hidden = int(out * width)
-    if depth > 1 and (hidden < 1 or hidden % groups):
-        raise ValueError(
-            f"expand: module '{name}': hidden width int({out} * {width}) = {hidden} "
-            f"must be >= 1 and a multiple of groups={groups}"
-        )
+    hidden = _hidden_widths(name, module, depth, width, expansion_rate)
     k_eff = (
         tuple(sum(k[j] for k in ks) - depth + 1 for j in range(len(ks[0])))
         if is_conv
@@ -427,33 +594,57 @@ def _plan_for(
             raise ValueError(
                 f"expand: module '{name}': init='keep' cannot change the kernel size"
             )
-        _grown_padding(module, k_eff, name)  # refuses odd growth
-    if init == "keep" and depth > 1 and hidden < out:
+        # refuses odd growth
+        _grown_padding(module, k_eff, name)
+    if init == "keep" and depth > 1 and min(hidden) < out:
         raise ValueError(
             f"expand: module '{name}': init='keep' needs width >= 1 "
-            f"(hidden {hidden} < out {out})"
+            f"(hidden {min(hidden)} < out {out})"
         )
-    return ExpansionPlan(name, tuple(ks), hidden, groups, k_eff, grows)
+    if residual is not None:
+        _check_residual(
+            name, module, [module.weight.shape[1] * groups, *hidden, out], ks, residual
+        )
+    return ExpansionPlan(
+        name, tuple(ks), hidden, groups, k_eff, grows, residual, bool(batch_norm)
+    )
 
 
-def _paper_factors(module, ks, hidden, negative_slope):
-    """Sampled factors and biases of the paper's initialisation (see the module docstring)."""
+def _residual_branch_variance(module, depth, residual, negative_slope):
+    """Gain ``v`` of every residual branch at initialisation: the layer maps ``x`` to
+    ``prod_j (I + P_j) x`` with ``E|P_j x|^2 = v |x|^2``, so ``(1 + v)^(depth / residual)`` is set
+    to the base layer's Kaiming gain ``E|W x|^2 / |x|^2`` (``2 / (1 + a^2)``, divided by the
+    groups for a grouped convolution's fan-out rule); ``v = 0`` when that gain is at most 1."""
+    gain2 = 2.0 / (1.0 + negative_slope**2)
+    if not isinstance(module, nn.Linear):
+        gain2 /= module.groups
+    return max(gain2 ** (residual / depth) - 1.0, 0.0)
+
+
+def _paper_factors(module, ks, hidden, negative_slope, residual=None):
+    """Sampled factors and biases of the paper's initialisation (see the module docstring).
+
+    With residual blocks every factor is drawn norm-preserving (gain 1, the intermediate rule)
+    and the last factor of each block is scaled to the branch gain of
+    :func:`_residual_branch_variance`, so that the collapsed layer keeps the base layer's
+    second moment (the official code keeps the plain scheme and adds the identities on top)."""
     w0 = module.weight
     is_conv = not isinstance(module, nn.Linear)
     groups = module.groups if is_conv else 1
     in_g = w0.shape[1]
     depth = len(ks)
-    dims = [hidden] * (depth - 1) + [w0.shape[0]]
+    dims = [*hidden, w0.shape[0]]
     ws, bs = [], []
     for i, (k, out_i) in enumerate(zip(ks, dims)):
-        fan_in_ch = in_g if i == 0 else hidden // groups
+        fan_in_ch = in_g if i == 0 else dims[i - 1] // groups
         w = torch.empty(out_i, fan_in_ch, *k, dtype=w0.dtype, device=w0.device)
         taps = math.prod(k)
-        last = i == depth - 1
+        last = i == depth - 1 and residual is None
         gain2 = 2.0 / (1.0 + negative_slope**2) if last else 1.0
-        if (
-            is_conv
-        ):  # fan-out; an intermediate factor's true fan-out is (out_i / groups) * taps
+        if residual is not None and (i + 1) % residual == 0:
+            gain2 = _residual_branch_variance(module, depth, residual, negative_slope)
+        # fan-out for convolutions; an intermediate factor's true fan-out is (out_i / groups) * taps
+        if is_conv:
             fan = out_i * taps if last else (out_i // groups) * taps
         else:
             fan = fan_in_ch
@@ -485,36 +676,37 @@ def _grown_padding(module, k_eff, name):
     return tuple(new_padding)
 
 
-def _plain_like(layer, *, kernel_size=None, padding=None, device=None, dtype=None):
-    """A new, uninitialised plain layer of ``layer``'s class and hyper-parameters (its constructor,
-    through ``torch.nn.utils.skip_init``: no parameters are initialised, no random numbers drawn)."""
-    cls = parametrize.type_before_parametrizations(layer)
-    weight = layer.weight
-    device = weight.device if device is None else device
-    dtype = weight.dtype if dtype is None else dtype
+def _constructor_args(layer, *, kernel_size=None, padding=None) -> dict:
+    """Keyword arguments of ``layer``'s constructor (its class's hyper-parameters)."""
     has_bias = layer.bias is not None
-    if cls is nn.Linear:
-        return skip_init(
-            nn.Linear,
-            layer.in_features,
-            layer.out_features,
+    if parametrize.type_before_parametrizations(layer) is nn.Linear:
+        return dict(
+            in_features=layer.in_features,
+            out_features=layer.out_features,
             bias=has_bias,
-            device=device,
-            dtype=dtype,
         )
-    return skip_init(
-        cls,
-        layer.in_channels,
-        layer.out_channels,
-        layer.kernel_size if kernel_size is None else kernel_size,
+    return dict(
+        in_channels=layer.in_channels,
+        out_channels=layer.out_channels,
+        kernel_size=layer.kernel_size if kernel_size is None else kernel_size,
         stride=layer.stride,
         padding=layer.padding if padding is None else padding,
         dilation=layer.dilation,
         groups=layer.groups,
         bias=has_bias,
         padding_mode=layer.padding_mode,
-        device=device,
-        dtype=dtype,
+    )
+
+
+def _plain_like(layer, *, kernel_size=None, padding=None, device=None, dtype=None):
+    """A new, uninitialised plain layer of ``layer``'s class and hyper-parameters (its constructor,
+    through ``torch.nn.utils.skip_init``: no parameters are initialised, no random numbers drawn)."""
+    weight = layer.weight
+    return skip_init(
+        parametrize.type_before_parametrizations(layer),
+        **_constructor_args(layer, kernel_size=kernel_size, padding=padding),
+        device=weight.device if device is None else device,
+        dtype=weight.dtype if dtype is None else dtype,
     )
 
 
@@ -537,6 +729,8 @@ def _expand_layer(module, plan, init, bias, ws, bs):
                 if module.bias is not None:
                     module.bias.copy_(bs[0])
         return module
+    if plan.batch_norm:
+        return SequentialExpansion.from_layer(module, plan, ws, bs, bias)
     if plan.grows_kernel:
         w = module.weight
         grown = _plain_like(
@@ -551,11 +745,14 @@ def _expand_layer(module, plan, init, bias, ws, bs):
             w.requires_grad,
             module.training,
         )
-    if (
-        init == "paper"
-    ):  # register on the zero map (exact under any plan), then set the sampled factors
+    # register on the composite of zero factors (the zero map, or the identity with residual
+    # blocks: exact under any plan), then set the sampled factors
+    if init == "paper":
+        placeholder = torch.zeros_like(module.weight)
+        if plan.residual is not None:
+            placeholder = _ExpandedWeight(plan)(*_zero_factors(placeholder, plan))
         module.weight = nn.Parameter(
-            torch.zeros_like(module.weight), requires_grad=module.weight.requires_grad
+            placeholder, requires_grad=module.weight.requires_grad
         )
     parametrize.register_parametrization(module, "weight", _ExpandedWeight(plan))
     weight_originals = module.parametrizations.weight
@@ -578,33 +775,76 @@ def _expand_layer(module, plan, init, bias, ws, bs):
 
 
 def _snapshot(module):
-    """What :func:`_restore` needs to undo an in-place expansion of ``module``."""
+    """What :func:`_restore` needs to undo an in-place expansion of ``module``: its own
+    parameters (the objects, in registration order) and their values."""
+    params = dict(module.named_parameters(recurse=False))
     return {
-        "weight": module.weight,
-        "bias": module.bias,
-        "values": {
-            k: v.detach().clone() for k, v in module.named_parameters(recurse=False)
-        },
+        "params": params,
+        "values": {k: v.detach().clone() for k, v in params.items()},
     }
 
 
 def _restore(module, snap) -> None:
-    for tensor_name in ("bias", "weight"):
-        if parametrize.is_parametrized(module, tensor_name):
-            parametrize.remove_parametrizations(
-                module, tensor_name, leave_parametrized=True
-            )
-    for tensor_name in ("weight", "bias"):
-        if snap[tensor_name] is not None:
-            setattr(module, tensor_name, snap[tensor_name])
-    with torch.no_grad():
-        for k, v in module.named_parameters(recurse=False):
-            v.copy_(snap["values"][k])
+    """Undo an in-place expansion: the same parameter objects, values and order as before."""
+    if parametrize.is_parametrized(module):
+        _unparametrize(module)
+    for tensor_name in list(dict(module.named_parameters(recurse=False))):
+        delattr(module, tensor_name)
+    for tensor_name, param in snap["params"].items():
+        module.register_parameter(tensor_name, param)
+        with torch.no_grad():
+            param.copy_(snap["values"][tensor_name])
 
 
 def _set_submodule(model, name, module):
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name), child, module)
+    """Put ``module`` at ``name`` inside ``model`` (public ``nn.Module.set_submodule``)."""
+    model.set_submodule(name, module)
+
+
+def _number(value, name, *, integer=False):
+    """``value`` as a Python int / float (NumPy scalars accepted); a clear error otherwise."""
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        what = "an integer" if integer else "a finite number"
+        raise ValueError(f"expand: {name} must be {what}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _refuse_scripted(model, caller):
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TypeError(
+            f"{caller}: {type(model).__name__} is a scripted or traced model, whose forward "
+            "is fixed code that ignores replaced layers; expand the Python model, then script it"
+        )
+
+
+def _available_bytes(device) -> int | None:
+    """Free memory on ``device`` (None where it cannot be read)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu" and hasattr(os, "sysconf"):
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):
+            return None
+    return None
+
+
+def _refuse_oversized(plans, chosen) -> None:
+    """Refuse before allocating when the factors cannot fit in the device's free memory."""
+    need = {}
+    for plan, (_, module) in zip(plans, chosen):
+        w = module.weight
+        shapes = _factor_shapes(w, plan) if plan.depth > 1 else [tuple(w.shape)]
+        size = sum(math.prod(shape) for shape in shapes) * w.element_size()
+        need[w.device] = need.get(w.device, 0) + size
+    for device, size in need.items():
+        free = _available_bytes(device)
+        if free is not None and size > free:
+            raise ValueError(
+                f"expand: the factors need {size / 2**30:.3g} GiB on {device} but "
+                f"{free / 2**30:.3g} GiB are free; lower width / expansion_rate / depth"
+            )
 
 
 def expand(
@@ -617,20 +857,28 @@ def expand(
     bias: str = "all",
     negative_slope: float = 0.0,
     allow_kernel_change: bool = False,
+    *,
+    expansion_rate: float | None = None,
+    residual: int | None = None,
+    batch_norm: bool = False,
 ) -> nn.Module:
     """Expand linear layers of ``model`` in place into ``depth`` linear sub-layers; return ``model``.
 
     Each chosen layer keeps its class and forward; its ``weight`` (and with ``bias="all"`` its
     ``bias``) becomes a parametrization over factor parameters, stored as
     ``<layer>.parametrizations.weight.original0 ... original{depth-1}`` (first sub-layer first).
-    All or nothing: every layer is validated first (tied parameters, unsupported or already
-    expanded layers are refused, naming the layer), and if expanding any layer fails, the layers
-    already expanded are restored before the error propagates. A layer whose kernel grows
-    (``allow_kernel_change``) is rebuilt with its constructor and put in place of the old one;
+    With ``batch_norm=True`` the layer is instead replaced by a :class:`SequentialExpansion`
+    (its sub-layers with a batch-norm after each, trained one after another because training-mode
+    batch-norm needs the intermediate activations). All or nothing: every layer is validated
+    first (tied parameters, duplicate names, unsupported or already expanded layers and factors
+    that would not fit in memory are refused, naming the layer), and if expanding any layer
+    fails, the layers already expanded are restored (same parameter objects, values and order)
+    before the error propagates. A layer whose kernel grows (``allow_kernel_change``) or that
+    gains batch-norms is put in place of the old one under every name it is registered with;
     when ``model`` is itself such a layer, the new layer is returned.
 
     Args:
-        model: any module; the model itself may be a single layer.
+        model: any module (not a scripted or traced one); the model itself may be a single layer.
         depth: number of sub-layers (>= 1). Defaults to ``len(kernel_sizes)`` or 2. ``depth=1``
             with ``init="paper"`` only re-initialises the layers (the paper's baseline).
         width: hidden width is ``int(out_features * width)`` (the official code's rule); must
@@ -639,88 +887,149 @@ def expand(
             ``[k, 1, ..., 1]``. Their effective size ``sum(k_i) - depth + 1`` must equal the
             layer's kernel unless ``allow_kernel_change=True``.
         layers: ``None`` (every Linear/Conv1d/2d/3d; a transposed convolution raises), a list of
-            module names (as in ``named_modules()``), or a predicate ``(name, module) -> bool``.
+            module names (as in ``named_modules()``, each module once), or a predicate
+            ``(name, module) -> bool``.
         init: ``"paper"`` (Kaiming factors, see module docstring) or ``"keep"`` (exact
-            factorisation of the current weight; needs ``[k, 1, ..., 1]`` and width >= 1).
+            factorisation of the current weight; needs ``[k, 1, ..., 1]``, width >= 1, and
+            neither residual blocks nor batch-norm).
         bias: ``"all"`` (every sub-layer has a bias, as in the official code) or ``"last"`` (only
             the last, i.e. the layer's own bias stays a plain parameter). Ignored for layers
             without bias.
         negative_slope: slope of the activation expected after the layer (gain of the last
             factor under ``init="paper"``; 0 = ReLU).
         allow_kernel_change: accept kernel lists whose effective kernel differs from the layer's.
+        expansion_rate: ExpandNets' rate ``r`` instead of ``width``: hidden widths
+            ``int(r * in)`` for the first sub-layer and ``int(r * out)`` for the others.
+        residual: ``k`` adds a linear residual connection around every ``k`` consecutive factors
+            (``x + F(x)``, the official code's ``residual_intervals``); ``k`` must divide
+            ``depth``, each block must map as many channels out as in, the layer's stride must
+            be 1 and each block's kernel odd. Still one composite weight:
+            ``prod_j (I + P_j)``.
+        batch_norm: a batch-norm (affine, PyTorch's default initialisation) after every factor,
+            as the official code's ``batch_norm=True``; :func:`collapse` folds its running
+            statistics (eval mode only).
     """
+    _refuse_scripted(model, "expand")
     if depth is None:
         depth = len(kernel_sizes) if kernel_sizes is not None else 2
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+    if (
+        isinstance(depth, bool)
+        or not isinstance(depth, numbers.Integral)
+        or int(depth) < 1
+    ):
         raise ValueError(f"expand: depth must be an integer >= 1, got {depth!r}")
+    depth = int(depth)
     if kernel_sizes is not None and len(kernel_sizes) != depth:
         raise ValueError(
             f"expand: kernel_sizes has {len(kernel_sizes)} entries but depth={depth}"
         )
     if (
         isinstance(width, bool)
-        or not isinstance(width, (int, float))
+        or not isinstance(width, numbers.Real)
         or not width > 0
         or not math.isfinite(width)
     ):
         raise ValueError(f"expand: width must be a finite number > 0, got {width!r}")
+    width = float(width) if not isinstance(width, (int, float)) else width
+    negative_slope = _number(negative_slope, "negative_slope")
     if init not in ("paper", "keep"):
         raise ValueError(f"expand: init must be 'paper' or 'keep', got {init!r}")
     if bias not in ("all", "last"):
         raise ValueError(f"expand: bias must be 'all' or 'last', got {bias!r}")
+    if expansion_rate is not None:
+        expansion_rate = _number(expansion_rate, "expansion_rate")
+        if not (expansion_rate > 0 and math.isfinite(expansion_rate)):
+            raise ValueError(
+                f"expand: expansion_rate must be a finite number > 0, got {expansion_rate!r}"
+            )
+        if width != 1.0:
+            raise ValueError("expand: give width or expansion_rate, not both")
+    if residual is not None:
+        residual = _number(residual, "residual", integer=True)
+        if residual < 1:
+            raise ValueError(f"expand: residual must be >= 1, got {residual}")
+    if not isinstance(batch_norm, bool):
+        raise ValueError(
+            f"expand: batch_norm must be True or False, got {batch_norm!r}"
+        )
+    options = residual is not None or batch_norm or expansion_rate is not None
+    if options and depth < 2:
+        raise ValueError(
+            "expand: expansion_rate, residual and batch_norm need depth >= 2"
+        )
+    if init == "keep" and (residual is not None or batch_norm):
+        raise ValueError(
+            "expand: init='keep' has no exact factorisation with residual blocks or "
+            "batch-norm; use init='paper'"
+        )
 
     chosen = _select(model, layers)
     _refuse_shared_parameters(model, chosen)
     plans = [
-        _plan_for(name, module, depth, width, kernel_sizes, init, allow_kernel_change)
+        _plan_for(
+            name,
+            module,
+            depth,
+            width,
+            kernel_sizes,
+            init,
+            allow_kernel_change,
+            expansion_rate,
+            residual,
+            batch_norm,
+        )
         for name, module in chosen
     ]
+    _refuse_oversized(plans, chosen)
     done, replaced = [], {}
     try:
         for plan, (name, module) in zip(plans, chosen):
             ws, bs = (
-                _paper_factors(module, plan.kernel_sizes, plan.hidden, negative_slope)
+                _paper_factors(
+                    module, plan.kernel_sizes, plan.hidden, negative_slope, residual
+                )
                 if init == "paper"
                 else (None, None)
             )
-            if (
-                not plan.grows_kernel
-            ):  # expanded in place: remember how to undo it, even half done
+            # expanded in place: remember how to undo it, even half done
+            if not (plan.grows_kernel or plan.batch_norm):
                 done.append((module, _snapshot(module)))
             result = _expand_layer(module, plan, init, bias, ws, bs)
             if result is not module:
-                replaced[name] = result
+                replaced[name] = (module, result)
     except BaseException:
         for module, snap in reversed(done):
             _restore(module, snap)
         raise
-    for name, module in replaced.items():
+    for name, (old, new) in replaced.items():
         if name == "":
-            return module
-        _set_submodule(model, name, module)
+            return new
+        for alias in _aliases(model, old):
+            _set_submodule(model, alias, new)
     return model
 
 
-def _unwrap(model):
-    """The plain module inside a DDP / DataParallel wrapper or a ``torch.compile`` result."""
-    while True:
-        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
-            model = model._orig_mod
-        else:
-            return model
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside ``DistributedDataParallel`` / ``DataParallel`` wrappers (recognised by
+    class; any other module is returned as it is). Compile models in place with
+    ``nn.Module.compile()``, which keeps the module itself, so nothing needs unwrapping after
+    compilation (``torch.compile(model)`` returns a wrapper whose submodule names gain a prefix)."""
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model
 
 
 def _is_expanded(module) -> bool:
+    if isinstance(module, SequentialExpansion):
+        return True
     return parametrize.is_parametrized(module, "weight") and isinstance(
         module.parametrizations.weight[0], _ExpandedWeight
     )
 
 
 def expanded_layers(model: nn.Module) -> dict:
-    """``{name: layer}`` for every expanded layer of ``model`` (wrappers are looked through)."""
-    return {n: m for n, m in _unwrap(model).named_modules() if _is_expanded(m)}
+    """``{name: layer}`` for every expanded layer of ``model`` (DDP wrappers are looked through)."""
+    return {n: m for n, m in unwrap(model).named_modules() if _is_expanded(m)}
 
 
 def factors(layer: nn.Module):
@@ -728,6 +1037,8 @@ def factors(layer: nn.Module):
 
     ``biases`` is a list of per-sub-layer biases (``None`` for sub-layers without one).
     """
+    if isinstance(layer, SequentialExpansion):
+        return [f.weight for f in layer.factors], [f.bias for f in layer.factors]
     if not _is_expanded(layer):
         raise ValueError(f"factors: {type(layer).__name__} is not an expanded layer")
     wp = layer.parametrizations.weight
@@ -741,46 +1052,74 @@ def factors(layer: nn.Module):
     return ws, bs
 
 
-def _plain_layer(layer):
-    """A new plain layer computing exactly what the expanded ``layer`` computes: its class built
-    with its constructor, holding the composite weight and bias (``layer`` is untouched)."""
+def _unparametrize(layer) -> None:
+    """Make the parametrized ``layer`` an instance of its plain class again, dropping its
+    parametrizations (and with them the factors) without touching the parametrized class, which
+    deep copies of the layer share (``parametrize.remove_parametrizations`` deletes the class's
+    properties and would break those copies). The caller registers the tensors afterwards."""
+    layer.__class__ = parametrize.type_before_parametrizations(layer)
+    delattr(layer, "parametrizations")
+
+
+def _collapse_parametrized(layer) -> None:
+    """Turn the parametrized ``layer`` back into its plain class in place, holding the composite
+    weight and bias as parameters: the module object, its hooks, buffers, attributes and
+    parameter order are kept; a composite tensor is trainable if any of its factors was, a plain
+    bias keeps its own flag."""
+    ws, bs = factors(layer)
     with torch.no_grad():
-        weight = layer.weight.detach().clone()
-        bias = None if layer.bias is None else layer.bias.detach().clone()
-    ws, _ = factors(layer)
-    return _with_values(
-        _plain_like(layer),
-        weight,
-        bias,
-        any(w.requires_grad for w in ws),
-        layer.training,
-    )
+        weight, bias = layer.weight, layer.bias
+    composite_bias = parametrize.is_parametrized(layer, "bias")
+    weight = nn.Parameter(weight, requires_grad=any(w.requires_grad for w in ws))
+    if composite_bias:
+        bias = nn.Parameter(
+            bias, requires_grad=any(b.requires_grad for b in bs if b is not None)
+        )
+    _unparametrize(layer)
+    if "bias" in dict(layer.named_parameters(recurse=False)):
+        delattr(layer, "bias")
+    layer.register_parameter("weight", weight)
+    layer.register_parameter("bias", bias)
 
 
 def collapse(model: nn.Module, inplace: bool = False) -> nn.Module:
     """The model with every expanded layer replaced by its exact single-layer equivalent.
 
     Returns a model of the original architecture: expanded layers become plain
-    ``nn.Linear``/``nn.ConvNd`` again (built with their constructors) holding the composite
-    weight and bias as ordinary parameters, so its ``state_dict`` loads into the unexpanded model.
-    By default the input is left untouched (the result is a new model); ``inplace=True`` puts the
-    plain layers in place of the expanded ones inside ``model`` and returns ``model`` (the factors
-    are then gone; rebuild the optimizer), or returns the new layer when ``model`` is itself one
-    expanded layer. DDP / DataParallel / ``torch.compile`` wrappers are looked through. A model
-    with nothing expanded comes back unchanged (a copy unless ``inplace``). See
+    ``nn.Linear``/``nn.ConvNd`` again holding the composite weight and bias as ordinary
+    parameters, so its ``state_dict`` loads into the unexpanded model. A parametrized layer is
+    turned back in place (the same module object: forward hooks, buffers, attributes and the
+    parameter order are kept; ``requires_grad`` of each tensor follows its factors); a
+    :class:`SequentialExpansion` (batch-norm) is replaced by a new layer built with its
+    constructor, under every name it is registered with, and must be in eval mode (its
+    running statistics are folded; in training mode batch-norm depends on the batch, so there
+    is no single layer to give). By default the input is left untouched (the result is a new
+    model); ``inplace=True`` changes ``model`` and returns it (the factors are then gone;
+    rebuild the optimizer), or returns the new layer when ``model`` is itself a
+    :class:`SequentialExpansion`. DDP / DataParallel wrappers are looked through. A model with
+    nothing expanded comes back unchanged (a copy unless ``inplace``). See
     book/linear_overparam.ipynb.
     """
-    model = _unwrap(model)
-    layers = expanded_layers(model)
-    plain = {name: _plain_layer(layer) for name, layer in layers.items()}
-    if inplace:
-        if "" in plain:
-            return plain[""]
-        for name, layer in plain.items():
-            _set_submodule(model, name, layer)
-        return model
-    memo = {id(layers[name]): layer for name, layer in plain.items()}
-    return copy.deepcopy(model, memo)
+    model = unwrap(model)
+    _refuse_scripted(model, "collapse")
+    for name, layer in expanded_layers(model).items():
+        if isinstance(layer, SequentialExpansion) and layer.training:
+            raise ValueError(
+                f"collapse: layer '{name}' has batch-norm in training mode, which "
+                "normalises with each batch's statistics; call model.eval() first"
+            )
+    if not inplace:
+        model = copy.deepcopy(model)
+    for name, layer in expanded_layers(model).items():
+        if isinstance(layer, SequentialExpansion):
+            plain = layer.collapsed()
+            if name == "":
+                return plain
+            for alias in _aliases(model, layer):
+                _set_submodule(model, alias, plain)
+        else:
+            _collapse_parametrized(layer)
+    return model
 
 
 # --------------------------------------------------------------------------------------------
@@ -812,69 +1151,230 @@ def _explicit_padding(layer):
     return [(p, p) for p in layer.padding]
 
 
+def _input_pad(layer):
+    """The ``_Pad`` applying all of ``layer``'s padding to the input (``None`` if there is none)."""
+    pads = _explicit_padding(layer)
+    if not any(a or b for a, b in pads):
+        return None
+    flat = [x for a, b in reversed(pads) for x in (a, b)]
+    mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
+    return _Pad(flat, mode)
+
+
+def _sub_layer(layer, w, b, *, last: bool, padding=0):
+    """One plain sub-layer of ``layer`` holding kernel ``w`` and bias ``b`` (valid unless
+    ``padding`` is given; the layer's stride on the last sub-layer only)."""
+    if isinstance(layer, nn.Linear) or w.dim() == 2:
+        sub = skip_init(
+            nn.Linear,
+            w.shape[1],
+            w.shape[0],
+            bias=b is not None,
+            device=w.device,
+            dtype=w.dtype,
+        )
+    else:
+        conv_cls = {3: nn.Conv1d, 4: nn.Conv2d, 5: nn.Conv3d}[w.dim()]
+        sub = skip_init(
+            conv_cls,
+            w.shape[1] * layer.groups,
+            w.shape[0],
+            tuple(w.shape[2:]),
+            stride=layer.stride if last else 1,
+            padding=padding,
+            dilation=layer.dilation,
+            groups=layer.groups,
+            bias=b is not None,
+            device=w.device,
+            dtype=w.dtype,
+        )
+    with torch.no_grad():
+        sub.weight.copy_(w)
+        if b is not None:
+            sub.bias.copy_(b)
+    return sub
+
+
 def _sequential_of(layer):
     ws, bs = factors(layer)
     d = len(ws)
-    is_conv = not isinstance(layer, nn.Linear)
+    if isinstance(layer, nn.Linear):
+        return nn.Sequential(
+            *(
+                _sub_layer(layer, w, b, last=i == d - 1)
+                for i, (w, b) in enumerate(zip(ws, bs))
+            )
+        )
+    pads = _explicit_padding(layer)
     mods = []
-    if is_conv:
-        pads = _explicit_padding(layer)
-        nd = len(pads)
-        conv_cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[nd]
-        symmetric = all(a == b for a, b in pads)
-        if not symmetric or layer.padding_mode != "zeros":
-            flat = [x for a, b in reversed(pads) for x in (a, b)]
-            mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
-            mods.append(_Pad(flat, mode))
+    on_first = all(a == b for a, b in pads) and layer.padding_mode == "zeros"
+    if not on_first and _input_pad(layer) is not None:
+        mods.append(_input_pad(layer))
     for i, (w, b) in enumerate(zip(ws, bs)):
-        if is_conv:
-            first = i == 0 and symmetric and layer.padding_mode == "zeros"
-            sub = skip_init(
-                conv_cls,
-                w.shape[1] * layer.groups,
-                w.shape[0],
-                tuple(w.shape[2:]),
-                stride=layer.stride if i == d - 1 else 1,
-                padding=tuple(a for a, _ in pads) if first else 0,
-                dilation=layer.dilation,
-                groups=layer.groups,
-                bias=b is not None,
-                device=w.device,
-                dtype=w.dtype,
-            )
-        else:
-            sub = skip_init(
-                nn.Linear,
-                w.shape[1],
-                w.shape[0],
-                bias=b is not None,
-                device=w.device,
-                dtype=w.dtype,
-            )
-        with torch.no_grad():
-            sub.weight.copy_(w)
-            if b is not None:
-                sub.bias.copy_(b)
-        mods.append(sub)
+        padding = tuple(a for a, _ in pads) if i == 0 and on_first else 0
+        mods.append(_sub_layer(layer, w, b, last=i == d - 1, padding=padding))
     return nn.Sequential(*mods)
+
+
+def _centre_crop(x, size):
+    """The centre ``size`` (spatial) of ``x``: the identity path of a residual block whose
+    valid convolutions shrank the input by an even amount per dimension."""
+    index = [slice(None), slice(None)]
+    for n, m in zip(x.shape[2:], size):
+        start = (n - m) // 2
+        index.append(slice(start, start + m))
+    return x[tuple(index)]
+
+
+def _fold_batch_norm(w, b, norm):
+    """Kernel and bias of "sub-layer ``(w, b)``, then ``norm`` in eval mode" (an affine map)."""
+    scale = torch.rsqrt(norm.running_var + norm.eps)
+    shift = -norm.running_mean * scale
+    if norm.affine:
+        scale, shift = scale * norm.weight, shift * norm.weight + norm.bias
+    bias = shift if b is None else scale * b + shift
+    return w * scale.reshape(-1, *([1] * (w.dim() - 1))), bias
+
+
+class SequentialExpansion(nn.Module):
+    """An expanded layer run sub-layer by sub-layer: all padding on its input, valid sub-layers,
+    the stride on the last, optionally a batch-norm after every sub-layer and a linear residual
+    connection around every ``residual`` sub-layers (``x + F(x)``, ``x`` centre-cropped to
+    ``F(x)``'s size). :func:`expand` builds it for ``batch_norm=True`` (training-mode batch-norm
+    needs the intermediate activations, so there is no composite to train through) and
+    :func:`as_sequential` for residual expansions. :meth:`collapsed` gives the exact single
+    layer of the original class and hyper-parameters (batch-norm in eval mode), with a bias
+    even when the original layer had none: the batch-norms' shifts need one. See
+    book/linear_overparam.ipynb.
+    """
+
+    def __init__(self, layer, ws, bs, *, residual=None, batch_norm=False):
+        super().__init__()
+        cls = parametrize.type_before_parametrizations(layer)
+        self.layer_type = cls
+        # batch-norm shifts its input, so the collapsed layer has a bias even if ``layer`` had none
+        self.layer_args = _constructor_args(layer) | (
+            {"bias": True} if batch_norm else {}
+        )
+        self.residual = residual
+        self.pad = None if cls is nn.Linear else _input_pad(layer)
+        self.factors = nn.ModuleList(
+            _sub_layer(layer, w, b, last=i == len(ws) - 1)
+            for i, (w, b) in enumerate(zip(ws, bs))
+        )
+        self.norms = None
+        if batch_norm:
+            norm_cls = {
+                2: nn.BatchNorm1d,
+                3: nn.BatchNorm1d,
+                4: nn.BatchNorm2d,
+                5: nn.BatchNorm3d,
+            }[ws[0].dim()]
+            self.norms = nn.ModuleList(
+                norm_cls(w.shape[0], device=w.device, dtype=w.dtype) for w in ws
+            )
+
+    @classmethod
+    def from_layer(cls, layer, plan, ws, bs, bias):
+        """The expansion of ``layer`` following ``plan`` with factors ``ws`` and biases ``bs``
+        (``bias="last"``: only the last sub-layer has one), in ``layer``'s training mode and with
+        its ``requires_grad``; a grown kernel's padding keeps the output shape."""
+        if layer.bias is None:
+            bs = [None] * len(ws)
+        elif bias == "last":
+            bs = [None] * (len(ws) - 1) + [bs[-1]]
+        if plan.grows_kernel:
+            layer = _plain_like(
+                layer,
+                kernel_size=plan.effective_kernel,
+                padding=_grown_padding(layer, plan.effective_kernel, plan.name),
+            )
+        out = cls(layer, ws, bs, residual=plan.residual, batch_norm=plan.batch_norm)
+        for p in out.factors.parameters():
+            p.requires_grad_(layer.weight.requires_grad)
+        return out.train(layer.training)
+
+    def forward(self, x):
+        if self.norms is not None and self.layer_type is nn.Linear and x.dim() != 2:
+            raise ValueError(
+                "SequentialExpansion: a Linear expansion with batch-norm takes (batch, "
+                f"features) inputs, got shape {tuple(x.shape)}"
+            )
+        if self.pad is not None:
+            x = self.pad(x)
+        block_input = x
+        for i, sub in enumerate(self.factors):
+            x = sub(x)
+            if self.norms is not None:
+                x = self.norms[i](x)
+            if self.residual is not None and (i + 1) % self.residual == 0:
+                x = x + _centre_crop(block_input, x.shape[2:])
+                block_input = x
+        return x
+
+    def composite(self):
+        """``(weight, bias)`` of the single equivalent layer (batch-norm folded with its running
+        statistics, i.e. the eval-mode function)."""
+        ws, bs = factors(self)
+        if self.norms is not None:
+            ws, bs = zip(
+                *(_fold_batch_norm(w, b, n) for w, b, n in zip(ws, bs, self.norms))
+            )
+        groups = self.layer_args.get("groups", 1)
+        weight = compose_expansion(ws, groups, self.residual)
+        bias = None
+        if self.layer_args["bias"]:
+            bias = _compose_expansion_bias(ws, bs, groups, self.residual)
+        return weight, bias
+
+    def collapsed(self):
+        """A new plain layer of the original class computing this expansion's eval function."""
+        with torch.no_grad():
+            weight, bias = self.composite()
+        w0 = self.factors[0].weight
+        plain = skip_init(
+            self.layer_type, **self.layer_args, device=w0.device, dtype=w0.dtype
+        )
+        return _with_values(
+            plain,
+            weight.detach(),
+            None if bias is None else bias.detach(),
+            any(p.requires_grad for p in self.factors.parameters()),
+            self.training,
+        )
 
 
 def as_sequential(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with each expanded layer replaced by its sub-layers run one after another.
 
     This is how the official code trains (padding on the first sub-layer, stride on the last),
-    with fresh parameter copies: same function, ``depth`` convolutions per layer. It serves as the
-    baseline of the benchmark and in the chapter; ``collapse`` is the inference form.
+    with fresh parameter copies: same function, ``depth`` convolutions per layer. Plain
+    expansions become an ``nn.Sequential``; residual ones a :class:`SequentialExpansion`;
+    batch-norm ones already are one (copied). Every name of a layer registered twice is
+    replaced. It serves as the baseline of the benchmark and in the chapter; ``collapse`` is
+    the inference form.
     """
-    model = _unwrap(model)
-    layers = expanded_layers(model)
-    if "" in layers:
-        return _sequential_of(layers[""])
+    model = unwrap(model)
+    _refuse_scripted(model, "as_sequential")
     out = copy.deepcopy(model)
     for name, layer in expanded_layers(out).items():
-        parent_name, _, child = name.rpartition(".")
-        parent = out.get_submodule(parent_name)
-        setattr(parent, child, _sequential_of(layer))
+        if isinstance(layer, SequentialExpansion):
+            continue
+        plan = layer.parametrizations.weight[0].plan
+        if plan.residual is None:
+            seq = _sequential_of(layer)
+        else:
+            ws, bs = factors(layer)
+            seq = SequentialExpansion(
+                layer,
+                [w.detach() for w in ws],
+                [None if b is None else b.detach() for b in bs],
+                residual=plan.residual,
+            ).train(layer.training)
+        if name == "":
+            return seq
+        for alias in _aliases(out, layer):
+            _set_submodule(out, alias, seq)
     return out
 
 
@@ -885,86 +1385,4 @@ def as_sequential(model: nn.Module) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable scalars (factors count, composite weights do not)."""
-    return sum(p.numel() for p in _unwrap(model).parameters() if p.requires_grad)
-
-
-@dataclass
-class LayerCost:
-    """Per-layer counts for one input (see book/linear_overparam.ipynb).
-
-    ``params_*`` are parameter counts; ``macs_*`` multiply-accumulates per example:
-    ``sequential`` runs the sub-layers one after another, ``collapsed`` runs one layer (also what
-    the effective-weight forward costs), ``compose`` is the per-step cost of forming the
-    composite kernel (independent of the batch size).
-    """
-
-    name: str
-    params_expanded: int
-    params_collapsed: int
-    macs_sequential: int
-    macs_collapsed: int
-    macs_compose: int
-
-
-def _conv_out(size, k, s, p, d):
-    return (size + p[0] + p[1] - d * (k - 1) - 1) // s + 1
-
-
-def layer_costs(model: nn.Module, example_input: torch.Tensor) -> list:
-    """:class:`LayerCost` rows for every expanded layer, from one forward pass on ``example_input``
-    (batch of one is enough; counts are per example)."""
-    model = _unwrap(model)
-    layers = expanded_layers(model)
-    shapes = {}
-    hooks = [
-        m.register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, i[0].shape))
-        for n, m in layers.items()
-    ]
-    try:
-        with torch.no_grad(), parametrize.cached():
-            model(example_input)
-    finally:
-        for h in hooks:
-            h.remove()
-    rows = []
-    for name, layer in layers.items():
-        ws, bs = factors(layer)
-        p_exp = sum(w.numel() for w in ws) + sum(b.numel() for b in bs if b is not None)
-        p_col = layer.weight.numel() + (0 if layer.bias is None else layer.bias.numel())
-        shape = shapes[name]
-        if isinstance(layer, nn.Linear):
-            positions = math.prod(shape[1:-1]) if len(shape) > 2 else 1
-            seq = sum(w.numel() for w in ws) * positions
-            col = layer.weight.numel() * positions
-        else:
-            spatial = list(shape[2:])
-            pads = _explicit_padding(layer)
-            seq = 0
-            for i, w in enumerate(
-                ws
-            ):  # valid convs after padding; stride only on the last
-                stride = layer.stride if i == len(ws) - 1 else (1,) * len(spatial)
-                spatial = [
-                    _conv_out(n, k, s, (p if i == 0 else (0, 0)), dl)
-                    for n, k, s, p, dl in zip(
-                        spatial, w.shape[2:], stride, pads, layer.dilation
-                    )
-                ]
-                seq += w.numel() * math.prod(spatial)
-            col = layer.weight.numel() * math.prod(spatial)
-        comp, acc = 0, ws[-1].shape  # the fold of compose_kernels: last factors first
-        for w in reversed(ws[:-1]):
-            comp += (
-                acc[0]
-                * acc[1]
-                * w.shape[1]
-                * math.prod(acc[2:])
-                * math.prod(w.shape[2:])
-            )
-            acc = (
-                acc[0],
-                w.shape[1],
-                *(a + b - 1 for a, b in zip(w.shape[2:], acc[2:])),
-            )
-        rows.append(LayerCost(name, p_exp, p_col, int(seq), int(col), int(comp)))
-    return rows
+    return sum(p.numel() for p in unwrap(model).parameters() if p.requires_grad)

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.nn.utils import parametrize
 
+from support.costs import layer_costs
 from support.expand import (
     as_sequential,
     collapse,
@@ -27,7 +28,6 @@ from support.expand import (
     expand,
     expanded_layers,
     factors,
-    layer_costs,
 )
 
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -499,19 +499,22 @@ def test_channels_last():
 
 
 def test_torch_compile_aot_eager_matches_eager():
-    """Dynamo traces through the parametrizations (aot_eager backend: no C++ compilation)."""
+    """Dynamo traces through the parametrizations (aot_eager backend: no C++ compilation).
+
+    The model is compiled in place (``nn.Module.compile``), so it stays the module that
+    ``expanded_layers`` and ``collapse`` look into."""
     torch.manual_seed(0)
     model = expand(tiny_cnn(torch.float32), depth=3)
-    compiled = torch.compile(model, backend="aot_eager")
     x = torch.randn(2, 3, 8, 8)
     y = model(x)
-    y_c = compiled(x)
-    torch.testing.assert_close(y_c, y, rtol=1e-5, atol=1e-6)
     g = torch.autograd.grad(y.sum(), factors(model[3])[0])
+    model.compile(backend="aot_eager")
+    y_c = model(x)
+    torch.testing.assert_close(y_c, y, rtol=1e-5, atol=1e-6)
     g_c = torch.autograd.grad(y_c.sum(), factors(model[3])[0])
     for a, b in zip(g, g_c):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    assert list(expanded_layers(compiled)) == ["0", "3", "7"]
+    assert list(expanded_layers(model)) == ["0", "3", "7"]
 
 
 @pytest.mark.slow  # inductor compiles C++ for about a minute on 2 CPU cores

@@ -2,9 +2,10 @@
 
 :func:`step_benchmark` times one training step of the fast CIFAR CNN (``support.models.FastCNN``)
 plain, expanded and trained through the effective weight (``support.expand``), and expanded but
-run sub-layer by sub-layer as the official code does (``support.expand.as_sequential``),
-interleaved on one machine (``support.benchmarking``), plus the time to collapse the whole
-network. Stored as ``expand_benchmark``.
+run sub-layer by sub-layer as the official code does (``support.expand.as_sequential``), and the
+three options of ``expand`` (linear residual blocks, ExpandNets' expansion rate, batch-norm between
+the factors), interleaved on one machine (``support.benchmarking``), plus the time to collapse the
+whole network. Stored as ``expand_benchmark``.
 
 Command line::
 
@@ -42,6 +43,7 @@ def step_benchmark(
     threads: int = 1,
     device="auto",
     seed: int = 0,
+    options: bool = True,
 ) -> dict:
     """Training-step times of FastCNN: plain vs expanded (effective weight) vs expanded and run
     sequentially, at each depth in ``depths``; and whole-network collapse times.
@@ -54,7 +56,17 @@ def step_benchmark(
     ``threads`` defaults to one intra-op thread: on a shared, oversubscribed CPU two threads wait
     on each other at every operation, which measures the scheduler rather than the work. Use
     ``threads=2`` on an idle machine.
+
+    With ``options`` (at depth ``max(depths)`` = d): ``residual d=d (every 2)`` (residual blocks of
+    two factors on the layers that map as many channels out as in, plain expansion elsewhere),
+    ``rate 2 (1-3-1)`` (ExpandNets: ``in -> 2 in -> 2 out -> out`` with 1x1, 3x3, 1x1 kernels),
+    each trained through the effective weight and sequentially, and ``batch-norm d=2`` (trained
+    sequentially: batch statistics need the intermediate activations).
     """
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(
+            f"step_benchmark: batch must be an integer >= 1, got {batch!r}"
+        )
     dev = resolve_device(device)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -76,6 +88,8 @@ def step_benchmark(
         for d in depths:
             nets[f"effective d={d}"] = make(d)
             nets[f"sequential d={d}"] = as_sequential(nets[f"effective d={d}"])
+        if options:
+            nets.update(_option_nets(widths, max(depths), seed, dev, which))
         sync = _sync_for(dev)
         times = benchmarking.interleaved(
             benchmarking.training_steps(nets, x, y), repeats, sync=sync
@@ -124,6 +138,38 @@ def step_benchmark(
     }
 
 
+def _option_nets(widths, depth, seed, dev, which) -> dict:
+    """The benchmark's networks for the three options of ``expand`` (see :func:`step_benchmark`)."""
+
+    def square(name, module):
+        return (
+            which(name, module)
+            and isinstance(module, nn.Conv2d)
+            and module.in_channels == module.out_channels
+            and module.stride == (1, 1)
+        )
+
+    def fresh():
+        torch.manual_seed(seeding.torch_seed(seed, "benchmark-model"))
+        return models.FastCNN(widths=tuple(widths))
+
+    residual = expand(fresh(), depth=depth, residual=2, layers=square)
+    residual = expand(
+        residual, depth=depth, layers=lambda n, m: which(n, m) and not square(n, m)
+    ).to(dev)
+    rate = expand(
+        fresh(), depth=3, expansion_rate=2, kernel_sizes=[1, 3, 1], layers=which
+    ).to(dev)
+    norms = expand(fresh(), depth=2, batch_norm=True, layers=which).to(dev)
+    return {
+        f"residual d={depth} (every 2)": residual,
+        f"residual d={depth} (every 2), sequential": as_sequential(residual),
+        "rate 2 (1-3-1)": rate,
+        "rate 2 (1-3-1), sequential": as_sequential(rate),
+        "batch-norm d=2 (sequential)": norms,
+    }
+
+
 def benchmark_tables(scalars: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The stored benchmark as two tables: step times with ratios, and collapse times."""
     steps = pd.DataFrame(scalars["rows"]).set_index("variant")
@@ -132,6 +178,13 @@ def benchmark_tables(scalars: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     collapse_table.index.name = "expansion depth"
     collapse_table.columns = [f"collapse, {c} (ms)" for c in collapse_table.columns]
     return steps.round(3), collapse_table.round(1)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def main(argv=None) -> int:
@@ -144,7 +197,7 @@ def main(argv=None) -> int:
         "bench", help="training-step time: effective weight vs sequential vs plain"
     )
     bench.add_argument("--depths", type=int, nargs="+", default=[2, 4])
-    bench.add_argument("--batch", type=int, default=64)
+    bench.add_argument("--batch", type=_positive_int, default=64)
     bench.add_argument("--widths", type=int, nargs=3, default=[64, 256, 256])
     bench.add_argument("--repeats", type=int, default=9)
     bench.add_argument("--threads", type=int, default=1)
