@@ -50,7 +50,7 @@ from torch.nn.utils import parametrize
 
 from support import data as data_mod
 from support import models, seeding
-from support.expand import collapse, expand, expanded_layers, factors
+from support.expand import collapse, expand, expanded_layers, factors, unwrap
 from support.hardware import describe_device, resolve_device
 from support.rank import gram_entropy
 
@@ -242,11 +242,10 @@ def precision_for(device, requested: str = "auto") -> str:
 # ------------------------------------------------------------------------------- expansion glue
 def deployable(model: nn.Module) -> nn.Module:
     """The network one would deploy: a collapsed copy of an expanded ``model``, else ``model`` itself
-    (DistributedDataParallel and ``torch.compile`` wrappers are looked through)."""
+    (DistributedDataParallel and DataParallel wrappers are looked through, by class)."""
     if expanded_layers(model):
         return collapse(model)
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)
+    return unwrap(model)
 
 
 def build_model(
@@ -382,6 +381,12 @@ def collapsed_weight_penalty(model: nn.Module, weight_decay: float) -> torch.Ten
     *Expanded CNNs on CIFAR*, tuning). Zero for a model with no expanded layer.
     """
     layers = expanded_layers(model).values()
+    for layer in layers:
+        if not parametrize.is_parametrized(layer, "weight"):
+            raise ValueError(
+                f"decay on the collapsed weight needs layers trained through their composite "
+                f"weight; {type(layer).__name__} (an expansion with batch-norm) has none"
+            )
     total = sum(_at_least_fp32(layer.weight).square().sum() for layer in layers)
     return 0.5 * weight_decay * total if layers else torch.zeros(())
 

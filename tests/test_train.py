@@ -300,3 +300,20 @@ def test_training_is_bit_identical_to_the_recorded_reference(tiny_data, one_thre
                 np.testing.assert_allclose(
                     value, ref[key], rtol=1e-4, atol=1e-6, err_msg=key
                 )
+
+
+def test_deployable_returns_a_model_with_a_module_attribute_whole():
+    """A network whose own submodule is called ``module`` is no wrapper: it comes back whole."""
+
+    class Holder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.module = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.module(x)
+
+    holder = Holder()
+    assert train.deployable(holder) is holder
+    wrapped = torch.nn.DataParallel(holder)
+    assert train.deployable(wrapped) is holder

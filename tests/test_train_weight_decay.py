@@ -119,3 +119,11 @@ def test_decay_modes_in_training(tiny_data):
 def test_weight_decay_on_is_validated():
     with pytest.raises(ValueError, match="weight_decay_on must be one of"):
         train.TrainConfig(weight_decay_on="everything")
+
+
+def test_collapsed_decay_refuses_an_expansion_without_a_composite_weight():
+    net = expand(nn.Sequential(nn.Linear(4, 4), nn.ReLU()), depth=2, batch_norm=True)
+    with pytest.raises(
+        ValueError, match="needs layers trained through their composite"
+    ):
+        train.collapsed_weight_penalty(net, WD)
