@@ -245,17 +245,22 @@ def fill_table(out: dict, index: tuple, run: dict) -> None:
 
 
 def summarize(out: dict, depths, confidence: float = 0.95) -> dict:
-    """Mean +- std (over the finished seeds) of test and train accuracy and embedding rho per depth,
-    and for each expanded depth the paired difference to the baseline (depth ``depths[0]``) with
+    """:func:`summarize_arms` for one network per expansion depth, keyed ``depth_<d>``."""
+    return summarize_arms(out, [f"depth_{d}" for d in depths], confidence)
+
+
+def summarize_arms(out: dict, labels, confidence: float = 0.95) -> dict:
+    """Mean and standard deviation over the finished seeds of every arm's test and train accuracy
+    and embedding rho, and each later arm's paired difference to the first (the baseline) with
     its t-interval (:func:`support.train.paired_difference`, when at least two seeds finished)."""
     done = int(out["seeds_done"])
     summary = {}
-    for i, depth in enumerate(depths):
+    for i, label in enumerate(labels):
         entry = {}
         for key in ("test_acc", "train_acc", "embedding_rho", "embedding_rho_init"):
             values = out[key][i, :done]
             entry[key] = {
-                "mean": float(np.mean(values)),
+                "mean": float(np.mean(values)) if done else float("nan"),
                 "std": float(np.std(values, ddof=1)) if done > 1 else float("nan"),
             }
         if i > 0 and done >= 2:
@@ -263,7 +268,7 @@ def summarize(out: dict, depths, confidence: float = 0.95) -> dict:
                 entry[f"{key}_minus_baseline"] = paired_difference(
                     out[key][i, :done], out[key][0, :done], confidence
                 )
-        summary[f"depth_{depth}"] = entry
+        summary[label] = entry
     return summary
 
 

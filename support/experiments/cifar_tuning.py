@@ -51,7 +51,7 @@ from scipy import stats
 from support import data as data_mod
 from support import paths, results
 from support.experiments import cifar_expanded as ce
-from support.train import NonFiniteLossError, paired_difference
+from support.train import NonFiniteLossError
 
 DECAY_MODES = {
     "factors": {"weight_decay": 5e-4, "weight_decay_on": "factors"},
@@ -495,28 +495,6 @@ def tuned_arms(tuning_result: results.StoredResult) -> list:
     return arms
 
 
-def summarize_arms(out: dict, labels, confidence: float = 0.95) -> dict:
-    """Mean and standard deviation over the finished seeds of every arm's test and train accuracy
-    and embedding rho, and each later arm's paired difference to the first (the baseline)."""
-    done = int(out["seeds_done"])
-    summary = {}
-    for i, label in enumerate(labels):
-        entry = {}
-        for key in ("test_acc", "train_acc", "embedding_rho", "embedding_rho_init"):
-            values = out[key][i, :done]
-            entry[key] = {
-                "mean": float(np.mean(values)) if done else float("nan"),
-                "std": float(np.std(values, ddof=1)) if done > 1 else float("nan"),
-            }
-        if i > 0 and done >= 2:
-            for key in ("test_acc", "train_acc"):
-                entry[f"{key}_minus_baseline"] = paired_difference(
-                    out[key][i, :done], out[key][0, :done], confidence
-                )
-        summary[label] = entry
-    return summary
-
-
 def run_tuned_study(
     name: str,
     *,
@@ -596,7 +574,7 @@ def run_tuned_study(
                 "torch_threads": 1,
                 "jobs": jobs,
             },
-            scalars={"labels": labels, **summarize_arms(out, labels)},
+            scalars={"labels": labels, **ce.summarize_arms(out, labels)},
             arrays={
                 **ce._arrays(out),
                 "finished": finished,
