@@ -198,14 +198,14 @@ def test_a_crash_between_the_two_renames_leaves_a_pair_that_load_refuses(
         provenance_record=prov,
         directory=tmp_path,
     )
-    real_replace = Path.replace
+    real_replace = os.replace
 
-    def crash_on_json(self, target):
+    def crash_on_json(source, target):
         if str(target).endswith(".json"):
             raise KeyboardInterrupt("killed")
-        return real_replace(self, target)
+        return real_replace(source, target)
 
-    monkeypatch.setattr(Path, "replace", crash_on_json)
+    monkeypatch.setattr(os, "replace", crash_on_json)
     with pytest.raises(KeyboardInterrupt):
         results.save(
             "r",
@@ -214,7 +214,7 @@ def test_a_crash_between_the_two_renames_leaves_a_pair_that_load_refuses(
             provenance_record=prov,
             directory=tmp_path,
         )
-    monkeypatch.setattr(Path, "replace", real_replace)
+    monkeypatch.setattr(os, "replace", real_replace)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "r.json",
         "r.npz",
