@@ -31,7 +31,7 @@ def check_target(path: Path | str, what: str = "file") -> Path:
     path = Path(path)
     try:
         mode = path.lstat().st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there yet
         return path
     if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
         return path

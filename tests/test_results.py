@@ -248,12 +248,14 @@ def test_an_untracked_module_makes_the_tree_dirty(tmp_path):
     assert results.git_commit(repo).endswith("-dirty")
 
 
-def test_gitignored_files_do_not_make_the_tree_dirty(tmp_path):
+def test_only_gitignored_untracked_files_leave_the_tree_clean(tmp_path):
     repo = _git_repo(tmp_path)
     (repo / "scratch").mkdir()
     (repo / "scratch" / "out.npz").write_bytes(b"x")
     (repo / "run.log").write_text("a run\n")
     assert not results.git_commit(repo).endswith("-dirty")
+    (repo / "scratch.py").write_text("z = 3\n")  # beside them, not ignored
+    assert results.git_commit(repo).endswith("-dirty")
 
 
 def test_without_git_the_commit_is_unknown_and_the_refusal_says_why(
