@@ -494,6 +494,13 @@ def test_rank_measures_survive_extreme_scales_and_complex_input():
     rank_one = (u @ v).astype(np.complex64)
     assert int(rank.numerical_rank(rank_one)) == 1
     assert int(rank.numerical_rank(torch.from_numpy(rank_one))) == 1
-    for bad in (float("nan"), -1.0, float("inf"), "1e-3", True):
-        with pytest.raises(ValueError, match="rtol must be a finite number"):
+    for bad, message in [
+        (float("nan"), "rtol must be finite"),
+        (-1.0, "rtol must be >= 0"),
+        (float("inf"), "rtol must be finite"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            rank.numerical_rank(np.eye(3), rtol=bad)
+    for bad in ("1e-3", True):
+        with pytest.raises(TypeError, match="rtol must be a real number"):
             rank.numerical_rank(np.eye(3), rtol=bad)
