@@ -200,9 +200,8 @@ def _cot_minus_inverse(y):
         yn = y[near]
         total = np.zeros_like(yn)
         numbers = special.bernoulli(2 * 12)
-        for k in range(
-            1, 13
-        ):  # cot y - 1/y = sum_k (-1)^k 2^(2k) B_2k y^(2k-1) / (2k)!
+        # cot y - 1/y = sum_k (-1)^k 2^(2k) B_2k y^(2k-1) / (2k)!
+        for k in range(1, 13):
             total += (
                 (-1) ** k
                 * 2 ** (2 * k)
@@ -564,9 +563,8 @@ def _gap_taylor_coefficients():
             - poly(j, 1.5) / math.factorial(j - 1)
             + poly(j, 2.0) / math.factorial(j - 1)
         )
-    return np.array(
-        [b / (k + 1) for k, b in enumerate(slope)]
-    )  # a_{k+1} = b_k / (k + 1)
+    # a_{k+1} = b_k / (k + 1)
+    return np.array([b / (k + 1) for k, b in enumerate(slope)])
 
 
 def _gap_closed_form(u):
@@ -680,9 +678,8 @@ def entropy_gap_difference(depth):
     d = _check_depth(depth)
     u = d / 2.0
     out = np.asarray(_gibbs_limit(d) - _gap_large_width(d), dtype=np.float64)
-    large = (
-        u >= _GAP_SERIES_FROM
-    )  # both terms ~ -log u: subtract their expansions, not their values
+    # both terms ~ -log u: subtract their expansions, not their values
+    large = u >= _GAP_SERIES_FROM
     if np.any(large):
         ul = u[large]
         inv = 1.0 / ul
@@ -707,9 +704,8 @@ def entropy_gap_difference_kernel(t):
     if not np.all(np.isfinite(t)) or np.any(t < 0):
         raise ValueError(f"t must be finite and >= 0, got {t!r}")
     small = t < 1e-2
-    taylor = (
-        t * t * (0.5 - t / 6 + t * t / 24 - t**3 / 120 + t**4 / 720)
-    )  # t - 1 + e^-t near 0
+    # t - 1 + e^-t near 0
+    taylor = t * t * (0.5 - t / 6 + t * t / 24 - t**3 / 120 + t**4 / 720)
     numerator = np.where(small, taylor, t + np.expm1(-t))
     half = -np.expm1(-t / 2)  # 1 - e^(-t/2) ~ t/2
     ratio = np.where(t > 0, numerator / np.where(t > 0, half, 1.0), 0.0)
@@ -733,10 +729,10 @@ def entropy_gap_difference_slope(depth, method: str = "closed_form"):
     d = _check_depth(depth)
     u = d / 2.0
     if method == "laplace":
-
+        # for u >= 1 in the scaled variable s = u t, where the weight is e^-s
         def laplace(
             ui,
-        ):  # for u >= 1 in the scaled variable s = u t, where the weight is e^-s
+        ):
             if ui < 1:
                 f, scale = (
                     (lambda t: entropy_gap_difference_kernel(t) * math.exp(-ui * t)),

@@ -59,9 +59,8 @@ GRAM_KERNELS = ("centred", "raw")
 OBSERVATION1 = {"inputs": 16, "input_dim": 16, "width": 64, "kernel": "centred"}
 """Sizes and kernel of the book's construction of the paper's Observation 1 (the defaults of
 :func:`sample_gram_entropy_depths`; *Finite-width simulations* explains the choice)."""
-_CHUNK_BYTES = (
-    8 * 2**20
-)  # per worker on CPU (cache-sized chunks measured fastest); 128x on GPU
+# per worker on CPU (cache-sized chunks measured fastest); 128x on GPU
+_CHUNK_BYTES = 8 * 2**20
 
 
 # ----------------------------------------------------------------------------- streams
@@ -94,9 +93,8 @@ def _plan(
     if chunk_size is None:
         budget = _CHUNK_BYTES if device.type == "cpu" else 128 * _CHUNK_BYTES
         per_chunk = max(1, budget // (bytes_per_sample * BLOCK))
-        per_chunk = min(
-            per_chunk, math.ceil(blocks / workers)
-        )  # keep every worker busy
+        # keep every worker busy
+        per_chunk = min(per_chunk, math.ceil(blocks / workers))
     else:
         chunk_size = check_int(chunk_size, "chunk_size")
         if chunk_size % BLOCK:
@@ -127,9 +125,8 @@ def _map_chunks(fn, chunks, workers: int, device: torch.device) -> list:
     if device.type != "cpu":
         return [fn(c) for c in chunks]
     previous = torch.get_num_threads()
-    torch.set_num_threads(
-        1
-    )  # intra-op threads on tiny LAPACK calls only spin, worst on a busy machine
+    # intra-op threads on tiny LAPACK calls only spin, worst on a busy machine
+    torch.set_num_threads(1)
     try:
         if workers == 1 or len(chunks) == 1:
             return [fn(c) for c in chunks]
@@ -279,9 +276,8 @@ def _fill_factor(
         out.copy_(_draw(out.shape, gen, dtype, device, dist))
     elif dist == "orthogonal":
         q, r = torch.linalg.qr(_draw(out.shape, gen, dtype, device))
-        out.copy_(
-            q * torch.sgn(r.diagonal(dim1=-2, dim2=-1)).unsqueeze(-2)
-        )  # Haar measure
+        # Haar measure
+        out.copy_(q * torch.sgn(r.diagonal(dim1=-2, dim2=-1)).unsqueeze(-2))
     elif dist == "lowrank":
         f = _draw((2, batch, n, rank), gen, dtype, device)
         torch.bmm(f[0], f[1].mT, out=out)
@@ -515,9 +511,8 @@ def sample_gram_entropy_depths(
     def layer(h: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         fan_in = h.shape[-1]
         if from_gram:
-            r = torch.linalg.qr(h.mT, mode="r")[
-                1
-            ]  # (BLOCK, min(fan_in, inputs), inputs)
+            # (BLOCK, min(fan_in, inputs), inputs)
+            r = torch.linalg.qr(h.mT, mode="r")[1]
             g = _draw((BLOCK, width, r.shape[-2]), gen, dtype, device)
             return torch.bmm(r.mT, g.mT).div_(math.sqrt(fan_in))
         w = _draw((BLOCK, width, fan_in), gen, dtype, device, dist)

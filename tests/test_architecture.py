@@ -9,9 +9,8 @@ import pytest
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 CONCEPTS = sorted(p for p in SUPPORT.glob("*.py") if p.name != "__init__.py")
 EXPERIMENTS = sorted((SUPPORT / "experiments").glob("*.py"))
-TOOLS_WITH_A_COMMAND_LINE = {
-    "book.py"
-}  # the chapter executor is a tool, not an experiment
+# the chapter executor is a tool, not an experiment
+TOOLS_WITH_A_COMMAND_LINE = {"book.py"}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from support import linear_nets as ln
+from support import linear_training as lt
 from support.experiments import deep_linear_training as dlt
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -109,7 +110,7 @@ def test_compute_stores_the_required_arrays(tiny):
     assert {f"{i}_{t}_rho_final" for i in ln.INITS for t in dlt.TARGETS} <= set(arrays)
     assert run["config"]["problem"]["n_samples"] == 4
     opt = dlt.compute("regression-optimizers", "tiny")
-    assert {f"{m}_rho_final" for m in ln.OPTIMIZERS} <= set(opt["arrays"])
+    assert {f"{m}_rho_final" for m in lt.OPTIMIZERS} <= set(opt["arrays"])
     assert opt["arrays"]["sgd_rho_final"].shape == (1, 2)
 
 

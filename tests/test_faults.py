@@ -215,10 +215,11 @@ def test_a_crash_between_the_two_renames_leaves_a_pair_that_load_refuses(
             directory=tmp_path,
         )
     monkeypatch.setattr(os, "replace", real_replace)
+    # temporary files removed
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "r.json",
         "r.npz",
-    ]  # temporary files removed
+    ]
     with pytest.raises(results.ResultError, match="checksum"):
         results.load("r", tmp_path)
 

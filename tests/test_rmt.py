@@ -43,9 +43,8 @@ def test_newman_sum_is_expected_log_determinant():
 
 def test_newman_spectrum_shape_order_and_variance_shift():
     lam = rmt.lyapunov_spectrum(16)
-    assert lam.shape == (16,) and np.all(
-        np.diff(lam) < 0
-    )  # simple spectrum, decreasing
+    # simple spectrum, decreasing
+    assert lam.shape == (16,) and np.all(np.diff(lam) < 0)
     np.testing.assert_allclose(
         rmt.lyapunov_spectrum(16, 2.0) - lam, 0.5 * math.log(32.0)
     )
@@ -216,9 +215,8 @@ def test_large_depth_closed_form_is_the_large_n_limit_and_decreasing():
     dense = np.geomspace(1e-3, 1e5, 400)
     assert np.all(np.diff(rmt.entropy_gap_large_depth(dense)) < 0)
     assert np.all(np.diff(rmt.entropy_gap_large_depth(dense, 16)) <= 0)
-    assert (
-        rmt.entropy_gap_large_depth(1e4, 16) + math.log(16) < 1e-6
-    )  # rho -> 0: rank one
+    # rho -> 0: rank one
+    assert rmt.entropy_gap_large_depth(1e4, 16) + math.log(16) < 1e-6
 
 
 # ----------------------------------------------------------------------------- accuracy at extreme arguments
@@ -394,9 +392,8 @@ def test_gap_difference_slope_is_its_derivative_and_the_laplace_transform_of_the
     np.testing.assert_allclose(
         closed, rmt.entropy_gap_difference_slope(d, method="laplace"), rtol=1e-11
     )
-    assert closed[0] == pytest.approx(
-        0.25 * special.polygamma(1, 1.5), rel=1e-14
-    )  # A(0)/2 = psi'(3/2)/4
+    # A(0)/2 = psi'(3/2)/4
+    assert closed[0] == pytest.approx(0.25 * special.polygamma(1, 1.5), rel=1e-14)
     assert np.all(closed > 0)
     for di in (0.5, 3.0, 30.0):
         h = 1e-4 * max(1.0, di)
@@ -434,9 +431,8 @@ def test_two_by_two_entropy_is_rho_of_the_diagonal_matrix():
     x = np.array([0.0, 0.1, 1.0, 5.0])
     expected = [spectral_entropy(np.diag([1.0, math.exp(-xi)])) for xi in x]
     np.testing.assert_allclose(rmt.two_by_two_entropy(x), expected, rtol=1e-13)
-    r = mpmath.exp(
-        -40
-    )  # far from rank two the library's generic entropy rounds 1 - p_1; mpmath does not
+    # far from rank two the library's generic entropy rounds 1 - p_1; mpmath does not
+    r = mpmath.exp(-40)
     expected_far = float(mpmath.log(1 + r) - r * mpmath.log(r) / (1 + r))
     assert rmt.two_by_two_entropy(40.0) == pytest.approx(expected_far, rel=1e-13)
     assert rmt.two_by_two_entropy(0.0) == pytest.approx(math.log(2))
@@ -475,9 +471,8 @@ def test_transition_cdf_against_monte_carlo_and_monotone_in_the_state():
     cdf = rmt.two_by_two_transition_cdf(
         states[:, None], np.array([0.5, 2.0, 8.0])[None, :]
     )
-    assert np.all(
-        np.diff(cdf, axis=0) <= 1e-15
-    )  # larger state, stochastically larger next state
+    # larger state, stochastically larger next state
+    assert np.all(np.diff(cdf, axis=0) <= 1e-15)
     assert rmt.two_by_two_transition_cdf(3.0, 0.0) == 0.0
     assert rmt.two_by_two_transition_cdf(0.5, 80.0) == pytest.approx(1.0, abs=1e-12)
 
@@ -516,9 +511,8 @@ def test_entropy_drift_shapes_common_random_numbers_and_identity_value():
     drift, se = rmt.entropy_drift(spectra, 4000, seed=1)
     assert drift.shape == se.shape == (2,) and np.all(se > 0)
     single = rmt.entropy_drift(spectra[1], 4000, seed=1)
-    assert single == pytest.approx(
-        (drift[1], se[1]), rel=1e-12
-    )  # same draws of W for every spectrum
+    # same draws of W for every spectrum
+    assert single == pytest.approx((drift[1], se[1]), rel=1e-12)
     assert rmt.entropy_drift(2.5 * spectra[1], 4000, seed=1)[0] == pytest.approx(
         drift[1], rel=1e-12
     )
@@ -577,9 +571,8 @@ def test_bad_input_raises(call, error):
 
 def test_renormalised_products_equal_the_plain_product_with_its_scale():
     gen = torch.Generator().manual_seed(0)
-    factors = torch.randn(
-        5, 3, 4, 4, generator=gen, dtype=torch.float64
-    )  # depth, batch, n, n
+    # depth, batch, n, n
+    factors = torch.randn(5, 3, 4, 4, generator=gen, dtype=torch.float64)
     drawn = iter(factors)
 
     def draw(out):

@@ -114,6 +114,13 @@ def coerce_parameter(name: str, text: str, default):
     )
     what = f"parameter {name}={shown!r}"
     _check_plain(value, what)
+    if isinstance(default, str):
+        return text
+    return _of_the_defaults_type(value, default, what)
+
+
+def _of_the_defaults_type(value, default, what: str):
+    """``value`` as the type of ``default`` (see :func:`coerce_parameter`), or BookError."""
     if isinstance(default, bool):
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
@@ -128,11 +135,9 @@ def coerce_parameter(name: str, text: str, default):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise BookError(f"{what}: expected a number (the default is {default!r})")
         try:
-            value = float(value)
+            return float(value)
         except OverflowError:
             raise BookError(f"{what}: too large for a float") from None
-    elif isinstance(default, str):
-        value = text
     elif isinstance(default, (list, dict)) and not isinstance(value, type(default)):
         raise BookError(
             f"{what}: expected a {type(default).__name__} (the default is {default!r})"

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from support import linear_nets as ln
+from support import linear_training as lt
 from support import results
 from support.rank import spectral_entropy
 
@@ -163,7 +164,7 @@ def depth_sweep(problem: str, scale_settings: dict, init: str, target: str) -> d
     kwargs = _training_kwargs(setup)
     record_every = max(1, kwargs["steps"] // RECORD_POINTS)
     runs = [
-        ln.train(
+        lt.train_linear_network(
             instance, d, setup["method"], init=init, record_every=record_every, **kwargs
         )
         for d in scale_settings["depths"]
@@ -181,7 +182,7 @@ def depth_sweep(problem: str, scale_settings: dict, init: str, target: str) -> d
 
 def optimizer_run(
     problem: str, scale_settings: dict, method: str, depth: int
-) -> ln.TrainResult:
+) -> lt.TrainResult:
     """One optimizer at one depth on ``problem`` with the low-rank target from the normal init,
     with the budget of :data:`OPTIMIZER_BUDGETS` times ``scale_settings["optimizer_budget"]``."""
     if method not in OPTIMIZER_BUDGETS:
@@ -193,7 +194,7 @@ def optimizer_run(
     kwargs["steps"] = max(
         1, round(kwargs["steps"] * scale_settings["optimizer_budget"])
     )
-    return ln.train(
+    return lt.train_linear_network(
         instance,
         depth,
         method,
@@ -202,7 +203,7 @@ def optimizer_run(
     )
 
 
-def optimizer_sweep(problem: str, scale_settings: dict, methods=ln.OPTIMIZERS) -> dict:
+def optimizer_sweep(problem: str, scale_settings: dict, methods=lt.OPTIMIZERS) -> dict:
     """:func:`optimizer_run` for every method and depth of ``scale_settings["optimizer_depths"]``;
     returns ``{method: arrays}`` as :func:`depth_sweep` does (without the target's rho)."""
     instance = make_problem(problem, "lowrank", scale_settings["seeds"])
@@ -235,7 +236,7 @@ def compute(name: str, scale: str) -> dict:
     start = time.perf_counter()
     arrays = {}
     if name.endswith("optimizers"):
-        for method in ln.OPTIMIZERS:
+        for method in lt.OPTIMIZERS:
             for key, value in optimizer_sweep(problem, scale_settings, (method,))[
                 method
             ].items():

@@ -168,9 +168,8 @@ def floor_times(n: int, depth: int, samples: int, repeats: int = 1) -> dict:
     configurations (torch intra-op threads, two Python threads, numpy), interleaved ``repeats``
     times; the fastest configuration's median counts."""
     a = (n + 1) // 2
-    variates = (
-        samples * depth * (a * n + n)
-    )  # Bartlett: normals of the (a, n) block plus the chi diagonal
+    # Bartlett: normals of the (a, n) block plus the chi diagonal
+    variates = samples * depth * (a * n + n)
     piece = 1 << 22
     buf = torch.empty(piece)
     gen = torch.Generator().manual_seed(0)

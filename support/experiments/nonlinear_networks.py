@@ -23,7 +23,7 @@ import torch
 
 from support import results
 from support.activations import ACTIVATIONS
-from support.kernels import (
+from support.mlp_training import (
     class_sorted_subset,
     embed,
     evaluate,

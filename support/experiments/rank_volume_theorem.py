@@ -145,9 +145,8 @@ def drift_survey_spectra(n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 def _normalised_drift(spectra, drift):
     """Drift divided by ``1 - p_1`` (the mass off the top singular value), which stays of order one
     near rank one where ``rho`` and the drift both vanish."""
-    off_top = spectra[:, 1:].sum(1) / spectra.sum(
-        1
-    )  # 1 - p_1 without rounding near rank one
+    # 1 - p_1 without rounding near rank one
+    off_top = spectra[:, 1:].sum(1) / spectra.sum(1)
     return drift / off_top
 
 
