@@ -122,7 +122,7 @@ def test_command_line_recomputes_each_named_result(monkeypatch):
         lambda name, scale, recompute: calls.append((name, scale, recompute)),
     )
     monkeypatch.setattr(dlt.results, "describe", lambda result: "described")
-    dlt.main(["regression", "completion", "--scale", "quick"])
+    assert dlt.main(["store", "regression", "completion", "--scale", "quick"]) == 0
     assert calls == [("regression", "quick", True), ("completion", "quick", True)]
-    with pytest.raises(SystemExit):
-        dlt.main(["nonsense"])
+    with pytest.raises(SystemExit, match="2"):
+        dlt.main(["store", "nonsense"])

@@ -118,6 +118,11 @@ def test_proportional_regime_depths_follow_beta(tiny):
 
 def test_command_line_stores_a_result(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(results.paths, "results_dir", lambda: tmp_path)
-    assert rv.main(["rank_volume_width_sweep", "--device", "cpu", "--allow-dirty"]) == 0
+    assert (
+        rv.main(
+            ["store", "rank_volume_width_sweep", "--device", "cpu", "--allow-dirty"]
+        )
+        == 0
+    )
     stored = results.load("rank_volume_width_sweep", tmp_path)
     assert stored.config["widths"] == [4, 8] and stored.provenance["seeds"] == [0]

@@ -170,3 +170,44 @@ def test_numpy_scalars_are_accepted_wherever_python_numbers_are():
     for bad in (True, np.bool_(True), "3", 3.0):
         with pytest.raises(TypeError, match="n must be an integer"):
             checks.check_int(bad, "n")
+
+
+# ------------------------------------------------------------------ the recipes' command lines
+@pytest.mark.parametrize(
+    "module, argv, message",
+    [
+        ("finite_width", ["bench", "--n", "0"], "must be at least 1"),
+        ("finite_width", ["bench", "--samples", "-1"], "must be at least 1"),
+        ("finite_width", ["sweep", "--device", "gpu"], "--device"),
+        ("finite_width", ["sweep", "--seed", "x"], "expected a whole number"),
+        ("nonlinear_networks", ["train", "--threads", "0"], "must be at least 1"),
+        (
+            "deep_linear_training",
+            ["store", "regression", "--threads", "0"],
+            "at least 1",
+        ),
+        ("rank_volume_theorem", ["store", "--device", "tpu"], "--device"),
+    ],
+)
+def test_bad_recipe_arguments_are_usage_errors_not_tracebacks(
+    capsys, module, argv, message
+):
+    import importlib
+
+    recipe = importlib.import_module(f"support.experiments.{module}")
+    with pytest.raises(SystemExit, match="2"):
+        recipe.main(argv)
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_mistake_found_while_running_a_recipe_is_one_line(capsys, monkeypatch):
+    from support.experiments import finite_width
+
+    def refuse(*args, **kwargs):
+        raise ValueError("samples must be >= 1, got 0")
+
+    monkeypatch.setattr(finite_width, "benchmark_record", refuse)
+    assert finite_width.main(["bench"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: samples must be >= 1, got 0"]

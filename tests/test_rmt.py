@@ -262,11 +262,25 @@ def test_large_width_gap_is_accurate_at_every_depth(d):
     assert rmt.entropy_gap_large_width(d) == pytest.approx(_g_reference(d), rel=2e-13)
 
 
-def test_large_width_gap_at_1e20_is_minus_44_72():
+def test_large_width_gap_at_1e20_and_its_asymptotic_constant_against_mpmath():
+    """The large-depth branch against an independent reference: -44.72 at d = 1e20 (mpmath), and
+    C_INFINITY as g(d) + log(d/2) evaluated in mpmath where the remainder is below 1e-30."""
     assert rmt.entropy_gap_large_width(1e20) == pytest.approx(
-        -math.log(5e19) + rmt.C_INFINITY, rel=1e-15
+        _g_reference(1e20), rel=1e-14
     )
-    assert rmt.entropy_gap_large_width(1e20) == pytest.approx(-44.7195, abs=1e-4)
+    assert _g_reference(1e20) == pytest.approx(-44.7195, abs=1e-4)
+    u = mpmath.mpf(10) ** 40
+    with mpmath.workdps(90):
+        g = (
+            mpmath.loggamma(u + 1.5)
+            - mpmath.loggamma(u + 2)
+            - mpmath.loggamma(1.5)
+            - (u + 0.5) * mpmath.digamma(u + 1.5)
+            + u * mpmath.digamma(u + 2)
+            + mpmath.digamma(1.5) / 2
+        )
+        constant = float(g + mpmath.log(u))
+    assert rmt.C_INFINITY == pytest.approx(constant, abs=1e-15)
 
 
 @pytest.mark.parametrize("d", [1e-12, 1e-5, 0.0199, 0.02, 0.0201, 1, 1e3, 1e20, 1e300])

@@ -15,13 +15,12 @@ The chapter (``book/deep_linear_training.ipynb``) explains every choice made her
 
 Command line (each result takes minutes to tens of minutes on one CPU core)::
 
-    python -m support.experiments.deep_linear_training regression --scale paper
-    python -m support.experiments.deep_linear_training regression-optimizers completion
+    python -m support.experiments.deep_linear_training store regression --scale paper
+    python -m support.experiments.deep_linear_training store regression-optimizers completion
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -31,6 +30,7 @@ import torch
 from support import linear_nets as ln
 from support import linear_training as lt
 from support import results
+from support.experiments import command_line as cli
 from support.rank import spectral_entropy
 
 TARGETS = {"lowrank": 8, "fullrank": None}
@@ -292,27 +292,34 @@ def stored(
     )
 
 
-def main(argv=None) -> None:
-    """Compute and store results of the chapter *Depth and the solutions gradient descent finds*."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument(
-        "names", nargs="+", choices=tuple(RESULTS), help="results to compute"
-    )
-    parser.add_argument("--scale", choices=tuple(SCALES), default="paper")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads (32 x 32 matrices: one is fastest)",
-    )
-    args = parser.parse_args(argv)
+def _store_command(args) -> int:
     torch.set_num_threads(args.threads)
     for name in args.names:
         start = time.perf_counter()
         _log(f"{result_name(name, args.scale)}:")
         result = stored(name, args.scale, recompute=True)
         _log(f"  {results.describe(result)} ({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Compute and store results of the chapter *Depth and the solutions gradient descent finds*."""
+    top, sub = cli.parser("deep_linear_training", main.__doc__)
+    store = cli.command(
+        sub, "store", _store_command, "compute and store results", stores=False
+    )
+    store.add_argument(
+        "names", nargs="+", choices=tuple(RESULTS), help="results to compute"
+    )
+    store.add_argument("--scale", choices=tuple(SCALES), default="paper")
+    store.add_argument(
+        "--threads",
+        type=cli.positive_int,
+        default=1,
+        help="torch threads (32 x 32 matrices: one is fastest)",
+    )
+    return cli.run(top, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

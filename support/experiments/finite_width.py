@@ -17,7 +17,6 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from support import benchmarking, results
+from support import benchmarking
+from support.experiments import command_line as cli
 from support.hardware import resolve_device
 from support.rank import entropy_of_spectrum
 from support.simulate import (
@@ -320,80 +320,66 @@ def benchmark_record(
 # ----------------------------------------------------------------------------------- command line
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m support.experiments.finite_width",
-        description="Recipes of the chapter 'Finite-width simulations'.",
+def _sweep_command(args) -> int:
+    if args.scale == "paper":
+        compute = lambda: sweep("paper", seed=args.seed, device=args.device)
+        cli.store(SWEEP_RESULT, compute, args, device=args.device)
+        return 0
+    run = sweep(args.scale, seed=args.seed, device=args.device)
+    for name, rho in run["arrays"].items():
+        cli.say(
+            f"{name}: mean rho by depth {run['config']['depths']}: "
+            + " ".join(f"{v:.3f}" for v in rho.mean(1))
+        )
+    return 0
+
+
+def _bench_command(args) -> int:
+    compute = lambda: benchmark_record(args.n, args.depth, args.samples, args.repeats)
+    scalars = (
+        cli.store(BENCHMARK_RESULT, compute, args).scalars
+        if args.save
+        else compute()["scalars"]
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_sweep = sub.add_parser(
+    cli.say(
+        f"n={args.n} depth={args.depth} samples={args.samples} float32, medians of "
+        f"{args.repeats} interleaved repeats, {torch.get_num_threads()} torch threads"
+    )
+    for key, value in scalars.items():
+        shown = f"{value:.6g}" if isinstance(value, float) else f"{value}"
+        cli.say(f"  {key:24s} {shown}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Recipes of the chapter 'Finite-width simulations'."""
+    top, sub = cli.parser("finite_width", main.__doc__)
+    p_sweep = cli.command(
+        sub,
         "sweep",
-        help=f"width x depth sweep; the paper scale is stored as {SWEEP_RESULT}",
+        _sweep_command,
+        f"width x depth sweep; the paper scale is stored as {SWEEP_RESULT}",
     )
     p_sweep.add_argument("--scale", choices=tuple(SCALES), default="paper")
-    p_sweep.add_argument("--seed", type=int, default=0)
-    p_sweep.add_argument("--device", default="cpu")
-    p_bench = sub.add_parser(
-        "bench", help="time the product sampler against a plain loop and the floor"
+    p_sweep.add_argument("--seed", type=cli.non_negative_int, default=0)
+    p_sweep.add_argument("--device", type=cli.device, default="cpu")
+    p_bench = cli.command(
+        sub,
+        "bench",
+        _bench_command,
+        "time the product sampler against a plain loop and the floor",
     )
-    p_bench.add_argument("--n", type=int, default=64)
-    p_bench.add_argument("--depth", type=int, default=16)
-    p_bench.add_argument("--samples", type=int, default=4096)
-    p_bench.add_argument("--repeats", type=int, default=3)
+    for name, default in (
+        ("--n", 64),
+        ("--depth", 16),
+        ("--samples", 4096),
+        ("--repeats", 3),
+    ):
+        p_bench.add_argument(name, type=cli.positive_int, default=default)
     p_bench.add_argument(
         "--save", action="store_true", help=f"store the result as {BENCHMARK_RESULT}"
     )
-    for p in (p_sweep, p_bench):
-        p.add_argument(
-            "--allow-dirty",
-            action="store_true",
-            help="store even from a tree with uncommitted changes (development only)",
-        )
-    args = parser.parse_args(argv)
-    say = lambda line: print(line, flush=True)
-    if args.command == "sweep":
-        device = resolve_device(args.device)
-        if args.scale == "paper":
-            stored = results.cached(
-                SWEEP_RESULT,
-                lambda: sweep("paper", seed=args.seed, device=device),
-                recompute=True,
-                device=device,
-                allow_dirty=args.allow_dirty,
-            )
-            say(results.describe(stored))
-            return 0
-        run = sweep(args.scale, seed=args.seed, device=device)
-        for name, rho in run["arrays"].items():
-            say(
-                f"{name}: mean rho by depth {run['config']['depths']}: "
-                + " ".join(f"{v:.3f}" for v in rho.mean(1))
-            )
-        return 0
-    compute = lambda: benchmark_record(args.n, args.depth, args.samples, args.repeats)
-    if args.save:
-        stored = results.cached(
-            BENCHMARK_RESULT,
-            compute,
-            recompute=True,
-            device="cpu",
-            allow_dirty=args.allow_dirty,
-        )
-        scalars = stored.scalars
-        say(results.describe(stored))
-    else:
-        scalars = compute()["scalars"]
-    say(
-        f"n={args.n} depth={args.depth} samples={args.samples} float32, medians of {args.repeats} "
-        f"interleaved repeats, {torch.get_num_threads()} torch threads"
-    )
-    for key, value in scalars.items():
-        say(
-            f"  {key:24s} {value:.6g}"
-            if isinstance(value, float)
-            else f"  {key:24s} {value}"
-        )
-    return 0
+    return cli.run(top, argv)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,13 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 import torch
 
-from support import results
 from support.activations import ACTIVATIONS
+from support.experiments import command_line as cli
 from support.mlp_training import (
     class_sorted_subset,
     embed,
@@ -171,47 +170,36 @@ def trained_record(scale: str = "paper", data_seed: int = 0, log=None) -> dict:
     }
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m support.experiments.nonlinear_networks",
-        description="Recipes of the chapter 'Non-linear networks'.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_train = sub.add_parser(
-        "train",
-        help="train the sweep on digits and synthetic data (CPU); "
-        f"the paper scale is stored as {TRAINED_RESULT}",
-    )
-    p_train.add_argument("--scale", choices=tuple(SCALES), default="paper")
-    p_train.add_argument(
-        "--threads", type=int, default=1, help="torch intra-op threads"
-    )
-    p_train.add_argument(
-        "--allow-dirty",
-        action="store_true",
-        help="store even from a tree with uncommitted changes (development only)",
-    )
-    args = parser.parse_args(argv)
+def _train_command(args) -> int:
     torch.set_num_threads(args.threads)
-    say = lambda line: print(line, flush=True)
     if args.scale == "paper":
-        stored = results.cached(
-            TRAINED_RESULT,
-            lambda: trained_record("paper", log=say),
-            recompute=True,
-            device="cpu",
-            allow_dirty=args.allow_dirty,
-        )
-        say(results.describe(stored))
+        cli.store(TRAINED_RESULT, lambda: trained_record("paper", log=cli.say), args)
         return 0
-    record = trained_record(args.scale, log=say)
+    record = trained_record(args.scale, log=cli.say)
     rho = record["arrays"]["digits_rho_trained"].mean(-1)
     for a, act in enumerate(record["config"]["activations"]):
-        say(
+        cli.say(
             f"{act:10s} trained rho(K) on digits by depth {list(record['config']['depths'])}: "
             + " ".join(f"{v:.3f}" for v in rho[a])
         )
     return 0
+
+
+def main(argv=None) -> int:
+    """Recipes of the chapter 'Non-linear networks'."""
+    top, sub = cli.parser("nonlinear_networks", main.__doc__)
+    train = cli.command(
+        sub,
+        "train",
+        _train_command,
+        "train the sweep on digits and synthetic data (CPU); "
+        f"the paper scale is stored as {TRAINED_RESULT}",
+    )
+    train.add_argument("--scale", choices=tuple(SCALES), default="paper")
+    train.add_argument(
+        "--threads", type=cli.positive_int, default=1, help="torch intra-op threads"
+    )
+    return cli.run(top, argv)
 
 
 if __name__ == "__main__":

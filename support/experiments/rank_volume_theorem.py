@@ -18,12 +18,11 @@ the chapter loads them with ``results.cached(NAME, RECIPES[NAME], recompute=RECO
 
 Command line (stores every result named, or all; about 15 minutes on two CPU cores)::
 
-    python -m support.experiments.rank_volume_theorem [NAME ...] [--device auto] [--allow-dirty]
+    python -m support.experiments.rank_volume_theorem store [NAME ...] [--device auto] [--allow-dirty]
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import sys
@@ -32,8 +31,8 @@ import time
 import numpy as np
 from scipy import optimize
 
-from support import results, rmt, simulate
-from support.hardware import resolve_device
+from support import rmt, simulate
+from support.experiments import command_line as cli
 from support.rank import entropy_of_spectrum
 from support.seeding import generator
 
@@ -311,38 +310,29 @@ RECIPES = {
 }
 
 
+def _store_command(args) -> int:
+    for name in args.names or list(RECIPES):
+        start = time.perf_counter()
+        recipe = functools.partial(RECIPES[name], seed=args.seed, device=args.device)
+        cli.say(f"{name}: ...")
+        cli.store(name, recipe, args, device=args.device)
+        cli.say(f"  {time.perf_counter() - start:.0f} s")
+    return 0
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m support.experiments.rank_volume_theorem",
-        description="Compute and store the Monte Carlo results of the "
-        "rank-volume theorem chapter.",
-    )
-    parser.add_argument(
+    """Compute and store the Monte Carlo results of the rank-volume theorem chapter."""
+    top, sub = cli.parser("rank_volume_theorem", main.__doc__)
+    store = cli.command(sub, "store", _store_command, "compute and store results")
+    store.add_argument(
         "names",
         nargs="*",
         choices=sorted(RECIPES),
         help="results to make (default: all)",
     )
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--allow-dirty",
-        action="store_true",
-        help="store even from a tree with uncommitted changes (development only)",
-    )
-    args = parser.parse_args(argv)
-    device = resolve_device(args.device)
-    for name in args.names or list(RECIPES):
-        start = time.perf_counter()
-        recipe = functools.partial(RECIPES[name], seed=args.seed, device=device)
-        stored = results.cached(
-            name, recipe, recompute=True, device=device, allow_dirty=args.allow_dirty
-        )
-        print(
-            f"{name}: {time.perf_counter() - start:.0f} s -> {results.describe(stored)}",
-            flush=True,
-        )
-    return 0
+    store.add_argument("--device", type=cli.device, default="auto")
+    store.add_argument("--seed", type=cli.non_negative_int, default=0)
+    return cli.run(top, argv)
 
 
 if __name__ == "__main__":
