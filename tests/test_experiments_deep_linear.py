@@ -48,13 +48,19 @@ def test_settings_and_names():
     assert dlt.settings("paper")["depths"] == (1, 2, 4, 8, 16, 24, 32)
     assert len(dlt.settings("paper")["seeds"]) >= 5
     assert dlt.result_name("regression", "paper") == "deep_linear_regression_paper"
-    for bad in (
-        lambda: dlt.settings("huge"),
-        lambda: dlt.result_name("nonsense", "paper"),
-        lambda: dlt.make_problem("regression", "midrank", (0,)),
-        lambda: dlt.make_problem("sensing", "lowrank", (0,)),
+    for bad, message in (
+        (lambda: dlt.settings("huge"), "scale must be one of"),
+        (lambda: dlt.result_name("nonsense", "paper"), "name must be one of"),
+        (
+            lambda: dlt.make_problem("regression", "midrank", (0,)),
+            "target must be one of",
+        ),
+        (
+            lambda: dlt.make_problem("sensing", "lowrank", (0,)),
+            "problem must be one of",
+        ),
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=message):
             bad()
 
 
@@ -86,7 +92,7 @@ def test_depth_sweep_arrays_and_the_depth_one_closed_form(tiny):
     assert np.allclose(
         out["unobserved_outside_final"][0], out["unobserved_outside_init"][0], rtol=1e-8
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="init must be one of"):
         dlt.depth_sweep("regression", TINY_SCALE, "orthogonal", "lowrank")
 
 
@@ -95,7 +101,7 @@ def test_optimizer_budget_scales_the_steps(tiny):
     assert run.steps[-1] == round(
         dlt.OPTIMIZER_BUDGETS["random_search"]["steps"] * 0.01
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="method must be one of"):
         dlt.optimizer_run("regression", TINY_SCALE, "rmsprop", 1)
 
 

@@ -206,7 +206,7 @@ def test_a_crash_between_the_two_renames_leaves_a_pair_that_load_refuses(
         return real_replace(source, target)
 
     monkeypatch.setattr(os, "replace", crash_on_json)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="killed"):
         results.save(
             "r",
             config={"v": 2},

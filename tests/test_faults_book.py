@@ -196,7 +196,7 @@ def test_a_repository_url_is_written_as_valid_yaml_atomically(tiny_book):
 def test_bad_command_line_arguments_are_usage_errors_not_tracebacks(
     tiny_book, capsys, argv, message
 ):
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(SystemExit, match="2") as exit_info:
         book.main(argv, root=tiny_book)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err

@@ -48,22 +48,34 @@ def test_seeds_reproduce_and_do_not_depend_on_the_batch():
 
 
 @pytest.mark.parametrize(
-    "kwargs, error",
+    "kwargs, error, message",
     [
-        (dict(n=0), ValueError),
-        (dict(n=4.5), TypeError),
-        (dict(observed_fraction=0.0), ValueError),
-        (dict(observed_fraction=1.5), ValueError),
-        (dict(target_rank=40), ValueError),
-        (dict(seeds=()), ValueError),
-        (dict(seeds=(1, 1)), ValueError),
-        (dict(observed_fraction=1e-6), ValueError),
+        (dict(n=0), ValueError, "n must be >= 1"),
+        (dict(n=4.5), TypeError, "n must be an integer"),
+        (
+            dict(observed_fraction=0.0),
+            ValueError,
+            "observed_fraction must lie in",
+        ),
+        (
+            dict(observed_fraction=1.5),
+            ValueError,
+            "observed_fraction must lie in",
+        ),
+        (dict(target_rank=40), ValueError, "target_rank must be <= n = 32"),
+        (dict(seeds=()), ValueError, "seeds must name at least one seed"),
+        (dict(seeds=(1, 1)), ValueError, "seeds must be distinct"),
+        (
+            dict(observed_fraction=1e-06),
+            ValueError,
+            "observed_fraction=1e\\-06 observes no entry of ",
+        ),
     ],
 )
-def test_problem_rejects_bad_arguments(kwargs, error):
+def test_problem_rejects_bad_arguments(kwargs, error, message):
     args = dict(n=32, target_rank=8, observed_fraction=0.8, seeds=(0,))
     args.update(kwargs)
-    with pytest.raises(error):
+    with pytest.raises(error, match=message):
         ln.make_completion_problem(**args)
 
 
@@ -122,20 +134,24 @@ def test_regression_seeds_do_not_depend_on_the_batch():
 
 
 @pytest.mark.parametrize(
-    "kwargs, error",
+    "kwargs, error, message",
     [
-        (dict(n_samples=32), ValueError),
-        (dict(n_samples=0), ValueError),
-        (dict(target_scale=0.0), ValueError),
-        (dict(target_rank=40), ValueError),
-        (dict(seeds=()), ValueError),
-        (dict(n_samples=2.5), TypeError),
+        (
+            dict(n_samples=32),
+            ValueError,
+            "n_samples must be < n = 32 for an under\\-deter",
+        ),
+        (dict(n_samples=0), ValueError, "n_samples must be >= 1"),
+        (dict(target_scale=0.0), ValueError, "target_scale must be positive"),
+        (dict(target_rank=40), ValueError, "target_rank must be <= n = 32"),
+        (dict(seeds=()), ValueError, "seeds must name at least one seed"),
+        (dict(n_samples=2.5), TypeError, "n_samples must be an integer"),
     ],
 )
-def test_regression_problem_rejects_bad_arguments(kwargs, error):
+def test_regression_problem_rejects_bad_arguments(kwargs, error, message):
     args = dict(n=32, target_rank=8, n_samples=24, seeds=(0,))
     args.update(kwargs)
-    with pytest.raises(error):
+    with pytest.raises(error, match=message):
         ln.make_regression_problem(**args)
 
 
@@ -182,7 +198,7 @@ def test_unobserved_image_share_is_one_at_depth_one_and_falls_with_rank():
     gaussian = ln.end_to_end(ln.init_factors(3, 8, seeds=(0, 1)))
     share = ln.unobserved_image_share(gaussian, p.inputs)
     assert ((share > 0) & (share < 1)).all()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="lower must be"):
         ln.unobserved_image_share(eye, p.inputs.transpose(-1, -2))
 
 
@@ -223,23 +239,27 @@ def test_lowrank_init_has_low_rank_and_comparable_norm():
 
 
 @pytest.mark.parametrize(
-    "kwargs, error",
+    "kwargs, error, message",
     [
-        (dict(depth=0), ValueError),
-        (dict(init="orthogonal"), ValueError),
-        (dict(init="lowrank", init_rank=40), ValueError),
-        (dict(init_scale=0.0), ValueError),
+        (dict(depth=0), ValueError, "depth must be >= 1"),
+        (dict(init="orthogonal"), ValueError, "init must be one of"),
+        (
+            dict(init="lowrank", init_rank=40),
+            ValueError,
+            "init_rank must be <= n = 8",
+        ),
+        (dict(init_scale=0.0), ValueError, "init_scale must be positive"),
     ],
 )
-def test_init_rejects_bad_arguments(kwargs, error):
+def test_init_rejects_bad_arguments(kwargs, error, message):
     args = dict(depth=2, n=8, seeds=(0,))
     args.update(kwargs)
-    with pytest.raises(error):
+    with pytest.raises(error, match=message):
         ln.init_factors(**args)
 
 
 def test_end_to_end_rejects_bad_shape():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="factors must have shape"):
         ln.end_to_end(torch.zeros(2, 3, 4))
 
 
@@ -386,27 +406,39 @@ def test_curvature_steps_keep_gradient_descent_stable_from_a_sharp_start():
 
 
 @pytest.mark.parametrize(
-    "kwargs, error",
+    "kwargs, error, message",
     [
-        (dict(method="rmsprop"), ValueError),
-        (dict(depth=0), ValueError),
-        (dict(steps=0), ValueError),
-        (dict(lr=-1.0), ValueError),
-        (dict(method="cma", sigma0=0.0), ValueError),
-        (dict(record_every=0), ValueError),
-        (dict(steps=2.5), TypeError),
-        (dict(lr_schedule="step"), ValueError),
-        (dict(lr=[0.1, 0.2]), ValueError),
-        (dict(method="lbfgs", lr=[0.1]), ValueError),
-        (dict(method="sgd", eta=0.0), ValueError),
-        (dict(probe_every=0), ValueError),
+        (dict(method="rmsprop"), ValueError, "method must be one of"),
+        (dict(depth=0), ValueError, "depth must be >= 1"),
+        (dict(steps=0), ValueError, "steps must be >= 1"),
+        (
+            dict(lr=-1.0),
+            ValueError,
+            "lr must be positive: one value, or one per se",
+        ),
+        (dict(method="cma", sigma0=0.0), ValueError, "sigma0 must be > 0"),
+        (dict(record_every=0), ValueError, "record_every must be >= 1"),
+        (dict(steps=2.5), TypeError, "steps must be an integer"),
+        (dict(lr_schedule="step"), ValueError, "lr_schedule must be one of"),
+        (
+            dict(lr=[0.1, 0.2]),
+            ValueError,
+            "lr must be positive: one value, or one per se",
+        ),
+        (
+            dict(method="lbfgs", lr=[0.1]),
+            ValueError,
+            "lbfgs takes a single learning rate, not one p",
+        ),
+        (dict(method="sgd", eta=0.0), ValueError, "eta must be > 0"),
+        (dict(probe_every=0), ValueError, "probe_every must be >= 1"),
     ],
 )
-def test_train_rejects_bad_arguments(kwargs, error):
+def test_train_rejects_bad_arguments(kwargs, error, message):
     args = dict(depth=2, method="adam", steps=10)
     args.update(kwargs)
     p = ln.make_completion_problem(4, 2, 0.5, seeds=(0,))
-    with pytest.raises(error):
+    with pytest.raises(error, match=message):
         lt.train_linear_network(p, **args)
 
 

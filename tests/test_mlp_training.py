@@ -40,16 +40,16 @@ def test_mlp_shapes_and_seed_reproducibility():
 
 
 @pytest.mark.parametrize(
-    "kwargs, error",
+    "kwargs, error, message",
     [
-        ({"depth": 1}, ValueError),
-        ({"width": 0}, ValueError),
-        ({"seeds": ()}, ValueError),
-        ({"seeds": (0, 0)}, ValueError),
-        ({"depth": 2.0}, TypeError),
+        ({"depth": 1}, ValueError, "depth must be >= 2"),
+        ({"width": 0}, ValueError, "width must be >= 1"),
+        ({"seeds": ()}, ValueError, "seeds must name at least one seed"),
+        ({"seeds": (0, 0)}, ValueError, "seeds must be distinct"),
+        ({"depth": 2.0}, TypeError, "depth must be an integer"),
     ],
 )
-def test_init_rejects_bad_arguments(kwargs, error):
+def test_init_rejects_bad_arguments(kwargs, error, message):
     args = {
         "in_dim": 4,
         "width": 8,
@@ -59,7 +59,7 @@ def test_init_rejects_bad_arguments(kwargs, error):
         "seeds": (0,),
     }
     args.update(kwargs)
-    with pytest.raises(error):
+    with pytest.raises(error, match=message):
         k.init_mlp(**args)
 
 
@@ -108,7 +108,7 @@ def test_forward_matches_a_per_seed_reference():
         assert torch.allclose(
             out[s], h @ net.weights[-1][s].T + net.biases[-1][s], atol=1e-6
         )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="x must have shape"):
         k.embed(net, torch.zeros(4, 6))
 
 
@@ -147,7 +147,7 @@ def test_centring_removes_a_shared_mean_embedding():
     phi = torch.ones(10, 4, dtype=torch.float64) + 1e-3 * noise
     assert float(gram_entropy(phi)) < 0.01
     assert float(gram_entropy(phi, centre=True)) > 1.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="phi must have shape"):
         k.gram(torch.zeros(3))
 
 
@@ -158,9 +158,9 @@ def test_digits_dataset():
     assert float(d.x_train.mean(0).abs().max()) < 1e-5
     idx = k.class_sorted_subset(d.y_test, 3)
     assert d.y_test[idx].tolist() == [c for c in range(10) for _ in range(3)]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="fewer than per_class"):
         k.class_sorted_subset(d.y_test, 1000)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="test_fraction must lie in"):
         k.load_digits_dataset(0, test_fraction=1.0)
 
 
@@ -171,7 +171,9 @@ def test_lowrank_dataset_has_the_requested_rank():
     )
     assert int(numerical_rank(d.y_train.double(), rtol=1e-5)) == 3
     assert abs(float((d.y_train**2).mean()) - 1.0) < 0.5
-    with pytest.raises(ValueError):
+    with pytest.raises(
+        ValueError, match="rank must be <= min\\(in_dim, out_dim\\) = 32"
+    ):
         k.lowrank_regression_dataset(rank=40)
 
 
@@ -186,5 +188,5 @@ def test_training_lowers_the_loss_and_seeds_are_independent():
         torch.allclose(a[1], b[0], atol=1e-5)
         for a, b in zip(both.weights, alone.weights)
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="lr must be positive"):
         k.train_mlp(d, 3, "relu", (0,), lr=0.0)

@@ -543,43 +543,104 @@ def test_entropy_drift_shapes_common_random_numbers_and_identity_value():
 
 # ----------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
-    "call, error",
+    "call, error, message",
     [
-        (lambda: rmt.lyapunov_spectrum(0), ValueError),
-        (lambda: rmt.lyapunov_spectrum(2.5), TypeError),
-        (lambda: rmt.lyapunov_spectrum(4, variance=-1.0), ValueError),
-        (lambda: rmt.lyapunov_qr(4, 0), ValueError),
-        (lambda: rmt.gaussian_products(4, [0, 2]), ValueError),
-        (lambda: rmt.gaussian_products(4, 2, dtype=torch.int32), ValueError),
-        (lambda: rmt.entropy_gap_large_width(-1), ValueError),
-        (lambda: rmt.entropy_gap_large_width(float("nan")), ValueError),
-        (lambda: rmt.entropy_gap_large_width(2, method="spline"), ValueError),
-        (lambda: rmt.entropy_gap_large_width(0.5, method="quadrature"), ValueError),
-        (lambda: rmt.entropy_gap_large_depth(-0.1), ValueError),
-        (lambda: rmt.entropy_gap_large_depth(2, n=0), ValueError),
-        (lambda: rmt.fuss_catalan_moment(2, -0.5), ValueError),
-        (lambda: rmt.fuss_catalan_density(np.array([0.0]), 2), ValueError),
-        (lambda: rmt.fuss_catalan_expectation(np.sqrt, 20_000), ValueError),
-        (lambda: rmt.fuss_catalan_beta_parameters(0), ValueError),
-        (lambda: rmt.sample_fuss_catalan(2, 0), ValueError),
-        (lambda: rmt.entropy_gap_large_width(float("inf")), ValueError),
-        (lambda: rmt.entropy_gap_difference(-1.0), ValueError),
-        (lambda: rmt.entropy_gap_difference_slope(1.0, method="spline"), ValueError),
-        (lambda: rmt.entropy_gap_difference_kernel(-0.5), ValueError),
-        (lambda: rmt.two_by_two_entropy(-0.1), ValueError),
-        (lambda: rmt.two_by_two_log_ratio_samples([2, 1], 10), ValueError),
-        (lambda: rmt.two_by_two_transition_cdf(-1.0, 1.0), ValueError),
+        (lambda: rmt.lyapunov_spectrum(0), ValueError, "n must be >= 1"),
+        (lambda: rmt.lyapunov_spectrum(2.5), TypeError, "n must be an integer"),
+        (
+            lambda: rmt.lyapunov_spectrum(4, variance=-1.0),
+            ValueError,
+            "variance must be > 0",
+        ),
+        (lambda: rmt.lyapunov_qr(4, 0), ValueError, "depth must be >= 1"),
+        (lambda: rmt.gaussian_products(4, [0, 2]), ValueError, "depth must be >= 1"),
+        (
+            lambda: rmt.gaussian_products(4, 2, dtype=torch.int32),
+            ValueError,
+            "dtype must be one of \\['torch\\.float32', 'torch\\.floa",
+        ),
+        (lambda: rmt.entropy_gap_large_width(-1), ValueError, "depth must be >= 0"),
+        (
+            lambda: rmt.entropy_gap_large_width(float("nan")),
+            ValueError,
+            "depth must be finite",
+        ),
+        (
+            lambda: rmt.entropy_gap_large_width(2, method="spline"),
+            ValueError,
+            "method must be 'closed_form' or 'quadrature'",
+        ),
+        (
+            lambda: rmt.entropy_gap_large_width(0.5, method="quadrature"),
+            ValueError,
+            "depth must be >= 1",
+        ),
+        (lambda: rmt.entropy_gap_large_depth(-0.1), ValueError, "depth must be >= 0"),
+        (lambda: rmt.entropy_gap_large_depth(2, n=0), ValueError, "n must be >= 1"),
+        (
+            lambda: rmt.fuss_catalan_moment(2, -0.5),
+            ValueError,
+            "fuss_catalan_moment needs finite t > \\-1/\\(depth\\+1\\)",
+        ),
+        (
+            lambda: rmt.fuss_catalan_density(np.array([0.0]), 2),
+            ValueError,
+            "phi must lie in",
+        ),
+        (
+            lambda: rmt.fuss_catalan_expectation(np.sqrt, 20000),
+            ValueError,
+            "fuss_catalan_expectation supports depth <= 10000",
+        ),
+        (lambda: rmt.fuss_catalan_beta_parameters(0), ValueError, "depth must be >= 1"),
+        (lambda: rmt.sample_fuss_catalan(2, 0), ValueError, "size must be >= 1"),
+        (
+            lambda: rmt.entropy_gap_large_width(float("inf")),
+            ValueError,
+            "depth must be finite",
+        ),
+        (lambda: rmt.entropy_gap_difference(-1.0), ValueError, "depth must be >= 0"),
+        (
+            lambda: rmt.entropy_gap_difference_slope(1.0, method="spline"),
+            ValueError,
+            "method must be 'closed_form' or 'laplace'",
+        ),
+        (
+            lambda: rmt.entropy_gap_difference_kernel(-0.5),
+            ValueError,
+            "t must be finite and >= 0",
+        ),
+        (lambda: rmt.two_by_two_entropy(-0.1), ValueError, "log_ratio must be >= 0"),
+        (
+            lambda: rmt.two_by_two_log_ratio_samples([2, 1], 10),
+            ValueError,
+            "depths must be a non\\-empty strictly increasing seq",
+        ),
+        (
+            lambda: rmt.two_by_two_transition_cdf(-1.0, 1.0),
+            ValueError,
+            "log_ratio = log\\(s_1/s_2\\) must be finite and >= 0",
+        ),
         (
             lambda: rmt.two_by_two_log_ratio_cdf([1], np.array([0.5, 1.0, 2.0])),
             ValueError,
+            "grid must be a strictly increasing 1\\-d array start",
         ),
-        (lambda: rmt.entropy_drift([1.0], 10), ValueError),
-        (lambda: rmt.entropy_drift([1.0, -1.0], 10), ValueError),
-        (lambda: rmt.entropy_drift([1.0, 0.5], 1), ValueError),
+        (
+            lambda: rmt.entropy_drift([1.0], 10),
+            ValueError,
+            "singular_values must have shape",
+        ),
+        (
+            lambda: rmt.entropy_drift([1.0, -1.0], 10),
+            ValueError,
+            "singular_values must be finite, >= 0 and not all z",
+        ),
+        (lambda: rmt.entropy_drift([1.0, 0.5], 1), ValueError, "samples must be >= 2"),
     ],
 )
-def test_bad_input_raises(call, error):
-    with pytest.raises(error):
+def test_bad_input_raises(call, error, message):
+    with pytest.raises(error, match=message):
         call()
 
 

@@ -37,13 +37,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
-    from support import book
-
-    parser = argparse.ArgumentParser(
-        prog="python -m support.book", description=book.__doc__.split("\n\n")[0]
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_execute(sub) -> None:
+    """The ``execute`` sub-command and its options."""
     ex = sub.add_parser(
         "execute", help="execute chapters (all notebook chapters by default)"
     )
@@ -85,6 +80,16 @@ def _parser() -> argparse.ArgumentParser:
         "(the run log then records a '-dirty' commit)",
     )
     ex.set_defaults(func=_execute)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from support import book
+
+    parser = argparse.ArgumentParser(
+        prog="python -m support.book", description=book.__doc__.split("\n\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_execute(sub)
     sub.add_parser(
         "check", help="hygiene checks of the committed chapters"
     ).set_defaults(func=_check)

@@ -170,6 +170,21 @@ def floor_times(n: int, depth: int, samples: int, repeats: int = 1) -> dict:
     a = (n + 1) // 2
     # Bartlett: normals of the (a, n) block plus the chi diagonal
     variates = samples * depth * (a * n + n)
+    rng_rate = _normal_rate(variates, repeats)
+    mm_rate = _matmul_rate(n, samples, repeats)
+    t = {
+        "rng_s": variates / rng_rate,
+        "products_s": 2.0 * n**3 * samples * (depth - 1) / mm_rate,
+        "svd_s": _svd_seconds(n, samples, repeats),
+    }
+    t["floor_s"] = sum(t.values())
+    t.update(variates=variates, rng_rate_per_s=rng_rate, matmul_gflops=mm_rate / 1e9)
+    return t
+
+
+def _normal_rate(variates: int, repeats: int) -> float:
+    """Float32 standard normals per second of the fastest generator (a quarter of ``variates``
+    timed, at least two pieces of 4M)."""
     piece = 1 << 22
     buf = torch.empty(piece)
     gen = torch.Generator().manual_seed(0)
@@ -193,7 +208,11 @@ def floor_times(n: int, depth: int, samples: int, repeats: int = 1) -> dict:
         },
         repeats,
     )
-    rng_rate = reps * piece / rng_s
+    return reps * piece / rng_s
+
+
+def _matmul_rate(n: int, samples: int, repeats: int) -> float:
+    """Floating-point operations per second of batched ``n x n`` float32 products."""
     batch = min(samples, 1024)
     x, y = torch.randn(batch, n, n), torch.randn(batch, n, n)
     out = torch.empty(batch, n, n)
@@ -201,24 +220,24 @@ def floor_times(n: int, depth: int, samples: int, repeats: int = 1) -> dict:
     def bmm_part(count):
         torch.bmm(x[:count], y[:count])
 
-    mm_rate = (
-        2.0
-        * n**3
-        * batch
-        / _fastest(
-            {
-                "torch": lambda: torch.bmm(x, y, out=out),
-                "torch, two threads": _two_threads(bmm_part, batch),
-            },
-            repeats,
-        )
+    seconds = _fastest(
+        {
+            "torch": lambda: torch.bmm(x, y, out=out),
+            "torch, two threads": _two_threads(bmm_part, batch),
+        },
+        repeats,
     )
+    return 2.0 * n**3 * batch / seconds
+
+
+def _svd_seconds(n: int, samples: int, repeats: int) -> float:
+    """Seconds of the fastest batched SVD of ``samples`` float32 ``n x n`` matrices."""
     mats = torch.randn(samples, n, n)
 
     def svd_part(count):
         torch.linalg.svdvals(mats[:count])
 
-    svd_s = _fastest(
+    return _fastest(
         {
             "torch": lambda: torch.linalg.svdvals(mats),
             "torch, two threads": _two_threads(svd_part, samples),
@@ -226,14 +245,6 @@ def floor_times(n: int, depth: int, samples: int, repeats: int = 1) -> dict:
         },
         repeats,
     )
-    t = {
-        "rng_s": variates / rng_rate,
-        "products_s": 2.0 * n**3 * samples * (depth - 1) / mm_rate,
-        "svd_s": svd_s,
-    }
-    t["floor_s"] = sum(t.values())
-    t.update(variates=variates, rng_rate_per_s=rng_rate, matmul_gflops=mm_rate / 1e9)
-    return t
 
 
 def benchmark(

@@ -115,41 +115,49 @@ def trained_sweep(settings: dict, dataset: str = "digits", data_seed: int = 0) -
     for a, act in enumerate(settings["activations"]):
         row = []
         for d, depth in enumerate(settings["depths"]):
-            init = init_mlp(
-                data.in_dim,
-                settings["width"],
-                data.out_dim,
-                depth,
-                act,
-                settings["seeds"],
-            )
-            phi = embed(init, data.x_test)
-            out["rho_init"][a, d] = gram_entropy(phi)
-            out["rho_init_centred"][a, d] = gram_entropy(phi, centre=True)
-            net = train_mlp(
-                data,
-                depth,
-                act,
-                settings["seeds"],
-                width=settings["width"],
-                steps=settings["steps"],
-                lr=settings["lr_overrides"].get(act, settings["lr"]),
-            )
-            with torch.no_grad():
-                phi = embed(net, data.x_test)
-                out["rho_trained"][a, d] = gram_entropy(phi)
-                out["rho_trained_centred"][a, d] = gram_entropy(phi, centre=True)
-                if subset is not None:
-                    k = gram(embed(net, data.x_test[subset])[0].double())
-                    row.append((k / k.abs().max()).float().numpy())
-            for key, value in evaluate(net, data).items():
+            values, heatmap = _train_one(data, settings, act, depth, subset)
+            for key, value in values.items():
                 out[key][a, d] = value
+            if heatmap is not None:
+                row.append(heatmap)
         if row:
             maps.append(np.stack(row))
     if maps:
         out["heatmaps"] = np.stack(maps)
         out["heatmap_labels"] = data.y_test[subset].numpy()
     return out
+
+
+def _train_one(data, settings: dict, act: str, depth: int, subset):
+    """One cell of :func:`trained_sweep`: rho at initialisation and after training, the losses,
+    and (with a heatmap ``subset``) the first seed's normalised trained Gram matrix on it."""
+    init = init_mlp(
+        data.in_dim, settings["width"], data.out_dim, depth, act, settings["seeds"]
+    )
+    phi = embed(init, data.x_test)
+    values = {
+        "rho_init": gram_entropy(phi),
+        "rho_init_centred": gram_entropy(phi, centre=True),
+    }
+    net = train_mlp(
+        data,
+        depth,
+        act,
+        settings["seeds"],
+        width=settings["width"],
+        steps=settings["steps"],
+        lr=settings["lr_overrides"].get(act, settings["lr"]),
+    )
+    heatmap = None
+    with torch.no_grad():
+        phi = embed(net, data.x_test)
+        values["rho_trained"] = gram_entropy(phi)
+        values["rho_trained_centred"] = gram_entropy(phi, centre=True)
+        if subset is not None:
+            k = gram(embed(net, data.x_test[subset])[0].double())
+            heatmap = (k / k.abs().max()).float().numpy()
+    values.update(evaluate(net, data))
+    return values, heatmap
 
 
 def trained_record(scale: str = "paper", data_seed: int = 0, log=None) -> dict:

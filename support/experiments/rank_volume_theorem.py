@@ -208,55 +208,7 @@ def supermartingale_search(*, seed: int = 0, device=None) -> dict:
     widths ``search_spectra_n``, ``search_drift_n``, ``search_drift_se_n``."""
     arrays = {}
     for n in DRIFT_WIDTHS:
-        spectra, family = drift_survey_spectra(n, seed=seed)
-        drift, se = rmt.entropy_drift(spectra, DRIFT_SAMPLES, seed=seed, device=device)
-        arrays.update(
-            {
-                f"spectra_{n}": spectra,
-                f"family_{n}": family,
-                f"drift_{n}": drift,
-                f"drift_se_{n}": se,
-                f"rho_{n}": entropy_of_spectrum(spectra),
-            }
-        )
-        unresolved = np.flatnonzero(drift / se > -DRIFT_RESOLVED_Z)
-        recheck, recheck_se = np.zeros(0), np.zeros(0)
-        if len(unresolved):
-            recheck, recheck_se = rmt.entropy_drift(
-                spectra[unresolved], DRIFT_RECHECK_SAMPLES, seed=seed + 2, device=device
-            )
-        near_one = np.array(
-            [
-                np.r_[1.0, eps, np.full(n - 2, eps * eps)]
-                for eps in DRIFT_FIRST_ORDER_EPS
-            ]
-        )
-        first, first_se = rmt.entropy_drift(
-            near_one, DRIFT_RECHECK_SAMPLES, seed=seed + 3, device=device
-        )
-        arrays.update(
-            {
-                f"recheck_index_{n}": unresolved,
-                f"recheck_drift_{n}": recheck,
-                f"recheck_drift_se_{n}": recheck_se,
-                f"first_order_eps_{n}": np.array(DRIFT_FIRST_ORDER_EPS),
-                f"first_order_drift_{n}": first,
-                f"first_order_drift_se_{n}": first_se,
-            }
-        )
-        if n in DRIFT_SEARCH_WIDTHS:
-            score = _normalised_drift(spectra, drift)
-            found = _adversarial_search(n, spectra, score, seed=seed, device=device)
-            recheck, recheck_se = rmt.entropy_drift(
-                found, DRIFT_RECHECK_SAMPLES, seed=seed + 1, device=device
-            )
-            arrays.update(
-                {
-                    f"search_spectra_{n}": found,
-                    f"search_drift_{n}": recheck,
-                    f"search_drift_se_{n}": recheck_se,
-                }
-            )
+        arrays.update(_drift_at_width(n, seed, device))
     config = {
         "widths": list(DRIFT_WIDTHS),
         "samples": DRIFT_SAMPLES,
@@ -279,6 +231,60 @@ def supermartingale_search(*, seed: int = 0, device=None) -> dict:
         "factor": "i.i.d. N(0, 1)",
     }
     return {"config": config, "arrays": arrays, "seeds": [seed]}
+
+
+def _drift_at_width(n: int, seed: int, device) -> dict:
+    """The arrays of :func:`supermartingale_search` at width ``n``: the survey, its rechecks, the
+    near-rank-one spectra and (at the search widths) the adversarial search, in that order of
+    draws."""
+    arrays = {}
+    spectra, family = drift_survey_spectra(n, seed=seed)
+    drift, se = rmt.entropy_drift(spectra, DRIFT_SAMPLES, seed=seed, device=device)
+    arrays.update(
+        {
+            f"spectra_{n}": spectra,
+            f"family_{n}": family,
+            f"drift_{n}": drift,
+            f"drift_se_{n}": se,
+            f"rho_{n}": entropy_of_spectrum(spectra),
+        }
+    )
+    unresolved = np.flatnonzero(drift / se > -DRIFT_RESOLVED_Z)
+    recheck, recheck_se = np.zeros(0), np.zeros(0)
+    if len(unresolved):
+        recheck, recheck_se = rmt.entropy_drift(
+            spectra[unresolved], DRIFT_RECHECK_SAMPLES, seed=seed + 2, device=device
+        )
+    near_one = np.array(
+        [np.r_[1.0, eps, np.full(n - 2, eps * eps)] for eps in DRIFT_FIRST_ORDER_EPS]
+    )
+    first, first_se = rmt.entropy_drift(
+        near_one, DRIFT_RECHECK_SAMPLES, seed=seed + 3, device=device
+    )
+    arrays.update(
+        {
+            f"recheck_index_{n}": unresolved,
+            f"recheck_drift_{n}": recheck,
+            f"recheck_drift_se_{n}": recheck_se,
+            f"first_order_eps_{n}": np.array(DRIFT_FIRST_ORDER_EPS),
+            f"first_order_drift_{n}": first,
+            f"first_order_drift_se_{n}": first_se,
+        }
+    )
+    if n in DRIFT_SEARCH_WIDTHS:
+        score = _normalised_drift(spectra, drift)
+        found = _adversarial_search(n, spectra, score, seed=seed, device=device)
+        recheck, recheck_se = rmt.entropy_drift(
+            found, DRIFT_RECHECK_SAMPLES, seed=seed + 1, device=device
+        )
+        arrays.update(
+            {
+                f"search_spectra_{n}": found,
+                f"search_drift_{n}": recheck,
+                f"search_drift_se_{n}": recheck_se,
+            }
+        )
+    return arrays
 
 
 def proportional_regime(*, seed: int = 0, device=None) -> dict:
