@@ -236,3 +236,14 @@ def test_a_run_log_line_that_is_json_but_not_a_record_does_not_break_status(tiny
     assert "line 2 lacks or mistypes ['(not an object)']" in page
     assert "line 3 lacks or mistypes" in page
     assert os.path.exists(tiny_book / book.STATUS_PAGE)
+
+
+def test_a_link_planted_at_the_run_log_is_not_followed(tiny_book, capsys):
+    victim = tiny_book.parent / f"{tiny_book.name}-victim.txt"
+    victim.write_text("precious\n")
+    (tiny_book / "_runs").mkdir(exist_ok=True)
+    (tiny_book / "_runs" / "run_log.jsonl").symlink_to(victim)
+    assert book.main(["execute", "good", "-p", "SEED", "3"], root=tiny_book) == 1
+    assert victim.read_text() == "precious\n"
+    err = capsys.readouterr().err
+    assert "could not be recorded" in err and "kept at" in err

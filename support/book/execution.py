@@ -257,6 +257,17 @@ def stage(root: Path, nb, name: str) -> Path:
     return Path(staged)
 
 
+def _append_line(path: Path, line: str) -> None:
+    """Append ``line`` to the run log at ``path``, flushed to disk; a folder, pipe or socket
+    there is refused, and a symbolic link is not followed (O_NOFOLLOW)."""
+    files.check_target(path, "run log")
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    with os.fdopen(os.open(path, flags, 0o644), "a") as log:
+        log.write(line + "\n")
+        log.flush()
+        os.fsync(log.fileno())
+
+
 def record_run(root: Path, plan: RunPlan, staged: Path, record: RunRecord) -> None:
     """Move the staged notebook into place, append its run-log line and (for a run of the book)
     regenerate the status page, under the executor lock. The status text is built first (it
@@ -267,10 +278,7 @@ def record_run(root: Path, plan: RunPlan, staged: Path, record: RunRecord) -> No
     with executor_lock(root):
         status = status_page(root, pending=asdict(record)) if plan.is_book else None
         files.write_bytes(plan.target, staged.read_bytes(), "chapter")
-        with open(plan.log_path, "a") as log:
-            log.write(record.to_json() + "\n")
-            log.flush()
-            os.fsync(log.fileno())
+        _append_line(plan.log_path, record.to_json())
         if status is not None:
             files.write_text(root / STATUS_PAGE, status, "status page")
 
