@@ -2,12 +2,12 @@
 
 The paper's Observation 2 trains multilayer perceptrons with seven activations (linear, tanh,
 ReLU, leaky ReLU, SELU, GELU and SIREN's sine); its Observation 1 samples random linear and ReLU
-networks. The chapters *Non-linear networks* (trained networks, ``support.kernels``) and
+networks. The chapters *Non-linear networks* (trained networks, ``support.mlp_training``) and
 *Finite-width simulations* (random networks, ``support.simulate``) both take an activation by
 name from ``ACTIVATIONS`` and apply it with :func:`activate`.
 
 * ``"sine"`` is SIREN's ``sin(SIREN_OMEGA * z)`` (Sitzmann et al., 2020); its networks use their
-  own uniform initialisation (``support.kernels.init_mlp``), not a gain.
+  own uniform initialisation (``support.mlp_training.init_mlp``), not a gain.
 * ``"leaky_relu"`` has negative slope ``LEAKY_SLOPE``.
 * :func:`gain` is the factor ``g`` of the usual initialisation variance ``g^2 / fan_in`` that
   keeps the activations' scale through depth: 1 for linear and SELU (the self-normalising

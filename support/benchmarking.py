@@ -14,6 +14,8 @@ import os
 import statistics
 import time
 
+from support.checks import check_int
+
 
 def interleaved(variants: dict, repeats: int, *, warmup: int = 1, sync=None) -> dict:
     """Seconds per call of each variant: ``{name: [t_1, ..., t_repeats]}``.
@@ -25,8 +27,7 @@ def interleaved(variants: dict, repeats: int, *, warmup: int = 1, sync=None) -> 
     """
     if not variants:
         raise ValueError("interleaved: no variants to time")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    repeats = check_int(repeats, "repeats")
     names = list(variants)
     for name in names:
         for _ in range(warmup):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from support import seeding
+from support.checks import check_int, check_real
 from support.rank import spectral_entropy
 
 
@@ -38,12 +39,9 @@ def rank_landscape(
     (so values lie in [0, 1], the range of the paper's z-axis). Both surfaces agree at the origin
     when ``grid`` is odd. See book/effective_rank.ipynb.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
-        raise ValueError(f"n must be an integer >= 2, got {n!r}")
-    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
-        raise ValueError(f"grid must be an integer >= 2, got {grid!r}")
-    if not (np.isfinite(span) and span > 0):
-        raise ValueError(f"span must be a positive finite number, got {span!r}")
+    n = check_int(n, "n", minimum=2)
+    grid = check_int(grid, "grid", minimum=2)
+    span = check_real(span, "span", minimum=0.0, strict=True)
     rng = seeding.generator(seed, "rank-landscape")
     w1 = rng.standard_normal((n, n)) / np.sqrt(n)
     w2 = rng.standard_normal((n, n)) / np.sqrt(n)

@@ -8,6 +8,9 @@ wheel, or Colab's ``pip install --no-deps``:
   directory that holds ``_toc.yml`` and ``book/`` is it (chapters run in ``book/``, commands at
   the root, so both find it).
 * ``BOOK_RESULTS`` overrides the stored-results folder (default ``<root>/book/results``).
+* ``BOOK_RESULTS_SCRATCH``, when set, is where ``results.cached`` stores what it computes
+  instead of the stored-results folder (the executor sets it for runs with non-default
+  parameters, so they never replace a result of the book).
 * ``BOOK_CACHE`` overrides the cache folder for decoded datasets and training checkpoints
   (default ``<root>/.cache``, or ``~/.cache/lowrank-simplicity-book`` outside a repository).
 """
@@ -18,6 +21,7 @@ import os
 from pathlib import Path
 
 ROOT_ENV, RESULTS_ENV, CACHE_ENV = "BOOK_ROOT", "BOOK_RESULTS", "BOOK_CACHE"
+SCRATCH_RESULTS_ENV = "BOOK_RESULTS_SCRATCH"
 
 
 def find_repository_root(start=None) -> Path | None:
@@ -47,6 +51,13 @@ def results_dir() -> Path:
     if os.environ.get(RESULTS_ENV):
         return Path(os.environ[RESULTS_ENV]).expanduser()
     return repository_root() / "book" / "results"
+
+
+def scratch_results_dir() -> Path | None:
+    """Where computed results go instead of the stored-results folder (``BOOK_RESULTS_SCRATCH``),
+    or None for a default run."""
+    value = os.environ.get(SCRATCH_RESULTS_ENV)
+    return Path(value).expanduser() if value else None
 
 
 def cache_dir() -> Path:

@@ -17,6 +17,8 @@ import math
 import numpy as np
 from scipy.special import xlogy
 
+from support.checks import check_real
+
 try:  # torch is optional for the library as a whole; numpy inputs never need it
     import torch
 except ImportError:  # pragma: no cover - exercised only where torch is absent
@@ -67,10 +69,12 @@ def entropy_of_spectrum(s):
     ``s`` has shape ``(..., k)``; reduction is over the last axis. The spectrum is divided by
     its largest value before it is summed, so huge values (1e308) do not overflow. Raises
     ValueError where a spectrum is identically zero (the entropy of an all-zero matrix is
-    undefined).
+    undefined) or has a negative, NaN or infinite entry (not a spectrum).
     """
     if _is_torch(s):
         s = s.to(torch.float64)
+        if not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
+            raise ValueError(_NOT_A_SPECTRUM)
         top = s.amax(-1, keepdim=True)
         if bool((top <= 0).any()):
             raise ValueError("spectral entropy is undefined for an all-zero matrix")
@@ -78,12 +82,59 @@ def entropy_of_spectrum(s):
         p = scaled / scaled.sum(-1, keepdim=True)
         return -torch.xlogy(p, p).sum(-1)
     s = np.asarray(s, dtype=np.float64)
+    if not np.all(np.isfinite(s)) or np.any(s < 0):
+        raise ValueError(_NOT_A_SPECTRUM)
     top = s.max(-1, keepdims=True)
     if np.any(top <= 0):
         raise ValueError("spectral entropy is undefined for an all-zero matrix")
     scaled = s / top
     p = scaled / scaled.sum(-1, keepdims=True)
     return -xlogy(p, p).sum(-1)
+
+
+_NOT_A_SPECTRUM = (
+    "a spectrum must be finite and >= 0 (got a negative, NaN or infinite entry)"
+)
+
+
+def _power_of_two_scaled(x, spare_bits: int):
+    """``x`` with each matrix multiplied by a power of two that brings its largest entry near 1,
+    for matrices whose largest entry is beyond ``2**spare_bits`` or below ``2**-spare_bits``
+    (others are returned untouched, bit for bit). Exact: a power of two changes only the
+    exponent, so scale-invariant measures are unchanged while LAPACK's sums of squares (and the
+    squares of :func:`gram_entropy`) can no longer overflow or underflow."""
+    if _is_torch(x):
+        if not (x.dtype.is_floating_point or x.dtype.is_complex):
+            return x
+        top = x.abs().amax(dim=(-2, -1), keepdim=True)
+        _, exponent = torch.frexp(top)
+        far = ((exponent > spare_bits) | (exponent < -spare_bits)) & (top > 0)
+        shift = torch.where(far, -exponent, torch.zeros_like(exponent))
+        half = torch.div(shift, 2, rounding_mode="floor")
+        one = torch.ones_like(top)
+        return x * torch.ldexp(one, half) * torch.ldexp(one, shift - half)
+    if not np.issubdtype(x.dtype, np.inexact):
+        return x
+    top = np.abs(x).max(axis=(-2, -1), keepdims=True)
+    _, exponent = np.frexp(top)
+    far = ((exponent > spare_bits) | (exponent < -spare_bits)) & (top > 0)
+    shift = np.where(far, -exponent, 0)
+    half = shift // 2
+    real = np.finfo(x.dtype).dtype.type
+    return x * np.ldexp(real(1), half) * np.ldexp(real(1), shift - half)
+
+
+def _safe_bits(x) -> int:
+    """Exponent range (in bits) within which entries of ``x``'s precision can be squared and
+    summed over a matrix without overflow or underflow."""
+    dtype = x.dtype
+    if _is_torch(x):
+        exact = dtype.is_floating_point or dtype.is_complex
+        largest = torch.finfo(dtype).max if exact else np.finfo(np.float64).max
+    else:
+        exact = np.issubdtype(dtype, np.inexact)
+        largest = np.finfo(dtype if exact else np.float64).max
+    return math.frexp(float(largest))[1] // 2 - 20
 
 
 def spectral_entropy(x):
@@ -94,7 +145,7 @@ def spectral_entropy(x):
     orthogonal transforms on either side.
     """
     x = _validate(x, "spectral_entropy")
-    return entropy_of_spectrum(singular_values(x))
+    return entropy_of_spectrum(singular_values(_power_of_two_scaled(x, _safe_bits(x))))
 
 
 def effective_rank(x):
@@ -108,7 +159,7 @@ def stable_rank(x):
 
     Computed from the singular values divided by the largest, so it cannot overflow."""
     x = _validate(x, "stable_rank")
-    s = singular_values(x)
+    s = singular_values(_power_of_two_scaled(x, _safe_bits(x)))
     top = s[..., :1]
     if bool((top <= 0).any()):
         raise ValueError("stable_rank is undefined for an all-zero matrix")
@@ -126,16 +177,9 @@ def numerical_rank(x, rtol: float | None = None):
     m, n = x.shape[-2], x.shape[-1]
     if rtol is None:
         rtol = max(m, n) * _machine_epsilon(x)
-    elif (
-        isinstance(rtol, bool)
-        or not isinstance(rtol, (int, float, np.floating))
-        or not math.isfinite(rtol)
-        or rtol < 0
-    ):
-        raise ValueError(
-            f"numerical_rank: rtol must be a finite number >= 0, got {rtol!r}"
-        )
-    s = singular_values(x)
+    else:
+        rtol = check_real(rtol, "numerical_rank: rtol", minimum=0.0)
+    s = singular_values(_power_of_two_scaled(x, _safe_bits(x)))
     above = s > rtol * s[..., :1]
     return above.sum(-1) if _is_torch(x) else above.sum(-1).astype(np.int64)
 
@@ -177,4 +221,7 @@ def gram_entropy(phi, centre: bool = False):
         )
         if centre:
             phi = phi - phi.mean(axis=-2, keepdims=True)
+    # squared after a power-of-two scaling that keeps the squares in range (1e154 and 1e-162
+    # would overflow or underflow); entropies are scale invariant
+    phi = _power_of_two_scaled(phi, _safe_bits(phi) // 2)
     return entropy_of_spectrum(singular_values(phi) ** 2)

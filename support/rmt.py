@@ -54,13 +54,13 @@ The samplers use torch (CPU or GPU) and ``support.seeding``.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 
 import numpy as np
 from scipy import integrate, special
 
-from support.checks import check_int
+from support.checks import check_fits, check_increasing, check_int, check_real
+from support.hardware import resolve_device, resolve_dtype
 from support.rank import entropy_of_spectrum
 
 __all__ = [
@@ -97,10 +97,7 @@ C_INFINITY = 0.5 - special.gammaln(1.5) + 0.5 * special.digamma(1.5)
 def _check_variance(variance, n: int) -> float:
     if variance is None:
         return 1.0 / n
-    variance = float(variance)
-    if not (math.isfinite(variance) and variance > 0):
-        raise ValueError(f"variance must be a positive finite number, got {variance}")
-    return variance
+    return check_real(variance, "variance", minimum=0.0, strict=True)
 
 
 def _check_depth(depth, *, minimum: float = 0.0, name: str = "depth"):
@@ -178,7 +175,12 @@ def _log_gamma_ratio(z, a, b):
 def _log_cosh(y):
     """``log cosh(y)`` without overflow."""
     y = np.abs(y)
-    return y + np.log1p(np.exp(-2 * y)) - math.log(2.0)
+    return y + _log_cosh_excess(y)
+
+
+def _log_cosh_excess(y):
+    """``log cosh(y) - |y|`` (between ``-log 2`` and 0), without forming ``log cosh(y)``."""
+    return np.log1p(np.exp(-2 * np.abs(y))) - math.log(2.0)
 
 
 def _arccosh_from_log(log_w):
@@ -198,9 +200,8 @@ def _cot_minus_inverse(y):
         yn = y[near]
         total = np.zeros_like(yn)
         numbers = special.bernoulli(2 * 12)
-        for k in range(
-            1, 13
-        ):  # cot y - 1/y = sum_k (-1)^k 2^(2k) B_2k y^(2k-1) / (2k)!
+        # cot y - 1/y = sum_k (-1)^k 2^(2k) B_2k y^(2k-1) / (2k)!
+        for k in range(1, 13):
             total += (
                 (-1) ** k
                 * 2 ** (2 * k)
@@ -225,31 +226,33 @@ def lyapunov_spectrum(n: int, variance: float | None = None) -> np.ndarray:
     n = check_int(n, "n")
     variance = _check_variance(variance, n)
     k = np.arange(n, 0, -1, dtype=np.float64)  # n - i + 1 for i = 1..n
-    return 0.5 * (math.log(2.0 * variance) + special.digamma(k / 2.0))
-
-
-def _resolve_device(device):
-    """``None`` -> CPU; a name -> ``support.hardware.resolve_device``; a ``torch.device`` as is."""
-    import torch
-
-    from support.hardware import resolve_device
-
-    if device is None:
-        return torch.device("cpu")
-    return resolve_device(device) if isinstance(device, str) else torch.device(device)
+    doubled = 2.0 * variance
+    log_2v = (
+        math.log(doubled)
+        if math.isfinite(doubled)
+        else math.log(2.0) + math.log(variance)
+    )
+    return 0.5 * (log_2v + special.digamma(k / 2.0))
 
 
 def _torch_setup(device, dtype, seed, purpose):
-    """Resolve device and dtype (default float64); a generator for the stream ``(seed, purpose)``."""
+    """Resolve device (default CPU) and dtype (float32 or float64, default float64) through
+    :mod:`support.hardware`; a generator for the stream ``(seed, purpose)``."""
     import torch
 
     from support.seeding import torch_generator
 
-    device = _resolve_device(device)
-    dtype = torch.float64 if dtype is None else dtype
-    if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    device = resolve_device(device, default="cpu")
+    dtype = resolve_dtype(dtype)
     return torch, device, dtype, torch_generator(seed, purpose, device=device)
+
+
+def _check_batch_fits(batch: int, n: int, dtype, device, what: str, buffers: int = 3):
+    """Refuse a batch of ``buffers`` ``(batch, n, n)`` tensors that would not fit in memory."""
+    import torch
+
+    itemsize = torch.finfo(dtype).bits // 8
+    check_fits(buffers * batch * n * n * itemsize, what, device)
 
 
 def lyapunov_qr(
@@ -277,6 +280,7 @@ def lyapunov_qr(
     batch = check_int(batch, "batch")
     variance = _check_variance(variance, n)
     torch, device, dtype, gen = _torch_setup(device, dtype, seed, "lyapunov_qr")
+    _check_batch_fits(batch, n, dtype, device, f"lyapunov_qr(n={n}, batch={batch})")
     q = torch.eye(n, dtype=dtype, device=device).expand(batch, n, n)
     total = torch.zeros(batch, n, dtype=torch.float64, device=device)
     std = math.sqrt(variance)
@@ -300,11 +304,7 @@ def renormalised_products(draw, depths, shape, *, dtype, device):
     """
     import torch
 
-    depths = list(depths)
-    if not depths or any(b <= a for a, b in zip(depths, depths[1:])) or depths[0] < 1:
-        raise ValueError(
-            f"depths must be a non-empty strictly increasing sequence of integers >= 1, got {depths}"
-        )
+    depths = check_increasing(depths)
     factor, prod, spare = (
         torch.empty(shape, dtype=dtype, device=device) for _ in range(3)
     )
@@ -348,6 +348,14 @@ def gaussian_products(
     wanted = sorted({check_int(d, "depth") for d in np.atleast_1d(depths).tolist()})
     variance = _check_variance(variance, n)
     torch, device, dtype, gen = _torch_setup(device, dtype, seed, "gaussian_products")
+    _check_batch_fits(
+        batch,
+        n,
+        dtype,
+        device,
+        f"gaussian_products(n={n}, batch={batch})",
+        3 + len(wanted),
+    )
     std = math.sqrt(variance)
 
     def draw(out):
@@ -428,6 +436,7 @@ def sample_fuss_catalan(depth: int, size: int, *, seed: int = 0) -> np.ndarray:
 
     alpha, beta, k_d = fuss_catalan_beta_parameters(depth)
     size = check_int(size, "size")
+    check_fits(16 * size * len(alpha), f"sample_fuss_catalan(size={size})")
     rng = generator(seed, "fuss_catalan", int(depth))
     log_x = np.log(rng.beta(alpha, beta, size=(size, len(alpha)))).sum(axis=1)
     return k_d * np.exp(log_x)
@@ -452,7 +461,7 @@ def _fuss_catalan_log_parts(phi, d: float):
 
 def _check_phi(phi, d: float):
     phi = np.asarray(phi, dtype=np.float64)
-    if np.any((phi <= 0) | (phi >= math.pi / (d + 1))):
+    if not np.all((phi > 0) & (phi < math.pi / (d + 1))):  # NaN fails this too
         raise ValueError(
             f"phi must lie in (0, pi/(depth+1)) = (0, {math.pi / (d + 1):.6g})"
         )
@@ -554,9 +563,8 @@ def _gap_taylor_coefficients():
             - poly(j, 1.5) / math.factorial(j - 1)
             + poly(j, 2.0) / math.factorial(j - 1)
         )
-    return np.array(
-        [b / (k + 1) for k, b in enumerate(slope)]
-    )  # a_{k+1} = b_k / (k + 1)
+    # a_{k+1} = b_k / (k + 1)
+    return np.array([b / (k + 1) for k, b in enumerate(slope)])
 
 
 def _gap_closed_form(u):
@@ -670,9 +678,8 @@ def entropy_gap_difference(depth):
     d = _check_depth(depth)
     u = d / 2.0
     out = np.asarray(_gibbs_limit(d) - _gap_large_width(d), dtype=np.float64)
-    large = (
-        u >= _GAP_SERIES_FROM
-    )  # both terms ~ -log u: subtract their expansions, not their values
+    # both terms ~ -log u: subtract their expansions, not their values
+    large = u >= _GAP_SERIES_FROM
     if np.any(large):
         ul = u[large]
         inv = 1.0 / ul
@@ -697,9 +704,8 @@ def entropy_gap_difference_kernel(t):
     if not np.all(np.isfinite(t)) or np.any(t < 0):
         raise ValueError(f"t must be finite and >= 0, got {t!r}")
     small = t < 1e-2
-    taylor = (
-        t * t * (0.5 - t / 6 + t * t / 24 - t**3 / 120 + t**4 / 720)
-    )  # t - 1 + e^-t near 0
+    # t - 1 + e^-t near 0
+    taylor = t * t * (0.5 - t / 6 + t * t / 24 - t**3 / 120 + t**4 / 720)
     numerator = np.where(small, taylor, t + np.expm1(-t))
     half = -np.expm1(-t / 2)  # 1 - e^(-t/2) ~ t/2
     ratio = np.where(t > 0, numerator / np.where(t > 0, half, 1.0), 0.0)
@@ -723,10 +729,10 @@ def entropy_gap_difference_slope(depth, method: str = "closed_form"):
     d = _check_depth(depth)
     u = d / 2.0
     if method == "laplace":
-
+        # for u >= 1 in the scaled variable s = u t, where the weight is e^-s
         def laplace(
             ui,
-        ):  # for u >= 1 in the scaled variable s = u t, where the weight is e^-s
+        ):
             if ui < 1:
                 f, scale = (
                     (lambda t: entropy_gap_difference_kernel(t) * math.exp(-ui * t)),
@@ -796,10 +802,11 @@ def two_by_two_log_ratio_samples(depths, samples: int, *, seed: int = 0) -> np.n
     """
     from support.seeding import generator
 
-    depths = [check_int(d, "depth") for d in np.atleast_1d(depths).tolist()]
-    if any(b <= a for a, b in itertools.pairwise(depths)):
-        raise ValueError(f"depths must be strictly increasing, got {depths}")
+    depths = check_increasing(depths)
     samples = check_int(samples, "samples")
+    check_fits(
+        8 * samples * (len(depths) + 6), f"two_by_two_log_ratio_samples({samples})"
+    )
     rng = generator(seed, "two_by_two_log_ratio")
     x = np.zeros(samples)
     out = np.empty((len(depths), samples))
@@ -827,15 +834,39 @@ def two_by_two_transition_cdf(log_ratio, threshold, *, nodes: int = 64):
     y = _check_log_ratio(threshold, "threshold")
     x, y = np.broadcast_arrays(x, y)
     v, w = _gauss_legendre_01(check_int(nodes, "nodes"))
-    log_cosh_y = _log_cosh(y)[..., None]
+    with np.errstate(over="ignore", divide="ignore"):  # exp(-huge) = 0 is intended
+        return _transition_cdf(x, y, v, w)
+
+
+def _transition_cdf(x, y, v, w):
+    """The body of :func:`two_by_two_transition_cdf` (arguments checked and broadcast)."""
+    ys = y[..., None]
+    log_cosh_y = _log_cosh(ys)
     phi0 = np.arcsin(np.minimum(1.0, np.exp(-log_cosh_y)))
     span = math.pi / 2 - phi0
     phi = phi0 + span * v**2
-    b = _arccosh_from_log(np.log(np.sin(phi)) + log_cosh_y)
-    xs = x[..., None]
-    with np.errstate(divide="ignore"):
-        log_sinh_2b = 2 * b - math.log(2.0) + np.log(-np.expm1(-4 * b))
-        log_p = log_sinh_2b - math.log(2.0) - _log_cosh(xs + b) - _log_cosh(xs - b)
+    log_sin = np.log(np.sin(phi))
+    log_w = log_sin + log_cosh_y
+    b = _arccosh_from_log(log_w)
+    # x - b as (x - y) - (b - y): for huge x and y (1e15 and beyond) b cannot be formed to
+    # the accuracy of their difference, which is all the tail depends on
+    b_minus_y = np.where(
+        log_w > 0,
+        log_sin
+        + _log_cosh_excess(ys)
+        + np.log1p(np.sqrt(-np.expm1(-2 * np.maximum(log_w, 0.0)))),
+        -ys,
+    )
+    gap = (x[..., None] - ys) - b_minus_y
+    # log P = log sinh(2b) - log 2 - log cosh(x + b) - log cosh(x - b), with the large parts
+    # 2b - (x + b) - |x - b| = -gap - |gap| combined exactly
+    log_p = (
+        -gap
+        - np.abs(gap)
+        + np.log(-np.expm1(-4 * b))
+        - np.log1p(np.exp(-2 * (x[..., None] + b)))
+        - np.log1p(np.exp(-2 * np.abs(gap)))
+    )
     integrand = np.exp(log_p) * 2 * span * v
     cdf = np.clip((2 / math.pi) * (integrand * w).sum(-1), 0.0, 1.0)
     return float(cdf) if cdf.ndim == 0 else cdf
@@ -859,6 +890,7 @@ def two_by_two_log_ratio_cdf(
             "grid must be a strictly increasing 1-d array starting at 0 (at least 3 points)"
         )
     depths = [check_int(d, "depth") for d in np.atleast_1d(depths).tolist()]
+    tail_tolerance = check_real(tail_tolerance, "tail_tolerance", minimum=0.0)
     midpoints = (grid[:-1] + grid[1:]) / 2
     kernel = np.stack(
         [two_by_two_transition_cdf(m, grid, nodes=nodes) for m in midpoints]
@@ -888,6 +920,7 @@ def two_by_two_entropy_drift(log_ratio, *, nodes: int = 64, points: int = 400):
     """
     x = _check_log_ratio(log_ratio)
     v, w = _gauss_legendre_01(check_int(points, "points"))
+    nodes = check_int(nodes, "nodes")
     out = []
     for xi in np.atleast_1d(x).ravel():
         total = 0.0
@@ -946,9 +979,18 @@ def entropy_drift(
     ):
         raise ValueError("singular_values must be finite, >= 0 and not all zero")
     samples = check_int(samples, "samples", minimum=2)
-    device = _resolve_device(device)
-    gen = torch_generator(seed, "entropy_drift", device=device)
+    chunk = check_int(chunk, "chunk")
+    device = resolve_device(device, default="cpu")
     n = spectra.shape[1]
+    _check_batch_fits(
+        min(chunk, samples),
+        n,
+        torch.float64,
+        device,
+        f"entropy_drift(chunk={chunk})",
+        3,
+    )
+    gen = torch_generator(seed, "entropy_drift", device=device)
     spectra = np.ascontiguousarray(np.sort(spectra, axis=1)[:, ::-1])
     scale = torch.as_tensor(
         spectra / spectra[:, :1], dtype=torch.float64, device=device

@@ -31,7 +31,6 @@ plain per-sample numpy loop and against the machine's floor for the same work.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +39,13 @@ import numpy as np
 import torch
 
 from support.activations import activate, check_activation
-from support.checks import check_int
+from support.checks import (
+    check_choice,
+    check_fits,
+    check_increasing,
+    check_int,
+    check_real,
+)
 from support.hardware import resolve_device, resolve_dtype
 from support.rank import entropy_of_spectrum, gram_entropy
 from support.rmt import renormalised_products
@@ -54,16 +59,22 @@ GRAM_KERNELS = ("centred", "raw")
 OBSERVATION1 = {"inputs": 16, "input_dim": 16, "width": 64, "kernel": "centred"}
 """Sizes and kernel of the book's construction of the paper's Observation 1 (the defaults of
 :func:`sample_gram_entropy_depths`; *Finite-width simulations* explains the choice)."""
-_CHUNK_BYTES = (
-    8 * 2**20
-)  # per worker on CPU (cache-sized chunks measured fastest); 128x on GPU
+# per worker on CPU (cache-sized chunks measured fastest); 128x on GPU
+_CHUNK_BYTES = 8 * 2**20
 
 
 # ----------------------------------------------------------------------------- streams
 
 
 def block_generator(seed: int, block: int, device=None) -> torch.Generator:
-    """The torch generator of block ``block`` for ``seed`` (independent streams via SeedSequence)."""
+    """The torch generator of block ``block`` for ``seed`` (independent streams via SeedSequence).
+
+    The stream is ``seed_sequence(seed, block)`` with the block index as the only key, and the
+    torch seed is its first 64-bit state word -- not :func:`support.seeding.torch_generator`'s
+    ``(seed, purpose, ...)`` convention, which came later. It stays as it is because the stored
+    results of *Finite-width simulations* were drawn from these streams: any other derivation
+    would change every sample and invalidate them.
+    """
     state = seed_sequence(seed, block).generate_state(1, np.uint64)[0]
     gen = torch.Generator(device=resolve_device(device, default="cpu"))
     gen.manual_seed(int(state))
@@ -82,9 +93,8 @@ def _plan(
     if chunk_size is None:
         budget = _CHUNK_BYTES if device.type == "cpu" else 128 * _CHUNK_BYTES
         per_chunk = max(1, budget // (bytes_per_sample * BLOCK))
-        per_chunk = min(
-            per_chunk, math.ceil(blocks / workers)
-        )  # keep every worker busy
+        # keep every worker busy
+        per_chunk = min(per_chunk, math.ceil(blocks / workers))
     else:
         chunk_size = check_int(chunk_size, "chunk_size")
         if chunk_size % BLOCK:
@@ -95,15 +105,28 @@ def _plan(
     return [range(b, min(b + per_chunk, blocks)) for b in range(0, blocks, per_chunk)]
 
 
+def _check_sizes(samples, rows, per_sample, chunk_size, workers, device) -> None:
+    """Refuse, before anything is drawn, a result (``rows x samples`` float64, held twice while
+    the chunks are joined) or chunks (``workers`` of them at a time) that would not fit in
+    memory."""
+    padded = math.ceil(samples / BLOCK) * BLOCK
+    check_fits(2 * 8 * rows * padded, f"{rows} x {samples} samples", device)
+    if chunk_size is not None:
+        check_fits(
+            workers * per_sample * check_int(chunk_size, "chunk_size"),
+            f"chunk_size={chunk_size} with {workers} workers",
+            device,
+        )
+
+
 def _map_chunks(fn, chunks, workers: int, device: torch.device) -> list:
     """Run ``fn`` over chunks; on CPU each chunk runs with one intra-op thread, ``workers`` chunks at
     a time in Python threads (small LAPACK calls do not use several cores, whole chunks do)."""
     if device.type != "cpu":
         return [fn(c) for c in chunks]
     previous = torch.get_num_threads()
-    torch.set_num_threads(
-        1
-    )  # intra-op threads on tiny LAPACK calls only spin, worst on a busy machine
+    # intra-op threads on tiny LAPACK calls only spin, worst on a busy machine
+    torch.set_num_threads(1)
     try:
         if workers == 1 or len(chunks) == 1:
             return [fn(c) for c in chunks]
@@ -158,6 +181,9 @@ def _bartlett_blocks_(
         .div_(2)
         .expand(batch, n)
     )
+    # chi_k = sqrt(2 Gamma(k/2)). torch's public Gamma sampler (torch.distributions.Gamma)
+    # takes no generator, so it would draw from the global stream and break the per-block
+    # reproducibility above; _standard_gamma is the kernel that sampler calls, with a generator.
     chi = torch._standard_gamma(half_df, generator=gen).mul_(2.0).sqrt_()
     if b:  # strict lower triangle of the last b rows of x, transposed (disjoint from x's strict upper part)
         r22.copy_(x[:, a - b :, :b].mT)
@@ -250,9 +276,8 @@ def _fill_factor(
         out.copy_(_draw(out.shape, gen, dtype, device, dist))
     elif dist == "orthogonal":
         q, r = torch.linalg.qr(_draw(out.shape, gen, dtype, device))
-        out.copy_(
-            q * torch.sgn(r.diagonal(dim1=-2, dim2=-1)).unsqueeze(-2)
-        )  # Haar measure
+        # Haar measure
+        out.copy_(q * torch.sgn(r.diagonal(dim1=-2, dim2=-1)).unsqueeze(-2))
     elif dist == "lowrank":
         f = _draw((2, batch, n, rank), gen, dtype, device)
         torch.bmm(f[0], f[1].mT, out=out)
@@ -374,31 +399,26 @@ def sample_product_entropy_depths(
     same arguments, but all depths cost one chain of ``max(depths)`` factors (the depth-``d`` product
     is the first ``d`` factors of the deepest one). ``depths`` must be strictly increasing."""
     n = check_int(n, "n")
-    depths = [check_int(d, "depth") for d in depths]
-    if not depths or any(b <= a for a, b in itertools.pairwise(depths)):
-        raise ValueError(
-            f"depths must be a non-empty strictly increasing sequence, got {depths}"
-        )
+    depths = check_increasing(depths)
     samples = check_int(samples, "samples")
-    if dist not in PRODUCT_DISTS:
-        raise ValueError(f"dist must be one of {PRODUCT_DISTS}, got {dist!r}")
+    check_choice(dist, "dist", PRODUCT_DISTS)
     if dist == "lowrank":
         if rank is None:
             raise ValueError("dist='lowrank' needs rank")
         rank = check_int(rank, "rank")
         if rank > n:
             raise ValueError(f"rank must be <= n={n}, got {rank}")
-    if not math.isfinite(residual_scale):
-        raise ValueError(f"residual_scale must be finite, got {residual_scale}")
-    if spectrum not in ("gram", "svd"):
-        raise ValueError(f"spectrum must be 'gram' or 'svd', got {spectrum!r}")
+    residual_scale = check_real(residual_scale, "residual_scale")
+    check_choice(spectrum, "spectrum", ("gram", "svd"))
     dtype = resolve_dtype(dtype)
     device = resolve_device(device, default="cpu")
     workers = (
         _default_workers(device) if workers is None else check_int(workers, "workers")
     )
     itemsize = torch.finfo(dtype).bits // 8
-    chunks = _plan(samples, chunk_size, 3 * n * n * itemsize, workers, device)
+    per_sample = 3 * n * n * itemsize
+    _check_sizes(samples, len(depths), per_sample, chunk_size, workers, device)
+    chunks = _plan(samples, chunk_size, per_sample, workers, device)
 
     def run(blocks: range) -> torch.Tensor:
         gens = [block_generator(seed, b, device) for b in blocks]
@@ -467,20 +487,14 @@ def sample_gram_entropy_depths(
     ``shortcut=False`` draws the full weight matrices (always so for uniform weights).
     Returns float64 numpy.
     """
-    depths = [check_int(d, "depth") for d in depths]
-    if not depths or any(b <= a for a, b in itertools.pairwise(depths)):
-        raise ValueError(
-            f"depths must be a non-empty strictly increasing sequence, got {depths}"
-        )
+    depths = check_increasing(depths)
     samples = check_int(samples, "samples")
     inputs = check_int(inputs, "inputs", 2)
     input_dim = check_int(input_dim, "input_dim")
     width = check_int(width, "width")
     check_activation(activation)
-    if kernel not in GRAM_KERNELS:
-        raise ValueError(f"kernel must be one of {GRAM_KERNELS}, got {kernel!r}")
-    if dist not in ("normal", "uniform"):
-        raise ValueError(f"dist must be 'normal' or 'uniform', got {dist!r}")
+    check_choice(kernel, "kernel", GRAM_KERNELS)
+    check_choice(dist, "dist", ("normal", "uniform"))
     dtype = resolve_dtype(dtype)
     device = resolve_device(device, default="cpu")
     workers = (
@@ -490,15 +504,15 @@ def sample_gram_entropy_depths(
     itemsize = torch.finfo(dtype).bits // 8
     fan = max(width, input_dim)
     per_sample = ((inputs if from_gram else width) * fan + 2 * inputs * fan) * itemsize
+    _check_sizes(samples, len(depths), per_sample, chunk_size, workers, device)
     chunks = _plan(samples, chunk_size, per_sample, workers, device)
     wanted = set(depths)
 
     def layer(h: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         fan_in = h.shape[-1]
         if from_gram:
-            r = torch.linalg.qr(h.mT, mode="r")[
-                1
-            ]  # (BLOCK, min(fan_in, inputs), inputs)
+            # (BLOCK, min(fan_in, inputs), inputs)
+            r = torch.linalg.qr(h.mT, mode="r")[1]
             g = _draw((BLOCK, width, r.shape[-2]), gen, dtype, device)
             return torch.bmm(r.mT, g.mT).div_(math.sqrt(fan_in))
         w = _draw((BLOCK, width, fan_in), gen, dtype, device, dist)
@@ -530,25 +544,28 @@ def product_entropy_sweep(widths, depths, samples: int, **kwargs) -> np.ndarray:
 
     Keyword arguments go to :func:`sample_product_entropy_depths`: at each width the depths are
     checkpoints along the same chains (one population of networks made deeper, not independent
-    experiments per depth)."""
+    experiments per depth). Widths and depths must be integers (2.7 is refused, not truncated)."""
+    widths = [check_int(n, "width") for n in np.atleast_1d(widths).tolist()]
+    depths = check_increasing(depths)
     return np.stack(
-        [
-            sample_product_entropy_depths(
-                int(n), [int(d) for d in depths], samples, **kwargs
-            )
-            for n in widths
-        ]
+        [sample_product_entropy_depths(n, depths, samples, **kwargs) for n in widths]
     )
 
 
 def volume_fraction(rho, thresholds) -> np.ndarray:
     """Fraction of samples with ``rho < tau`` for each threshold: the "percent volume" of the paper's
     claim under the initialisation measure. ``rho`` has shape ``(..., samples)``; the result
-    ``(..., len(thresholds))``."""
+    ``(..., len(thresholds))``. NaN samples or thresholds are refused (a NaN sample would count
+    silently as "not below")."""
     rho = np.asarray(rho, dtype=np.float64)
     tau = np.asarray(thresholds, dtype=np.float64)
     if tau.ndim != 1 or tau.size == 0:
         raise ValueError("thresholds must be a non-empty 1-d sequence")
+    if np.isnan(rho).any() or np.isnan(tau).any():
+        raise ValueError(
+            f"volume_fraction: {int(np.isnan(rho).sum())} NaN sample(s) and "
+            f"{int(np.isnan(tau).sum())} NaN threshold(s); a fraction of them is undefined"
+        )
     return (rho[..., :, None] < tau).mean(axis=-2)
 
 

@@ -1,25 +1,60 @@
 """Tests of the interleaved timing helpers (support/benchmarking.py)."""
 
-import time
-
 import pytest
 
 from support import benchmarking
 
 
-def test_interleaved_rotates_order_and_ratios_reflect_work():
+class _Clock:
+    """A stand-in for ``time.perf_counter`` that advances only when a variant says it worked, so
+    the test measures the bookkeeping of :func:`benchmarking.interleaved`, not the machine."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_interleaved_rotates_order_and_ratios_reflect_work(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(benchmarking.time, "perf_counter", clock)
     calls = []
-    variants = {
-        "fast": lambda: (calls.append("fast"), time.sleep(0.001)),
-        "slow": lambda: (calls.append("slow"), time.sleep(0.004)),
-    }
-    times = benchmarking.interleaved(variants, repeats=4, warmup=1)
+    spike = {"repetition": 2, "seconds": 0.050}  # a load spike hits one repetition
+
+    def variant(name, seconds):
+        def run():
+            calls.append(name)
+            timed = len(calls) - 2  # after the two warm-up calls
+            clock.now += seconds
+            if timed > 0 and (timed - 1) // 2 == spike["repetition"]:
+                clock.now += spike["seconds"]
+
+        return run
+
+    times = benchmarking.interleaved(
+        {"fast": variant("fast", 0.001), "slow": variant("slow", 0.004)},
+        repeats=5,
+        warmup=1,
+    )
     assert calls[:2] == ["fast", "slow"]  # warm-up
-    assert calls[2:] == ["fast", "slow", "slow", "fast", "fast", "slow", "slow", "fast"]
-    assert all(len(t) == 4 for t in times.values())
+    assert calls[2:] == [
+        "fast",
+        "slow",
+        "slow",
+        "fast",
+        "fast",
+        "slow",
+        "slow",
+        "fast",
+    ] + [
+        "fast",
+        "slow",
+    ]
+    assert all(len(t) == 5 for t in times.values())
     ratios = benchmarking.median_ratios(times, "fast")
-    assert ratios["fast"] == 1.0 and ratios["slow"] > 2.0
-    assert benchmarking.medians(times)["slow"] > benchmarking.medians(times)["fast"]
+    assert ratios["fast"] == 1.0 and ratios["slow"] == pytest.approx(4.0)
+    assert benchmarking.medians(times) == pytest.approx({"fast": 0.001, "slow": 0.004})
 
 
 def test_bad_benchmark_arguments_are_refused():

@@ -220,9 +220,8 @@ def test_the_colab_bootstrap_does_nothing_off_colab_and_names_a_missing_reposito
     monkeypatch,
 ):
     monkeypatch.delenv("BOOK_BOOTSTRAP", raising=False)
-    exec(
-        compile(book.bootstrap_source(""), "bootstrap", "exec"), {}
-    )  # not on Colab: a no-op
+    # not on Colab: a no-op
+    exec(compile(book.bootstrap_source(""), "bootstrap", "exec"), {})
     monkeypatch.setenv("BOOK_BOOTSTRAP", "1")
     monkeypatch.delenv("BOOK_REPO", raising=False)
     with pytest.raises(RuntimeError, match="no public repository is configured"):
@@ -233,9 +232,8 @@ def test_execution_refuses_uncommitted_library_changes_but_not_chapter_edits(
     tiny_book, capsys
 ):
     nb = tiny_book / "book" / "good.ipynb"
-    nb.write_text(
-        nb.read_text().replace("SEED + 1", "SEED + 2")
-    )  # editing a chapter is fine
+    # editing a chapter is fine
+    nb.write_text(nb.read_text().replace("SEED + 1", "SEED + 2"))
     assert book.main(["execute", "good"], root=tiny_book) == 0
     (tiny_book / "_toc.yml").write_text(
         (tiny_book / "_toc.yml").read_text() + "# edited\n"

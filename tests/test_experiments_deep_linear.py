@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from support import linear_nets as ln
+from support import linear_training as lt
 from support.experiments import deep_linear_training as dlt
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -47,13 +48,19 @@ def test_settings_and_names():
     assert dlt.settings("paper")["depths"] == (1, 2, 4, 8, 16, 24, 32)
     assert len(dlt.settings("paper")["seeds"]) >= 5
     assert dlt.result_name("regression", "paper") == "deep_linear_regression_paper"
-    for bad in (
-        lambda: dlt.settings("huge"),
-        lambda: dlt.result_name("nonsense", "paper"),
-        lambda: dlt.make_problem("regression", "midrank", (0,)),
-        lambda: dlt.make_problem("sensing", "lowrank", (0,)),
+    for bad, message in (
+        (lambda: dlt.settings("huge"), "scale must be one of"),
+        (lambda: dlt.result_name("nonsense", "paper"), "name must be one of"),
+        (
+            lambda: dlt.make_problem("regression", "midrank", (0,)),
+            "target must be one of",
+        ),
+        (
+            lambda: dlt.make_problem("sensing", "lowrank", (0,)),
+            "problem must be one of",
+        ),
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=message):
             bad()
 
 
@@ -85,7 +92,7 @@ def test_depth_sweep_arrays_and_the_depth_one_closed_form(tiny):
     assert np.allclose(
         out["unobserved_outside_final"][0], out["unobserved_outside_init"][0], rtol=1e-8
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="init must be one of"):
         dlt.depth_sweep("regression", TINY_SCALE, "orthogonal", "lowrank")
 
 
@@ -94,7 +101,7 @@ def test_optimizer_budget_scales_the_steps(tiny):
     assert run.steps[-1] == round(
         dlt.OPTIMIZER_BUDGETS["random_search"]["steps"] * 0.01
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="method must be one of"):
         dlt.optimizer_run("regression", TINY_SCALE, "rmsprop", 1)
 
 
@@ -109,7 +116,7 @@ def test_compute_stores_the_required_arrays(tiny):
     assert {f"{i}_{t}_rho_final" for i in ln.INITS for t in dlt.TARGETS} <= set(arrays)
     assert run["config"]["problem"]["n_samples"] == 4
     opt = dlt.compute("regression-optimizers", "tiny")
-    assert {f"{m}_rho_final" for m in ln.OPTIMIZERS} <= set(opt["arrays"])
+    assert {f"{m}_rho_final" for m in lt.OPTIMIZERS} <= set(opt["arrays"])
     assert opt["arrays"]["sgd_rho_final"].shape == (1, 2)
 
 
@@ -121,7 +128,7 @@ def test_command_line_recomputes_each_named_result(monkeypatch):
         lambda name, scale, recompute: calls.append((name, scale, recompute)),
     )
     monkeypatch.setattr(dlt.results, "describe", lambda result: "described")
-    dlt.main(["regression", "completion", "--scale", "quick"])
+    assert dlt.main(["store", "regression", "completion", "--scale", "quick"]) == 0
     assert calls == [("regression", "quick", True), ("completion", "quick", True)]
-    with pytest.raises(SystemExit):
-        dlt.main(["nonsense"])
+    with pytest.raises(SystemExit, match="2"):
+        dlt.main(["store", "nonsense"])

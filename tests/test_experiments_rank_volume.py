@@ -88,9 +88,8 @@ def test_supermartingale_search_records_survey_and_rechecked_search(tiny):
         "search_drift_3"
     ].shape == (1,)
     np.testing.assert_allclose(arrays["rho_3"], entropy_of_spectrum(spectra))
-    assert (
-        np.mean(drift < 0) > 0.5
-    )  # even 64 draws see the downward drift for most spectra
+    # even 64 draws see the downward drift for most spectra
+    assert np.mean(drift < 0) > 0.5
     unresolved = arrays["recheck_index_3"]
     np.testing.assert_array_equal(
         unresolved, np.flatnonzero(drift / arrays["drift_se_3"] > -5)
@@ -103,9 +102,8 @@ def test_supermartingale_search_records_survey_and_rechecked_search(tiny):
     assert (
         arrays["first_order_drift_3"].shape == arrays["first_order_eps_3"].shape == (2,)
     )
-    near_rank = np.isin(
-        arrays["family_3"], [1, 2]
-    )  # stay where Monte Carlo resolves the drift
+    # stay where Monte Carlo resolves the drift
+    near_rank = np.isin(arrays["family_3"], [1, 2])
     assert spectra[near_rank, -1].min() >= 1e-8
 
 
@@ -120,6 +118,11 @@ def test_proportional_regime_depths_follow_beta(tiny):
 
 def test_command_line_stores_a_result(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(results.paths, "results_dir", lambda: tmp_path)
-    assert rv.main(["rank_volume_width_sweep", "--device", "cpu", "--allow-dirty"]) == 0
+    assert (
+        rv.main(
+            ["store", "rank_volume_width_sweep", "--device", "cpu", "--allow-dirty"]
+        )
+        == 0
+    )
     stored = results.load("rank_volume_width_sweep", tmp_path)
     assert stored.config["widths"] == [4, 8] and stored.provenance["seeds"] == [0]

@@ -198,15 +198,15 @@ def test_a_crash_between_the_two_renames_leaves_a_pair_that_load_refuses(
         provenance_record=prov,
         directory=tmp_path,
     )
-    real_replace = Path.replace
+    real_replace = os.replace
 
-    def crash_on_json(self, target):
+    def crash_on_json(source, target):
         if str(target).endswith(".json"):
             raise KeyboardInterrupt("killed")
-        return real_replace(self, target)
+        return real_replace(source, target)
 
-    monkeypatch.setattr(Path, "replace", crash_on_json)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(os, "replace", crash_on_json)
+    with pytest.raises(KeyboardInterrupt, match="killed"):
         results.save(
             "r",
             config={"v": 2},
@@ -214,11 +214,12 @@ def test_a_crash_between_the_two_renames_leaves_a_pair_that_load_refuses(
             provenance_record=prov,
             directory=tmp_path,
         )
-    monkeypatch.setattr(Path, "replace", real_replace)
+    monkeypatch.setattr(os, "replace", real_replace)
+    # temporary files removed
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "r.json",
         "r.npz",
-    ]  # temporary files removed
+    ]
     with pytest.raises(results.ResultError, match="checksum"):
         results.load("r", tmp_path)
 
@@ -494,6 +495,13 @@ def test_rank_measures_survive_extreme_scales_and_complex_input():
     rank_one = (u @ v).astype(np.complex64)
     assert int(rank.numerical_rank(rank_one)) == 1
     assert int(rank.numerical_rank(torch.from_numpy(rank_one))) == 1
-    for bad in (float("nan"), -1.0, float("inf"), "1e-3", True):
-        with pytest.raises(ValueError, match="rtol must be a finite number"):
+    for bad, message in [
+        (float("nan"), "rtol must be finite"),
+        (-1.0, "rtol must be >= 0"),
+        (float("inf"), "rtol must be finite"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            rank.numerical_rank(np.eye(3), rtol=bad)
+    for bad in ("1e-3", True):
+        with pytest.raises(TypeError, match="rtol must be a real number"):
             rank.numerical_rank(np.eye(3), rtol=bad)

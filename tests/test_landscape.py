@@ -44,14 +44,23 @@ def test_low_rho_fraction():
     assert landscape.low_rho_fraction(stacked, 0.55).shape == (2, 1)
 
 
-@pytest.mark.parametrize("kwargs", [{"n": 1}, {"grid": 1}, {"span": 0.0}, {"n": 2.5}])
-def test_bad_input(kwargs):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"n": 1}, ValueError, "n must be >= 2"),
+        ({"grid": 1}, ValueError, "grid must be >= 2"),
+        ({"span": 0.0}, ValueError, "span must be > 0"),
+        ({"span": float("nan")}, ValueError, "span must be finite"),
+        ({"n": 2.5}, TypeError, "n must be an integer"),
+    ],
+)
+def test_bad_input(kwargs, error, message):
+    with pytest.raises(error, match=message):
         landscape.rank_landscape(**kwargs)
 
 
 def test_low_rho_fraction_needs_a_surface():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="surface must have shape"):
         landscape.low_rho_fraction(np.ones(3), 0.5)
 
 

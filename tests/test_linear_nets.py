@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from support import linear_nets as ln
+from support import linear_training as lt
 from support.rank import numerical_rank, spectral_entropy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -47,22 +48,34 @@ def test_seeds_reproduce_and_do_not_depend_on_the_batch():
 
 
 @pytest.mark.parametrize(
-    "kwargs, error",
+    "kwargs, error, message",
     [
-        (dict(n=0), ValueError),
-        (dict(n=4.5), TypeError),
-        (dict(observed_fraction=0.0), ValueError),
-        (dict(observed_fraction=1.5), ValueError),
-        (dict(target_rank=40), ValueError),
-        (dict(seeds=()), ValueError),
-        (dict(seeds=(1, 1)), ValueError),
-        (dict(observed_fraction=1e-6), ValueError),
+        (dict(n=0), ValueError, "n must be >= 1"),
+        (dict(n=4.5), TypeError, "n must be an integer"),
+        (
+            dict(observed_fraction=0.0),
+            ValueError,
+            "observed_fraction must lie in",
+        ),
+        (
+            dict(observed_fraction=1.5),
+            ValueError,
+            "observed_fraction must lie in",
+        ),
+        (dict(target_rank=40), ValueError, "target_rank must be <= n = 32"),
+        (dict(seeds=()), ValueError, "seeds must name at least one seed"),
+        (dict(seeds=(1, 1)), ValueError, "seeds must be distinct"),
+        (
+            dict(observed_fraction=1e-06),
+            ValueError,
+            "observed_fraction=1e\\-06 observes no entry of ",
+        ),
     ],
 )
-def test_problem_rejects_bad_arguments(kwargs, error):
+def test_problem_rejects_bad_arguments(kwargs, error, message):
     args = dict(n=32, target_rank=8, observed_fraction=0.8, seeds=(0,))
     args.update(kwargs)
-    with pytest.raises(error):
+    with pytest.raises(error, match=message):
         ln.make_completion_problem(**args)
 
 
@@ -121,20 +134,24 @@ def test_regression_seeds_do_not_depend_on_the_batch():
 
 
 @pytest.mark.parametrize(
-    "kwargs, error",
+    "kwargs, error, message",
     [
-        (dict(n_samples=32), ValueError),
-        (dict(n_samples=0), ValueError),
-        (dict(target_scale=0.0), ValueError),
-        (dict(target_rank=40), ValueError),
-        (dict(seeds=()), ValueError),
-        (dict(n_samples=2.5), TypeError),
+        (
+            dict(n_samples=32),
+            ValueError,
+            "n_samples must be < n = 32 for an under\\-deter",
+        ),
+        (dict(n_samples=0), ValueError, "n_samples must be >= 1"),
+        (dict(target_scale=0.0), ValueError, "target_scale must be positive"),
+        (dict(target_rank=40), ValueError, "target_rank must be <= n = 32"),
+        (dict(seeds=()), ValueError, "seeds must name at least one seed"),
+        (dict(n_samples=2.5), TypeError, "n_samples must be an integer"),
     ],
 )
-def test_regression_problem_rejects_bad_arguments(kwargs, error):
+def test_regression_problem_rejects_bad_arguments(kwargs, error, message):
     args = dict(n=32, target_rank=8, n_samples=24, seeds=(0,))
     args.update(kwargs)
-    with pytest.raises(error):
+    with pytest.raises(error, match=message):
         ln.make_regression_problem(**args)
 
 
@@ -181,7 +198,7 @@ def test_unobserved_image_share_is_one_at_depth_one_and_falls_with_rank():
     gaussian = ln.end_to_end(ln.init_factors(3, 8, seeds=(0, 1)))
     share = ln.unobserved_image_share(gaussian, p.inputs)
     assert ((share > 0) & (share < 1)).all()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="lower must be"):
         ln.unobserved_image_share(eye, p.inputs.transpose(-1, -2))
 
 
@@ -222,23 +239,27 @@ def test_lowrank_init_has_low_rank_and_comparable_norm():
 
 
 @pytest.mark.parametrize(
-    "kwargs, error",
+    "kwargs, error, message",
     [
-        (dict(depth=0), ValueError),
-        (dict(init="orthogonal"), ValueError),
-        (dict(init="lowrank", init_rank=40), ValueError),
-        (dict(init_scale=0.0), ValueError),
+        (dict(depth=0), ValueError, "depth must be >= 1"),
+        (dict(init="orthogonal"), ValueError, "init must be one of"),
+        (
+            dict(init="lowrank", init_rank=40),
+            ValueError,
+            "init_rank must be <= n = 8",
+        ),
+        (dict(init_scale=0.0), ValueError, "init_scale must be positive"),
     ],
 )
-def test_init_rejects_bad_arguments(kwargs, error):
+def test_init_rejects_bad_arguments(kwargs, error, message):
     args = dict(depth=2, n=8, seeds=(0,))
     args.update(kwargs)
-    with pytest.raises(error):
+    with pytest.raises(error, match=message):
         ln.init_factors(**args)
 
 
 def test_end_to_end_rejects_bad_shape():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="factors must have shape"):
         ln.end_to_end(torch.zeros(2, 3, 4))
 
 
@@ -249,7 +270,7 @@ def test_depth_one_gradient_descent_fits_observed_and_keeps_unobserved_entries()
     # Closed form: the gradient of the observed-entry loss is zero on unobserved entries, so
     # plain GD at depth 1 changes only observed entries, and converges to the target there.
     p = ln.make_completion_problem(8, 2, 0.6, seeds=(0, 1))
-    r = ln.train(p, 1, "sgd", steps=300, record_every=100)
+    r = lt.train_linear_network(p, 1, "sgd", steps=300, record_every=100)
     mask = p.mask
     assert torch.allclose(r.final_map[~mask], r.initial_map[~mask], atol=0)
     assert torch.allclose(r.final_map[mask], p.target[mask], atol=1e-8)
@@ -258,7 +279,7 @@ def test_depth_one_gradient_descent_fits_observed_and_keeps_unobserved_entries()
 
 def test_depth_one_gradient_descent_reaches_the_regression_closed_form():
     p = ln.make_regression_problem(8, 2, 5, seeds=(0, 1))
-    r = ln.train(
+    r = lt.train_linear_network(
         p, 1, "sgd", eta=1.0, lr_schedule="constant", steps=600, record_every=300
     )
     assert torch.allclose(
@@ -293,7 +314,7 @@ def test_gradient_flow_keeps_the_first_factor_and_shrinks_the_last_outside_the_t
 def test_seeds_train_independently_in_a_batch():
     def run(seeds):
         problem = ln.make_completion_problem(8, 2, 0.6, seeds=seeds)
-        return ln.train(problem, 3, "adam", steps=200, record_every=100)
+        return lt.train_linear_network(problem, 3, "adam", steps=200, record_every=100)
 
     both, alone, again = run((0, 1)), run((1,)), run((0, 1))
     assert torch.allclose(both.final_map[1], alone.final_map[0], atol=1e-10)
@@ -307,19 +328,29 @@ def test_per_seed_step_sizes_make_gradient_descent_independent_of_the_batch(meth
     alone_p = ln.make_regression_problem(8, 2, 5, seeds=(1,))
     top, _ = ln.gauss_newton_top(both_p, ln.init_factors(3, 8, both_p.seeds))
     assert top[0] != top[1]
-    both = ln.train(both_p, 3, method, steps=200, record_every=100, probe_every=50)
-    alone = ln.train(alone_p, 3, method, steps=200, record_every=100, probe_every=50)
+    both = lt.train_linear_network(
+        both_p, 3, method, steps=200, record_every=100, probe_every=50
+    )
+    alone = lt.train_linear_network(
+        alone_p, 3, method, steps=200, record_every=100, probe_every=50
+    )
     assert torch.allclose(both.final_map[1], alone.final_map[0], atol=1e-12)
-    fixed = ln.train(both_p, 3, method, steps=50, record_every=50, lr=[0.01, 0.02])
-    fixed_alone = ln.train(alone_p, 3, method, steps=50, record_every=50, lr=0.02)
+    fixed = lt.train_linear_network(
+        both_p, 3, method, steps=50, record_every=50, lr=[0.01, 0.02]
+    )
+    fixed_alone = lt.train_linear_network(
+        alone_p, 3, method, steps=50, record_every=50, lr=0.02
+    )
     assert torch.allclose(fixed.final_map[1], fixed_alone.final_map[0], atol=1e-12)
 
 
-@pytest.mark.parametrize("method", ln.OPTIMIZERS)
+@pytest.mark.parametrize("method", lt.OPTIMIZERS)
 def test_every_optimizer_runs_and_lowers_the_training_loss(method):
     p = ln.make_completion_problem(8, 2, 0.6, seeds=(0, 1))
-    steps = 400 if method in ln.GRADIENT_FREE_OPTIMIZERS else 100
-    r = ln.train(p, 2, method, steps=steps, record_every=steps // 4, popsize=8)
+    steps = 400 if method in lt.GRADIENT_FREE_OPTIMIZERS else 100
+    r = lt.train_linear_network(
+        p, 2, method, steps=steps, record_every=steps // 4, popsize=8
+    )
     assert r.method == method and r.depth == 2
     assert r.train_loss.shape == r.test_loss.shape == r.rho.shape == (len(r.steps), 2)
     assert r.steps[0] == 0 and r.steps[-1] == steps
@@ -332,7 +363,7 @@ def test_every_optimizer_runs_and_lowers_the_training_loss(method):
 
 def test_random_search_only_accepts_improvements():
     p = ln.make_completion_problem(8, 2, 0.6, seeds=(0, 1, 2))
-    r = ln.train(p, 2, "random_search", steps=300, record_every=10)
+    r = lt.train_linear_network(p, 2, "random_search", steps=300, record_every=10)
     assert (np.diff(r.train_loss, axis=0) <= 0).all()
 
 
@@ -364,7 +395,7 @@ def test_curvature_steps_keep_gradient_descent_stable_from_a_sharp_start():
     # a deep random start is far more curved than the solution; a step set by the curvature at
     # the solution alone diverges on such seeds, the re-measured one does not
     p = ln.make_regression_problem(16, None, 12, seeds=(0, 1, 2))
-    r = ln.train(
+    r = lt.train_linear_network(
         p, 8, "sgd", eta=1.0, lr_schedule="constant", steps=300, record_every=50
     )
     assert (
@@ -375,31 +406,43 @@ def test_curvature_steps_keep_gradient_descent_stable_from_a_sharp_start():
 
 
 @pytest.mark.parametrize(
-    "kwargs, error",
+    "kwargs, error, message",
     [
-        (dict(method="rmsprop"), ValueError),
-        (dict(depth=0), ValueError),
-        (dict(steps=0), ValueError),
-        (dict(lr=-1.0), ValueError),
-        (dict(method="cma", sigma0=0.0), ValueError),
-        (dict(record_every=0), ValueError),
-        (dict(steps=2.5), TypeError),
-        (dict(lr_schedule="step"), ValueError),
-        (dict(lr=[0.1, 0.2]), ValueError),
-        (dict(method="lbfgs", lr=[0.1]), ValueError),
-        (dict(method="sgd", eta=0.0), ValueError),
-        (dict(probe_every=0), ValueError),
+        (dict(method="rmsprop"), ValueError, "method must be one of"),
+        (dict(depth=0), ValueError, "depth must be >= 1"),
+        (dict(steps=0), ValueError, "steps must be >= 1"),
+        (
+            dict(lr=-1.0),
+            ValueError,
+            "lr must be positive: one value, or one per se",
+        ),
+        (dict(method="cma", sigma0=0.0), ValueError, "sigma0 must be > 0"),
+        (dict(record_every=0), ValueError, "record_every must be >= 1"),
+        (dict(steps=2.5), TypeError, "steps must be an integer"),
+        (dict(lr_schedule="step"), ValueError, "lr_schedule must be one of"),
+        (
+            dict(lr=[0.1, 0.2]),
+            ValueError,
+            "lr must be positive: one value, or one per se",
+        ),
+        (
+            dict(method="lbfgs", lr=[0.1]),
+            ValueError,
+            "lbfgs takes a single learning rate, not one p",
+        ),
+        (dict(method="sgd", eta=0.0), ValueError, "eta must be > 0"),
+        (dict(probe_every=0), ValueError, "probe_every must be >= 1"),
     ],
 )
-def test_train_rejects_bad_arguments(kwargs, error):
+def test_train_rejects_bad_arguments(kwargs, error, message):
     args = dict(depth=2, method="adam", steps=10)
     args.update(kwargs)
     p = ln.make_completion_problem(4, 2, 0.5, seeds=(0,))
-    with pytest.raises(error):
-        ln.train(p, **args)
+    with pytest.raises(error, match=message):
+        lt.train_linear_network(p, **args)
 
 
 def test_adam_refuses_different_step_sizes_per_seed():
     p = ln.make_completion_problem(4, 2, 0.5, seeds=(0, 1))
     with pytest.raises(ValueError, match="single learning rate"):
-        ln.train(p, 2, "adam", steps=10, lr=[0.1, 0.2])
+        lt.train_linear_network(p, 2, "adam", steps=10, lr=[0.1, 0.2])

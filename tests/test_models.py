@@ -43,15 +43,15 @@ def test_build_rejects_bad_arguments():
 def test_whitening_decorrelates_patches():
     torch.manual_seed(0)
     mix = torch.randn(3, 3)
+    # correlated
     images = (
         torch.einsum("ij,njhw->nihw", mix, torch.randn(64, 3, 16, 16)).cumsum(-1) / 4
-    )  # correlated
+    )
     model = models.build("fast", widths=(8, 8, 8))
     models.init_whitening(model, images, eps=0.0)
     assert not model.whiten.weight.requires_grad
-    out = nn.functional.conv2d(
-        images, model.whiten.weight[:12]
-    )  # first 12 filters, no bias
+    # first 12 filters, no bias
+    out = nn.functional.conv2d(images, model.whiten.weight[:12])
     flat = out.permute(0, 2, 3, 1).reshape(-1, 12).double()
     flat = flat - flat.mean(0)
     cov = flat.T @ flat / len(flat)
@@ -89,6 +89,5 @@ def test_every_model_expands_and_collapses_exactly(name, depth):
     torch.testing.assert_close(collapsed(x), expanded(x), atol=1e-10, rtol=1e-8)
     assert count_parameters(collapsed) == count_parameters(base)
     assert models.count_flops(collapsed) == models.count_flops(base)
-    assert set(collapsed.state_dict()) == set(
-        base.state_dict()
-    )  # the original architecture
+    # the original architecture
+    assert set(collapsed.state_dict()) == set(base.state_dict())

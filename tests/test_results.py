@@ -136,12 +136,18 @@ def test_damaged_records_are_refused_naming_the_file(tmp_path, damage, message):
 
 
 def test_results_from_a_dirty_tree_are_refused_unless_allowed(tmp_path):
-    for commit in ("abc-dirty", "unknown"):
-        with pytest.raises(results.ResultError, match="uncommitted changes"):
+    for commit, message in [
+        ("abc-dirty", "uncommitted changes"),
+        ("unknown", "git is not installed or this folder is not a git checkout"),
+        (None, "names no commit"),
+        ("", "names no commit"),
+        ("  ", "names no commit"),
+    ]:
+        with pytest.raises(results.ResultError, match=message):
             results.save(
                 "p",
                 config={},
-                provenance_record=_prov(commit=commit),
+                provenance_record=_prov(commit=commit) | {"commit": commit},
                 directory=tmp_path,
             )
     assert not (tmp_path / "p.json").exists()
@@ -220,3 +226,60 @@ def test_git_commit_marks_changes_dirty_except_ignored_paths(tmp_path):
     assert not results.git_commit(tmp_path, ignore=("log.txt",)).endswith("-dirty")
     (tmp_path / "code.py").write_text("x = 2\n")
     assert results.git_commit(tmp_path, ignore=("log.txt",)).endswith("-dirty")
+
+
+def _git_repo(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / ".gitignore").write_text("scratch/\n*.log\n")
+    (tmp_path / "support").mkdir()
+    (tmp_path / "support" / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    assert not results.git_commit(tmp_path).endswith("-dirty")
+    return tmp_path
+
+
+def test_an_untracked_module_makes_the_tree_dirty(tmp_path):
+    repo = _git_repo(tmp_path)
+    (repo / "support" / "new_module.py").write_text("y = 2\n")
+    assert results.git_commit(repo).endswith("-dirty")
+
+
+def test_only_gitignored_untracked_files_leave_the_tree_clean(tmp_path):
+    repo = _git_repo(tmp_path)
+    (repo / "scratch").mkdir()
+    (repo / "scratch" / "out.npz").write_bytes(b"x")
+    (repo / "run.log").write_text("a run\n")
+    assert not results.git_commit(repo).endswith("-dirty")
+    (repo / "scratch.py").write_text("z = 3\n")  # beside them, not ignored
+    assert results.git_commit(repo).endswith("-dirty")
+
+
+def test_without_git_the_commit_is_unknown_and_the_refusal_says_why(
+    tmp_path, monkeypatch
+):
+    repo = _git_repo(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    assert results.git_commit(repo) == "unknown"
+    with pytest.raises(results.ResultError, match="git is not installed"):
+        results.require_clean("unknown", "result 'x'")
+
+
+def test_integer_config_keys_round_trip(tmp_path):
+    config = {"widths": {1: 8, 16: [2, {3: "a"}]}, "name": "x"}
+    results.save("k", config=config, provenance_record=_prov(), directory=tmp_path)
+    assert results.load("k", tmp_path).config == config
+    with pytest.raises(TypeError, match="keys must be strings or integers"):
+        results.save(
+            "k2", config={1.5: 0}, provenance_record=_prov(), directory=tmp_path
+        )
+    with pytest.raises(ValueError, match="reserved"):
+        results.save(
+            "k3",
+            config={"__int_keys__": 0},
+            provenance_record=_prov(),
+            directory=tmp_path,
+        )

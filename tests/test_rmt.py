@@ -43,9 +43,8 @@ def test_newman_sum_is_expected_log_determinant():
 
 def test_newman_spectrum_shape_order_and_variance_shift():
     lam = rmt.lyapunov_spectrum(16)
-    assert lam.shape == (16,) and np.all(
-        np.diff(lam) < 0
-    )  # simple spectrum, decreasing
+    # simple spectrum, decreasing
+    assert lam.shape == (16,) and np.all(np.diff(lam) < 0)
     np.testing.assert_allclose(
         rmt.lyapunov_spectrum(16, 2.0) - lam, 0.5 * math.log(32.0)
     )
@@ -216,9 +215,8 @@ def test_large_depth_closed_form_is_the_large_n_limit_and_decreasing():
     dense = np.geomspace(1e-3, 1e5, 400)
     assert np.all(np.diff(rmt.entropy_gap_large_depth(dense)) < 0)
     assert np.all(np.diff(rmt.entropy_gap_large_depth(dense, 16)) <= 0)
-    assert (
-        rmt.entropy_gap_large_depth(1e4, 16) + math.log(16) < 1e-6
-    )  # rho -> 0: rank one
+    # rho -> 0: rank one
+    assert rmt.entropy_gap_large_depth(1e4, 16) + math.log(16) < 1e-6
 
 
 # ----------------------------------------------------------------------------- accuracy at extreme arguments
@@ -264,11 +262,25 @@ def test_large_width_gap_is_accurate_at_every_depth(d):
     assert rmt.entropy_gap_large_width(d) == pytest.approx(_g_reference(d), rel=2e-13)
 
 
-def test_large_width_gap_at_1e20_is_minus_44_72():
+def test_large_width_gap_at_1e20_and_its_asymptotic_constant_against_mpmath():
+    """The large-depth branch against an independent reference: -44.72 at d = 1e20 (mpmath), and
+    C_INFINITY as g(d) + log(d/2) evaluated in mpmath where the remainder is below 1e-30."""
     assert rmt.entropy_gap_large_width(1e20) == pytest.approx(
-        -math.log(5e19) + rmt.C_INFINITY, rel=1e-15
+        _g_reference(1e20), rel=1e-14
     )
-    assert rmt.entropy_gap_large_width(1e20) == pytest.approx(-44.7195, abs=1e-4)
+    assert _g_reference(1e20) == pytest.approx(-44.7195, abs=1e-4)
+    u = mpmath.mpf(10) ** 40
+    with mpmath.workdps(90):
+        g = (
+            mpmath.loggamma(u + 1.5)
+            - mpmath.loggamma(u + 2)
+            - mpmath.loggamma(1.5)
+            - (u + 0.5) * mpmath.digamma(u + 1.5)
+            + u * mpmath.digamma(u + 2)
+            + mpmath.digamma(1.5) / 2
+        )
+        constant = float(g + mpmath.log(u))
+    assert rmt.C_INFINITY == pytest.approx(constant, abs=1e-15)
 
 
 @pytest.mark.parametrize("d", [1e-12, 1e-5, 0.0199, 0.02, 0.0201, 1, 1e3, 1e20, 1e300])
@@ -394,9 +406,8 @@ def test_gap_difference_slope_is_its_derivative_and_the_laplace_transform_of_the
     np.testing.assert_allclose(
         closed, rmt.entropy_gap_difference_slope(d, method="laplace"), rtol=1e-11
     )
-    assert closed[0] == pytest.approx(
-        0.25 * special.polygamma(1, 1.5), rel=1e-14
-    )  # A(0)/2 = psi'(3/2)/4
+    # A(0)/2 = psi'(3/2)/4
+    assert closed[0] == pytest.approx(0.25 * special.polygamma(1, 1.5), rel=1e-14)
     assert np.all(closed > 0)
     for di in (0.5, 3.0, 30.0):
         h = 1e-4 * max(1.0, di)
@@ -434,9 +445,8 @@ def test_two_by_two_entropy_is_rho_of_the_diagonal_matrix():
     x = np.array([0.0, 0.1, 1.0, 5.0])
     expected = [spectral_entropy(np.diag([1.0, math.exp(-xi)])) for xi in x]
     np.testing.assert_allclose(rmt.two_by_two_entropy(x), expected, rtol=1e-13)
-    r = mpmath.exp(
-        -40
-    )  # far from rank two the library's generic entropy rounds 1 - p_1; mpmath does not
+    # far from rank two the library's generic entropy rounds 1 - p_1; mpmath does not
+    r = mpmath.exp(-40)
     expected_far = float(mpmath.log(1 + r) - r * mpmath.log(r) / (1 + r))
     assert rmt.two_by_two_entropy(40.0) == pytest.approx(expected_far, rel=1e-13)
     assert rmt.two_by_two_entropy(0.0) == pytest.approx(math.log(2))
@@ -475,9 +485,8 @@ def test_transition_cdf_against_monte_carlo_and_monotone_in_the_state():
     cdf = rmt.two_by_two_transition_cdf(
         states[:, None], np.array([0.5, 2.0, 8.0])[None, :]
     )
-    assert np.all(
-        np.diff(cdf, axis=0) <= 1e-15
-    )  # larger state, stochastically larger next state
+    # larger state, stochastically larger next state
+    assert np.all(np.diff(cdf, axis=0) <= 1e-15)
     assert rmt.two_by_two_transition_cdf(3.0, 0.0) == 0.0
     assert rmt.two_by_two_transition_cdf(0.5, 80.0) == pytest.approx(1.0, abs=1e-12)
 
@@ -516,9 +525,8 @@ def test_entropy_drift_shapes_common_random_numbers_and_identity_value():
     drift, se = rmt.entropy_drift(spectra, 4000, seed=1)
     assert drift.shape == se.shape == (2,) and np.all(se > 0)
     single = rmt.entropy_drift(spectra[1], 4000, seed=1)
-    assert single == pytest.approx(
-        (drift[1], se[1]), rel=1e-12
-    )  # same draws of W for every spectrum
+    # same draws of W for every spectrum
+    assert single == pytest.approx((drift[1], se[1]), rel=1e-12)
     assert rmt.entropy_drift(2.5 * spectra[1], 4000, seed=1)[0] == pytest.approx(
         drift[1], rel=1e-12
     )
@@ -535,51 +543,111 @@ def test_entropy_drift_shapes_common_random_numbers_and_identity_value():
 
 # ----------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
-    "call, error",
+    "call, error, message",
     [
-        (lambda: rmt.lyapunov_spectrum(0), ValueError),
-        (lambda: rmt.lyapunov_spectrum(2.5), TypeError),
-        (lambda: rmt.lyapunov_spectrum(4, variance=-1.0), ValueError),
-        (lambda: rmt.lyapunov_qr(4, 0), ValueError),
-        (lambda: rmt.gaussian_products(4, [0, 2]), ValueError),
-        (lambda: rmt.gaussian_products(4, 2, dtype=torch.int32), ValueError),
-        (lambda: rmt.entropy_gap_large_width(-1), ValueError),
-        (lambda: rmt.entropy_gap_large_width(float("nan")), ValueError),
-        (lambda: rmt.entropy_gap_large_width(2, method="spline"), ValueError),
-        (lambda: rmt.entropy_gap_large_width(0.5, method="quadrature"), ValueError),
-        (lambda: rmt.entropy_gap_large_depth(-0.1), ValueError),
-        (lambda: rmt.entropy_gap_large_depth(2, n=0), ValueError),
-        (lambda: rmt.fuss_catalan_moment(2, -0.5), ValueError),
-        (lambda: rmt.fuss_catalan_density(np.array([0.0]), 2), ValueError),
-        (lambda: rmt.fuss_catalan_expectation(np.sqrt, 20_000), ValueError),
-        (lambda: rmt.fuss_catalan_beta_parameters(0), ValueError),
-        (lambda: rmt.sample_fuss_catalan(2, 0), ValueError),
-        (lambda: rmt.entropy_gap_large_width(float("inf")), ValueError),
-        (lambda: rmt.entropy_gap_difference(-1.0), ValueError),
-        (lambda: rmt.entropy_gap_difference_slope(1.0, method="spline"), ValueError),
-        (lambda: rmt.entropy_gap_difference_kernel(-0.5), ValueError),
-        (lambda: rmt.two_by_two_entropy(-0.1), ValueError),
-        (lambda: rmt.two_by_two_log_ratio_samples([2, 1], 10), ValueError),
-        (lambda: rmt.two_by_two_transition_cdf(-1.0, 1.0), ValueError),
+        (lambda: rmt.lyapunov_spectrum(0), ValueError, "n must be >= 1"),
+        (lambda: rmt.lyapunov_spectrum(2.5), TypeError, "n must be an integer"),
+        (
+            lambda: rmt.lyapunov_spectrum(4, variance=-1.0),
+            ValueError,
+            "variance must be > 0",
+        ),
+        (lambda: rmt.lyapunov_qr(4, 0), ValueError, "depth must be >= 1"),
+        (lambda: rmt.gaussian_products(4, [0, 2]), ValueError, "depth must be >= 1"),
+        (
+            lambda: rmt.gaussian_products(4, 2, dtype=torch.int32),
+            ValueError,
+            "dtype must be one of \\['torch\\.float32', 'torch\\.floa",
+        ),
+        (lambda: rmt.entropy_gap_large_width(-1), ValueError, "depth must be >= 0"),
+        (
+            lambda: rmt.entropy_gap_large_width(float("nan")),
+            ValueError,
+            "depth must be finite",
+        ),
+        (
+            lambda: rmt.entropy_gap_large_width(2, method="spline"),
+            ValueError,
+            "method must be 'closed_form' or 'quadrature'",
+        ),
+        (
+            lambda: rmt.entropy_gap_large_width(0.5, method="quadrature"),
+            ValueError,
+            "depth must be >= 1",
+        ),
+        (lambda: rmt.entropy_gap_large_depth(-0.1), ValueError, "depth must be >= 0"),
+        (lambda: rmt.entropy_gap_large_depth(2, n=0), ValueError, "n must be >= 1"),
+        (
+            lambda: rmt.fuss_catalan_moment(2, -0.5),
+            ValueError,
+            "fuss_catalan_moment needs finite t > \\-1/\\(depth\\+1\\)",
+        ),
+        (
+            lambda: rmt.fuss_catalan_density(np.array([0.0]), 2),
+            ValueError,
+            "phi must lie in",
+        ),
+        (
+            lambda: rmt.fuss_catalan_expectation(np.sqrt, 20000),
+            ValueError,
+            "fuss_catalan_expectation supports depth <= 10000",
+        ),
+        (lambda: rmt.fuss_catalan_beta_parameters(0), ValueError, "depth must be >= 1"),
+        (lambda: rmt.sample_fuss_catalan(2, 0), ValueError, "size must be >= 1"),
+        (
+            lambda: rmt.entropy_gap_large_width(float("inf")),
+            ValueError,
+            "depth must be finite",
+        ),
+        (lambda: rmt.entropy_gap_difference(-1.0), ValueError, "depth must be >= 0"),
+        (
+            lambda: rmt.entropy_gap_difference_slope(1.0, method="spline"),
+            ValueError,
+            "method must be 'closed_form' or 'laplace'",
+        ),
+        (
+            lambda: rmt.entropy_gap_difference_kernel(-0.5),
+            ValueError,
+            "t must be finite and >= 0",
+        ),
+        (lambda: rmt.two_by_two_entropy(-0.1), ValueError, "log_ratio must be >= 0"),
+        (
+            lambda: rmt.two_by_two_log_ratio_samples([2, 1], 10),
+            ValueError,
+            "depths must be a non\\-empty strictly increasing seq",
+        ),
+        (
+            lambda: rmt.two_by_two_transition_cdf(-1.0, 1.0),
+            ValueError,
+            "log_ratio = log\\(s_1/s_2\\) must be finite and >= 0",
+        ),
         (
             lambda: rmt.two_by_two_log_ratio_cdf([1], np.array([0.5, 1.0, 2.0])),
             ValueError,
+            "grid must be a strictly increasing 1\\-d array start",
         ),
-        (lambda: rmt.entropy_drift([1.0], 10), ValueError),
-        (lambda: rmt.entropy_drift([1.0, -1.0], 10), ValueError),
-        (lambda: rmt.entropy_drift([1.0, 0.5], 1), ValueError),
+        (
+            lambda: rmt.entropy_drift([1.0], 10),
+            ValueError,
+            "singular_values must have shape",
+        ),
+        (
+            lambda: rmt.entropy_drift([1.0, -1.0], 10),
+            ValueError,
+            "singular_values must be finite, >= 0 and not all z",
+        ),
+        (lambda: rmt.entropy_drift([1.0, 0.5], 1), ValueError, "samples must be >= 2"),
     ],
 )
-def test_bad_input_raises(call, error):
-    with pytest.raises(error):
+def test_bad_input_raises(call, error, message):
+    with pytest.raises(error, match=message):
         call()
 
 
 def test_renormalised_products_equal_the_plain_product_with_its_scale():
     gen = torch.Generator().manual_seed(0)
-    factors = torch.randn(
-        5, 3, 4, 4, generator=gen, dtype=torch.float64
-    )  # depth, batch, n, n
+    # depth, batch, n, n
+    factors = torch.randn(5, 3, 4, 4, generator=gen, dtype=torch.float64)
     drawn = iter(factors)
 
     def draw(out):

@@ -241,9 +241,8 @@ def test_gram_chunking_and_rank_bounds():
     np.testing.assert_array_equal(a, b)
     assert np.all(a <= math.log(4) + 1e-9)  # a linear network's K has rank <= input_dim
     centred = sample_gram_entropy(2, BLOCK, inputs=6, input_dim=10, width=20)
-    assert np.all(
-        centred <= math.log(5) + 1e-9
-    )  # centring removes one dimension of N = 6 inputs
+    # centring removes one dimension of N = 6 inputs
+    assert np.all(centred <= math.log(5) + 1e-9)
     assert np.all(centred > 0)
 
 

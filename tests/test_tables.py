@@ -42,7 +42,7 @@ def test_interval_verdicts():
     assert tables.interval_verdict(-0.3, -0.1) == "loss"
     assert tables.interval_verdict(-0.1, 0.2) == "no detectable difference"
     assert tables.interval_verdict(0.1, 0.3, better="lower") == "loss"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="need a finite interval low <= high"):
         tables.interval_verdict(0.3, 0.1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="need a finite interval low <= high"):
         tables.interval_verdict(float("nan"), 0.1)

@@ -15,13 +15,12 @@ The chapter (``book/deep_linear_training.ipynb``) explains every choice made her
 
 Command line (each result takes minutes to tens of minutes on one CPU core)::
 
-    python -m support.experiments.deep_linear_training regression --scale paper
-    python -m support.experiments.deep_linear_training regression-optimizers completion
+    python -m support.experiments.deep_linear_training store regression --scale paper
+    python -m support.experiments.deep_linear_training store regression-optimizers completion
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -29,7 +28,9 @@ import numpy as np
 import torch
 
 from support import linear_nets as ln
+from support import linear_training as lt
 from support import results
+from support.experiments import command_line as cli
 from support.rank import spectral_entropy
 
 TARGETS = {"lowrank": 8, "fullrank": None}
@@ -163,7 +164,7 @@ def depth_sweep(problem: str, scale_settings: dict, init: str, target: str) -> d
     kwargs = _training_kwargs(setup)
     record_every = max(1, kwargs["steps"] // RECORD_POINTS)
     runs = [
-        ln.train(
+        lt.train_linear_network(
             instance, d, setup["method"], init=init, record_every=record_every, **kwargs
         )
         for d in scale_settings["depths"]
@@ -181,7 +182,7 @@ def depth_sweep(problem: str, scale_settings: dict, init: str, target: str) -> d
 
 def optimizer_run(
     problem: str, scale_settings: dict, method: str, depth: int
-) -> ln.TrainResult:
+) -> lt.TrainResult:
     """One optimizer at one depth on ``problem`` with the low-rank target from the normal init,
     with the budget of :data:`OPTIMIZER_BUDGETS` times ``scale_settings["optimizer_budget"]``."""
     if method not in OPTIMIZER_BUDGETS:
@@ -193,7 +194,7 @@ def optimizer_run(
     kwargs["steps"] = max(
         1, round(kwargs["steps"] * scale_settings["optimizer_budget"])
     )
-    return ln.train(
+    return lt.train_linear_network(
         instance,
         depth,
         method,
@@ -202,7 +203,7 @@ def optimizer_run(
     )
 
 
-def optimizer_sweep(problem: str, scale_settings: dict, methods=ln.OPTIMIZERS) -> dict:
+def optimizer_sweep(problem: str, scale_settings: dict, methods=lt.OPTIMIZERS) -> dict:
     """:func:`optimizer_run` for every method and depth of ``scale_settings["optimizer_depths"]``;
     returns ``{method: arrays}`` as :func:`depth_sweep` does (without the target's rho)."""
     instance = make_problem(problem, "lowrank", scale_settings["seeds"])
@@ -235,7 +236,7 @@ def compute(name: str, scale: str) -> dict:
     start = time.perf_counter()
     arrays = {}
     if name.endswith("optimizers"):
-        for method in ln.OPTIMIZERS:
+        for method in lt.OPTIMIZERS:
             for key, value in optimizer_sweep(problem, scale_settings, (method,))[
                 method
             ].items():
@@ -291,27 +292,34 @@ def stored(
     )
 
 
-def main(argv=None) -> None:
-    """Compute and store results of the chapter *Depth and the solutions gradient descent finds*."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument(
-        "names", nargs="+", choices=tuple(RESULTS), help="results to compute"
-    )
-    parser.add_argument("--scale", choices=tuple(SCALES), default="paper")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads (32 x 32 matrices: one is fastest)",
-    )
-    args = parser.parse_args(argv)
+def _store_command(args) -> int:
     torch.set_num_threads(args.threads)
     for name in args.names:
         start = time.perf_counter()
         _log(f"{result_name(name, args.scale)}:")
         result = stored(name, args.scale, recompute=True)
         _log(f"  {results.describe(result)} ({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Compute and store results of the chapter *Depth and the solutions gradient descent finds*."""
+    top, sub = cli.parser("deep_linear_training", main.__doc__)
+    store = cli.command(
+        sub, "store", _store_command, "compute and store results", stores=False
+    )
+    store.add_argument(
+        "names", nargs="+", choices=tuple(RESULTS), help="results to compute"
+    )
+    store.add_argument("--scale", choices=tuple(SCALES), default="paper")
+    store.add_argument(
+        "--threads",
+        type=cli.positive_int,
+        default=1,
+        help="torch threads (32 x 32 matrices: one is fastest)",
+    )
+    return cli.run(top, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

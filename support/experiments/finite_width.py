@@ -17,7 +17,6 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from support import benchmarking, results
+from support import benchmarking
+from support.experiments import command_line as cli
 from support.hardware import resolve_device
 from support.rank import entropy_of_spectrum
 from support.simulate import (
@@ -168,9 +168,23 @@ def floor_times(n: int, depth: int, samples: int, repeats: int = 1) -> dict:
     configurations (torch intra-op threads, two Python threads, numpy), interleaved ``repeats``
     times; the fastest configuration's median counts."""
     a = (n + 1) // 2
-    variates = (
-        samples * depth * (a * n + n)
-    )  # Bartlett: normals of the (a, n) block plus the chi diagonal
+    # Bartlett: normals of the (a, n) block plus the chi diagonal
+    variates = samples * depth * (a * n + n)
+    rng_rate = _normal_rate(variates, repeats)
+    mm_rate = _matmul_rate(n, samples, repeats)
+    t = {
+        "rng_s": variates / rng_rate,
+        "products_s": 2.0 * n**3 * samples * (depth - 1) / mm_rate,
+        "svd_s": _svd_seconds(n, samples, repeats),
+    }
+    t["floor_s"] = sum(t.values())
+    t.update(variates=variates, rng_rate_per_s=rng_rate, matmul_gflops=mm_rate / 1e9)
+    return t
+
+
+def _normal_rate(variates: int, repeats: int) -> float:
+    """Float32 standard normals per second of the fastest generator (a quarter of ``variates``
+    timed, at least two pieces of 4M)."""
     piece = 1 << 22
     buf = torch.empty(piece)
     gen = torch.Generator().manual_seed(0)
@@ -194,7 +208,11 @@ def floor_times(n: int, depth: int, samples: int, repeats: int = 1) -> dict:
         },
         repeats,
     )
-    rng_rate = reps * piece / rng_s
+    return reps * piece / rng_s
+
+
+def _matmul_rate(n: int, samples: int, repeats: int) -> float:
+    """Floating-point operations per second of batched ``n x n`` float32 products."""
     batch = min(samples, 1024)
     x, y = torch.randn(batch, n, n), torch.randn(batch, n, n)
     out = torch.empty(batch, n, n)
@@ -202,24 +220,24 @@ def floor_times(n: int, depth: int, samples: int, repeats: int = 1) -> dict:
     def bmm_part(count):
         torch.bmm(x[:count], y[:count])
 
-    mm_rate = (
-        2.0
-        * n**3
-        * batch
-        / _fastest(
-            {
-                "torch": lambda: torch.bmm(x, y, out=out),
-                "torch, two threads": _two_threads(bmm_part, batch),
-            },
-            repeats,
-        )
+    seconds = _fastest(
+        {
+            "torch": lambda: torch.bmm(x, y, out=out),
+            "torch, two threads": _two_threads(bmm_part, batch),
+        },
+        repeats,
     )
+    return 2.0 * n**3 * batch / seconds
+
+
+def _svd_seconds(n: int, samples: int, repeats: int) -> float:
+    """Seconds of the fastest batched SVD of ``samples`` float32 ``n x n`` matrices."""
     mats = torch.randn(samples, n, n)
 
     def svd_part(count):
         torch.linalg.svdvals(mats[:count])
 
-    svd_s = _fastest(
+    return _fastest(
         {
             "torch": lambda: torch.linalg.svdvals(mats),
             "torch, two threads": _two_threads(svd_part, samples),
@@ -227,14 +245,6 @@ def floor_times(n: int, depth: int, samples: int, repeats: int = 1) -> dict:
         },
         repeats,
     )
-    t = {
-        "rng_s": variates / rng_rate,
-        "products_s": 2.0 * n**3 * samples * (depth - 1) / mm_rate,
-        "svd_s": svd_s,
-    }
-    t["floor_s"] = sum(t.values())
-    t.update(variates=variates, rng_rate_per_s=rng_rate, matmul_gflops=mm_rate / 1e9)
-    return t
 
 
 def benchmark(
@@ -321,80 +331,66 @@ def benchmark_record(
 # ----------------------------------------------------------------------------------- command line
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m support.experiments.finite_width",
-        description="Recipes of the chapter 'Finite-width simulations'.",
+def _sweep_command(args) -> int:
+    if args.scale == "paper":
+        compute = lambda: sweep("paper", seed=args.seed, device=args.device)
+        cli.store(SWEEP_RESULT, compute, args, device=args.device)
+        return 0
+    run = sweep(args.scale, seed=args.seed, device=args.device)
+    for name, rho in run["arrays"].items():
+        cli.say(
+            f"{name}: mean rho by depth {run['config']['depths']}: "
+            + " ".join(f"{v:.3f}" for v in rho.mean(1))
+        )
+    return 0
+
+
+def _bench_command(args) -> int:
+    compute = lambda: benchmark_record(args.n, args.depth, args.samples, args.repeats)
+    scalars = (
+        cli.store(BENCHMARK_RESULT, compute, args).scalars
+        if args.save
+        else compute()["scalars"]
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_sweep = sub.add_parser(
+    cli.say(
+        f"n={args.n} depth={args.depth} samples={args.samples} float32, medians of "
+        f"{args.repeats} interleaved repeats, {torch.get_num_threads()} torch threads"
+    )
+    for key, value in scalars.items():
+        shown = f"{value:.6g}" if isinstance(value, float) else f"{value}"
+        cli.say(f"  {key:24s} {shown}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Recipes of the chapter 'Finite-width simulations'."""
+    top, sub = cli.parser("finite_width", main.__doc__)
+    p_sweep = cli.command(
+        sub,
         "sweep",
-        help=f"width x depth sweep; the paper scale is stored as {SWEEP_RESULT}",
+        _sweep_command,
+        f"width x depth sweep; the paper scale is stored as {SWEEP_RESULT}",
     )
     p_sweep.add_argument("--scale", choices=tuple(SCALES), default="paper")
-    p_sweep.add_argument("--seed", type=int, default=0)
-    p_sweep.add_argument("--device", default="cpu")
-    p_bench = sub.add_parser(
-        "bench", help="time the product sampler against a plain loop and the floor"
+    p_sweep.add_argument("--seed", type=cli.non_negative_int, default=0)
+    p_sweep.add_argument("--device", type=cli.device, default="cpu")
+    p_bench = cli.command(
+        sub,
+        "bench",
+        _bench_command,
+        "time the product sampler against a plain loop and the floor",
     )
-    p_bench.add_argument("--n", type=int, default=64)
-    p_bench.add_argument("--depth", type=int, default=16)
-    p_bench.add_argument("--samples", type=int, default=4096)
-    p_bench.add_argument("--repeats", type=int, default=3)
+    for name, default in (
+        ("--n", 64),
+        ("--depth", 16),
+        ("--samples", 4096),
+        ("--repeats", 3),
+    ):
+        p_bench.add_argument(name, type=cli.positive_int, default=default)
     p_bench.add_argument(
         "--save", action="store_true", help=f"store the result as {BENCHMARK_RESULT}"
     )
-    for p in (p_sweep, p_bench):
-        p.add_argument(
-            "--allow-dirty",
-            action="store_true",
-            help="store even from a tree with uncommitted changes (development only)",
-        )
-    args = parser.parse_args(argv)
-    say = lambda line: print(line, flush=True)
-    if args.command == "sweep":
-        device = resolve_device(args.device)
-        if args.scale == "paper":
-            stored = results.cached(
-                SWEEP_RESULT,
-                lambda: sweep("paper", seed=args.seed, device=device),
-                recompute=True,
-                device=device,
-                allow_dirty=args.allow_dirty,
-            )
-            say(results.describe(stored))
-            return 0
-        run = sweep(args.scale, seed=args.seed, device=device)
-        for name, rho in run["arrays"].items():
-            say(
-                f"{name}: mean rho by depth {run['config']['depths']}: "
-                + " ".join(f"{v:.3f}" for v in rho.mean(1))
-            )
-        return 0
-    compute = lambda: benchmark_record(args.n, args.depth, args.samples, args.repeats)
-    if args.save:
-        stored = results.cached(
-            BENCHMARK_RESULT,
-            compute,
-            recompute=True,
-            device="cpu",
-            allow_dirty=args.allow_dirty,
-        )
-        scalars = stored.scalars
-        say(results.describe(stored))
-    else:
-        scalars = compute()["scalars"]
-    say(
-        f"n={args.n} depth={args.depth} samples={args.samples} float32, medians of {args.repeats} "
-        f"interleaved repeats, {torch.get_num_threads()} torch threads"
-    )
-    for key, value in scalars.items():
-        say(
-            f"  {key:24s} {value:.6g}"
-            if isinstance(value, float)
-            else f"  {key:24s} {value}"
-        )
-    return 0
+    return cli.run(top, argv)
 
 
 if __name__ == "__main__":

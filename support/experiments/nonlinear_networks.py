@@ -15,15 +15,15 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 import torch
 
-from support import paper_values, results
+from support import paper_values
 from support.activations import ACTIVATIONS
-from support.kernels import (
+from support.experiments import command_line as cli
+from support.mlp_training import (
     class_sorted_subset,
     embed,
     evaluate,
@@ -117,41 +117,49 @@ def trained_sweep(settings: dict, dataset: str = "digits", data_seed: int = 0) -
     for a, act in enumerate(settings["activations"]):
         row = []
         for d, depth in enumerate(settings["depths"]):
-            init = init_mlp(
-                data.in_dim,
-                settings["width"],
-                data.out_dim,
-                depth,
-                act,
-                settings["seeds"],
-            )
-            phi = embed(init, data.x_test)
-            out["rho_init"][a, d] = gram_entropy(phi)
-            out["rho_init_centred"][a, d] = gram_entropy(phi, centre=True)
-            net = train_mlp(
-                data,
-                depth,
-                act,
-                settings["seeds"],
-                width=settings["width"],
-                steps=settings["steps"],
-                lr=settings["lr_overrides"].get(act, settings["lr"]),
-            )
-            with torch.no_grad():
-                phi = embed(net, data.x_test)
-                out["rho_trained"][a, d] = gram_entropy(phi)
-                out["rho_trained_centred"][a, d] = gram_entropy(phi, centre=True)
-                if subset is not None:
-                    k = gram(embed(net, data.x_test[subset])[0].double())
-                    row.append((k / k.abs().max()).float().numpy())
-            for key, value in evaluate(net, data).items():
+            values, heatmap = _train_one(data, settings, act, depth, subset)
+            for key, value in values.items():
                 out[key][a, d] = value
+            if heatmap is not None:
+                row.append(heatmap)
         if row:
             maps.append(np.stack(row))
     if maps:
         out["heatmaps"] = np.stack(maps)
         out["heatmap_labels"] = data.y_test[subset].numpy()
     return out
+
+
+def _train_one(data, settings: dict, act: str, depth: int, subset):
+    """One cell of :func:`trained_sweep`: rho at initialisation and after training, the losses,
+    and (with a heatmap ``subset``) the first seed's normalised trained Gram matrix on it."""
+    init = init_mlp(
+        data.in_dim, settings["width"], data.out_dim, depth, act, settings["seeds"]
+    )
+    phi = embed(init, data.x_test)
+    values = {
+        "rho_init": gram_entropy(phi),
+        "rho_init_centred": gram_entropy(phi, centre=True),
+    }
+    net = train_mlp(
+        data,
+        depth,
+        act,
+        settings["seeds"],
+        width=settings["width"],
+        steps=settings["steps"],
+        lr=settings["lr_overrides"].get(act, settings["lr"]),
+    )
+    heatmap = None
+    with torch.no_grad():
+        phi = embed(net, data.x_test)
+        values["rho_trained"] = gram_entropy(phi)
+        values["rho_trained_centred"] = gram_entropy(phi, centre=True)
+        if subset is not None:
+            k = gram(embed(net, data.x_test[subset])[0].double())
+            heatmap = (k / k.abs().max()).float().numpy()
+    values.update(evaluate(net, data))
+    return values, heatmap
 
 
 def trained_record(scale: str = "paper", data_seed: int = 0, log=None) -> dict:
@@ -172,47 +180,36 @@ def trained_record(scale: str = "paper", data_seed: int = 0, log=None) -> dict:
     }
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m support.experiments.nonlinear_networks",
-        description="Recipes of the chapter 'Non-linear networks'.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_train = sub.add_parser(
-        "train",
-        help="train the sweep on digits and synthetic data (CPU); "
-        f"the paper scale is stored as {TRAINED_RESULT}",
-    )
-    p_train.add_argument("--scale", choices=tuple(SCALES), default="paper")
-    p_train.add_argument(
-        "--threads", type=int, default=1, help="torch intra-op threads"
-    )
-    p_train.add_argument(
-        "--allow-dirty",
-        action="store_true",
-        help="store even from a tree with uncommitted changes (development only)",
-    )
-    args = parser.parse_args(argv)
+def _train_command(args) -> int:
     torch.set_num_threads(args.threads)
-    say = lambda line: print(line, flush=True)
     if args.scale == "paper":
-        stored = results.cached(
-            TRAINED_RESULT,
-            lambda: trained_record("paper", log=say),
-            recompute=True,
-            device="cpu",
-            allow_dirty=args.allow_dirty,
-        )
-        say(results.describe(stored))
+        cli.store(TRAINED_RESULT, lambda: trained_record("paper", log=cli.say), args)
         return 0
-    record = trained_record(args.scale, log=say)
+    record = trained_record(args.scale, log=cli.say)
     rho = record["arrays"]["digits_rho_trained"].mean(-1)
     for a, act in enumerate(record["config"]["activations"]):
-        say(
+        cli.say(
             f"{act:10s} trained rho(K) on digits by depth {list(record['config']['depths'])}: "
             + " ".join(f"{v:.3f}" for v in rho[a])
         )
     return 0
+
+
+def main(argv=None) -> int:
+    """Recipes of the chapter 'Non-linear networks'."""
+    top, sub = cli.parser("nonlinear_networks", main.__doc__)
+    train = cli.command(
+        sub,
+        "train",
+        _train_command,
+        "train the sweep on digits and synthetic data (CPU); "
+        f"the paper scale is stored as {TRAINED_RESULT}",
+    )
+    train.add_argument("--scale", choices=tuple(SCALES), default="paper")
+    train.add_argument(
+        "--threads", type=cli.positive_int, default=1, help="torch intra-op threads"
+    )
+    return cli.run(top, argv)
 
 
 if __name__ == "__main__":

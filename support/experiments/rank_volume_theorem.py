@@ -18,12 +18,11 @@ the chapter loads them with ``results.cached(NAME, RECIPES[NAME], recompute=RECO
 
 Command line (stores every result named, or all; about 15 minutes on two CPU cores)::
 
-    python -m support.experiments.rank_volume_theorem [NAME ...] [--device auto] [--allow-dirty]
+    python -m support.experiments.rank_volume_theorem store [NAME ...] [--device auto] [--allow-dirty]
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import sys
@@ -32,8 +31,8 @@ import time
 import numpy as np
 from scipy import optimize
 
-from support import results, rmt, simulate
-from support.hardware import resolve_device
+from support import rmt, simulate
+from support.experiments import command_line as cli
 from support.rank import entropy_of_spectrum
 from support.seeding import generator
 
@@ -145,9 +144,8 @@ def drift_survey_spectra(n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 def _normalised_drift(spectra, drift):
     """Drift divided by ``1 - p_1`` (the mass off the top singular value), which stays of order one
     near rank one where ``rho`` and the drift both vanish."""
-    off_top = spectra[:, 1:].sum(1) / spectra.sum(
-        1
-    )  # 1 - p_1 without rounding near rank one
+    # 1 - p_1 without rounding near rank one
+    off_top = spectra[:, 1:].sum(1) / spectra.sum(1)
     return drift / off_top
 
 
@@ -210,55 +208,7 @@ def supermartingale_search(*, seed: int = 0, device=None) -> dict:
     widths ``search_spectra_n``, ``search_drift_n``, ``search_drift_se_n``."""
     arrays = {}
     for n in DRIFT_WIDTHS:
-        spectra, family = drift_survey_spectra(n, seed=seed)
-        drift, se = rmt.entropy_drift(spectra, DRIFT_SAMPLES, seed=seed, device=device)
-        arrays.update(
-            {
-                f"spectra_{n}": spectra,
-                f"family_{n}": family,
-                f"drift_{n}": drift,
-                f"drift_se_{n}": se,
-                f"rho_{n}": entropy_of_spectrum(spectra),
-            }
-        )
-        unresolved = np.flatnonzero(drift / se > -DRIFT_RESOLVED_Z)
-        recheck, recheck_se = np.zeros(0), np.zeros(0)
-        if len(unresolved):
-            recheck, recheck_se = rmt.entropy_drift(
-                spectra[unresolved], DRIFT_RECHECK_SAMPLES, seed=seed + 2, device=device
-            )
-        near_one = np.array(
-            [
-                np.r_[1.0, eps, np.full(n - 2, eps * eps)]
-                for eps in DRIFT_FIRST_ORDER_EPS
-            ]
-        )
-        first, first_se = rmt.entropy_drift(
-            near_one, DRIFT_RECHECK_SAMPLES, seed=seed + 3, device=device
-        )
-        arrays.update(
-            {
-                f"recheck_index_{n}": unresolved,
-                f"recheck_drift_{n}": recheck,
-                f"recheck_drift_se_{n}": recheck_se,
-                f"first_order_eps_{n}": np.array(DRIFT_FIRST_ORDER_EPS),
-                f"first_order_drift_{n}": first,
-                f"first_order_drift_se_{n}": first_se,
-            }
-        )
-        if n in DRIFT_SEARCH_WIDTHS:
-            score = _normalised_drift(spectra, drift)
-            found = _adversarial_search(n, spectra, score, seed=seed, device=device)
-            recheck, recheck_se = rmt.entropy_drift(
-                found, DRIFT_RECHECK_SAMPLES, seed=seed + 1, device=device
-            )
-            arrays.update(
-                {
-                    f"search_spectra_{n}": found,
-                    f"search_drift_{n}": recheck,
-                    f"search_drift_se_{n}": recheck_se,
-                }
-            )
+        arrays.update(_drift_at_width(n, seed, device))
     config = {
         "widths": list(DRIFT_WIDTHS),
         "samples": DRIFT_SAMPLES,
@@ -281,6 +231,60 @@ def supermartingale_search(*, seed: int = 0, device=None) -> dict:
         "factor": "i.i.d. N(0, 1)",
     }
     return {"config": config, "arrays": arrays, "seeds": [seed]}
+
+
+def _drift_at_width(n: int, seed: int, device) -> dict:
+    """The arrays of :func:`supermartingale_search` at width ``n``: the survey, its rechecks, the
+    near-rank-one spectra and (at the search widths) the adversarial search, in that order of
+    draws."""
+    arrays = {}
+    spectra, family = drift_survey_spectra(n, seed=seed)
+    drift, se = rmt.entropy_drift(spectra, DRIFT_SAMPLES, seed=seed, device=device)
+    arrays.update(
+        {
+            f"spectra_{n}": spectra,
+            f"family_{n}": family,
+            f"drift_{n}": drift,
+            f"drift_se_{n}": se,
+            f"rho_{n}": entropy_of_spectrum(spectra),
+        }
+    )
+    unresolved = np.flatnonzero(drift / se > -DRIFT_RESOLVED_Z)
+    recheck, recheck_se = np.zeros(0), np.zeros(0)
+    if len(unresolved):
+        recheck, recheck_se = rmt.entropy_drift(
+            spectra[unresolved], DRIFT_RECHECK_SAMPLES, seed=seed + 2, device=device
+        )
+    near_one = np.array(
+        [np.r_[1.0, eps, np.full(n - 2, eps * eps)] for eps in DRIFT_FIRST_ORDER_EPS]
+    )
+    first, first_se = rmt.entropy_drift(
+        near_one, DRIFT_RECHECK_SAMPLES, seed=seed + 3, device=device
+    )
+    arrays.update(
+        {
+            f"recheck_index_{n}": unresolved,
+            f"recheck_drift_{n}": recheck,
+            f"recheck_drift_se_{n}": recheck_se,
+            f"first_order_eps_{n}": np.array(DRIFT_FIRST_ORDER_EPS),
+            f"first_order_drift_{n}": first,
+            f"first_order_drift_se_{n}": first_se,
+        }
+    )
+    if n in DRIFT_SEARCH_WIDTHS:
+        score = _normalised_drift(spectra, drift)
+        found = _adversarial_search(n, spectra, score, seed=seed, device=device)
+        recheck, recheck_se = rmt.entropy_drift(
+            found, DRIFT_RECHECK_SAMPLES, seed=seed + 1, device=device
+        )
+        arrays.update(
+            {
+                f"search_spectra_{n}": found,
+                f"search_drift_{n}": recheck,
+                f"search_drift_se_{n}": recheck_se,
+            }
+        )
+    return arrays
 
 
 def proportional_regime(*, seed: int = 0, device=None) -> dict:
@@ -312,38 +316,29 @@ RECIPES = {
 }
 
 
+def _store_command(args) -> int:
+    for name in args.names or list(RECIPES):
+        start = time.perf_counter()
+        recipe = functools.partial(RECIPES[name], seed=args.seed, device=args.device)
+        cli.say(f"{name}: ...")
+        cli.store(name, recipe, args, device=args.device)
+        cli.say(f"  {time.perf_counter() - start:.0f} s")
+    return 0
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m support.experiments.rank_volume_theorem",
-        description="Compute and store the Monte Carlo results of the "
-        "rank-volume theorem chapter.",
-    )
-    parser.add_argument(
+    """Compute and store the Monte Carlo results of the rank-volume theorem chapter."""
+    top, sub = cli.parser("rank_volume_theorem", main.__doc__)
+    store = cli.command(sub, "store", _store_command, "compute and store results")
+    store.add_argument(
         "names",
         nargs="*",
         choices=sorted(RECIPES),
         help="results to make (default: all)",
     )
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--allow-dirty",
-        action="store_true",
-        help="store even from a tree with uncommitted changes (development only)",
-    )
-    args = parser.parse_args(argv)
-    device = resolve_device(args.device)
-    for name in args.names or list(RECIPES):
-        start = time.perf_counter()
-        recipe = functools.partial(RECIPES[name], seed=args.seed, device=device)
-        stored = results.cached(
-            name, recipe, recompute=True, device=device, allow_dirty=args.allow_dirty
-        )
-        print(
-            f"{name}: {time.perf_counter() - start:.0f} s -> {results.describe(stored)}",
-            flush=True,
-        )
-    return 0
+    store.add_argument("--device", type=cli.device, default="auto")
+    store.add_argument("--seed", type=cli.non_negative_int, default=0)
+    return cli.run(top, argv)
 
 
 if __name__ == "__main__":
