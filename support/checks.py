@@ -32,6 +32,16 @@ def check_int(value, name: str, minimum: int = 1, maximum: int | None = None) ->
     return int(value)
 
 
+def check_flag(value, name: str) -> bool:
+    """``value`` as a bool; TypeError for anything that is not True or False (numpy bools
+    included), so that 0, 1 or "yes" never pass as a switch."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            f"{name} must be True or False, got {type(value).__name__} {value!r}"
+        )
+    return bool(value)
+
+
 def check_real(
     value,
     name: str,

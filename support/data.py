@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from support import paths, seeding
+from support import files, paths, seeding
 
 ENV_VAR = "CIFAR10_JPEG"
 ARCHIVE_NAME = "cifar10-jpg.tar.xz"
@@ -291,38 +291,9 @@ def decode_jpeg_archive(
     (for quick tests); without it the split sizes must equal ``expected_sizes`` (CIFAR-10's 50,000 /
     10,000 by default; None skips the check), else ValueError. Every image must decode to 32x32 RGB.
     """
-    from PIL import Image
-
     if max_per_class is not None and max_per_class <= 0:
         raise ValueError(f"max_per_class must be positive, got {max_per_class}")
-    found = {"train": {}, "test": {}}
-    try:
-        with tarfile.open(path, "r:*") as tar:
-            for member in tar:
-                parts = Path(member.name).parts
-                if not member.isfile() or len(parts) != 3 or parts[0] not in found:
-                    continue
-                split, cls, fname = parts
-                if not fname.lower().endswith((".jpg", ".jpeg")):
-                    continue
-                per_class = found[split].setdefault(cls, [])
-                if max_per_class is not None and len(per_class) >= max_per_class:
-                    continue
-                try:
-                    with Image.open(io.BytesIO(tar.extractfile(member).read())) as img:
-                        arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
-                except Image.DecompressionBombError as exc:
-                    raise ValueError(
-                        f"{path}: {member.name} claims a huge image, not a 32x32 "
-                        f"CIFAR image ({exc})"
-                    ) from exc
-                if arr.shape != (32, 32, 3):
-                    raise ValueError(
-                        f"{path}: {member.name} has shape {arr.shape}, expected (32, 32, 3)"
-                    )
-                per_class.append((fname, arr))
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise ValueError(f"cannot read CIFAR-10 JPEG archive {path}: {exc}") from exc
+    found = _read_archive(path, max_per_class)
     classes = tuple(sorted(found["train"]))
     arrays = {}
     for split in ("train", "test"):
@@ -357,6 +328,47 @@ def decode_jpeg_archive(
     )
 
 
+def _read_archive(path, max_per_class) -> dict:
+    """``{split: {class: [(file name, image), ...]}}`` of every JPEG of the archive (the first
+    ``max_per_class`` of each class when given); ValueError naming the file for anything that is
+    not a readable 32x32 image."""
+    found = {"train": {}, "test": {}}
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for member in tar:
+                parts = Path(member.name).parts
+                if not member.isfile() or len(parts) != 3 or parts[0] not in found:
+                    continue
+                split, cls, fname = parts
+                if not fname.lower().endswith((".jpg", ".jpeg")):
+                    continue
+                per_class = found[split].setdefault(cls, [])
+                if max_per_class is not None and len(per_class) >= max_per_class:
+                    continue
+                per_class.append((fname, _decode(path, member, tar)))
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ValueError(f"cannot read CIFAR-10 JPEG archive {path}: {exc}") from exc
+    return found
+
+
+def _decode(path, member, tar) -> np.ndarray:
+    """One archive member as a 32x32 RGB ``uint8`` array."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(tar.extractfile(member).read())) as img:
+            arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except Image.DecompressionBombError as exc:
+        raise ValueError(
+            f"{path}: {member.name} claims a huge image, not a 32x32 CIFAR image ({exc})"
+        ) from exc
+    if arr.shape != (32, 32, 3):
+        raise ValueError(
+            f"{path}: {member.name} has shape {arr.shape}, expected (32, 32, 3)"
+        )
+    return arr
+
+
 def load_cifar10_jpeg(
     path=None,
     cache_dir=None,
@@ -379,11 +391,13 @@ def load_cifar10_jpeg(
     cache_dir = Path(cache_dir) if cache_dir is not None else paths.cache_dir()
     cache = cache_dir / f"cifar10-jpeg-{checksum[:16]}.npz"
     source = f"CIFAR-10 JPEG archive {archive.name} (sha256 {checksum[:12]}...)"
-    if cache.exists():
+    if files.check_target(cache, "decoded CIFAR-10 cache").exists():
         try:
             with np.load(cache, allow_pickle=False) as stored:
                 fields = {k: stored[k] for k in stored.files}
-        except Exception:  # noqa: BLE001 - any unreadable cache (truncated zip, bad header, ...) is rebuilt
+        except (
+            Exception
+        ):  # any unreadable cache (truncated zip, bad header, ...) is rebuilt
             fields = None
         if fields is not None and _valid_cache(fields, expected_sizes):
             return ImageArrays(
@@ -398,22 +412,20 @@ def load_cifar10_jpeg(
     decoded = replace(
         decode_jpeg_archive(archive, expected_sizes=expected_sizes), source=source
     )
-    tmp = cache_dir / f".{cache.stem}.{os.getpid()}.tmp.npz"
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            tmp,
-            format=np.int64(CACHE_FORMAT),
-            decoder=np.asarray(decoder_version()),
-            train_images=decoded.train_images,
-            train_labels=decoded.train_labels,
-            test_images=decoded.test_images,
-            test_labels=decoded.test_labels,
-            classes=np.asarray(decoded.classes),
-        )
-        tmp.replace(cache)
+        with files.atomic_writer(cache, "decoded CIFAR-10 cache") as handle:
+            np.savez(
+                handle,
+                format=np.int64(CACHE_FORMAT),
+                decoder=np.asarray(decoder_version()),
+                train_images=decoded.train_images,
+                train_labels=decoded.train_labels,
+                test_images=decoded.test_images,
+                test_labels=decoded.test_labels,
+                classes=np.asarray(decoded.classes),
+            )
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         warnings.warn(
             f"could not write the decoded CIFAR-10 cache {cache} ({exc}); "
             f"continuing without it (the next run decodes again)",

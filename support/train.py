@@ -49,7 +49,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from support import data as data_mod
-from support import models, seeding
+from support import files, models, seeding
+from support.checks import check_choice, check_flag, check_int, check_real
 from support.expand import collapse, expand, expanded_layers, factors, unwrap
 from support.hardware import describe_device, resolve_device
 from support.rank import gram_entropy
@@ -67,44 +68,6 @@ class NonFiniteLossError(FloatingPointError):
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be resumed: unreadable, foreign, or made for another run."""
-
-
-def _finite(
-    value,
-    name: str,
-    low: float,
-    high: float = math.inf,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-    ):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if (
-        value < low
-        or (low_open and value == low)
-        or value > high
-        or (high_open and value == high)
-    ):
-        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-        raise ValueError(f"{name} must be in {lo}{low}, {high}{hi}, got {value!r}")
-    return float(value)
-
-
-def _integer(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _flag(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return value
 
 
 @dataclass
@@ -154,53 +117,49 @@ class TrainConfig:
     train_eval: bool = False
 
     def __post_init__(self):
-        _integer(self.epochs, "epochs", 1)
-        _integer(self.batch_size, "batch_size", 1)
-        _finite(self.lr, "lr", 0.0, low_open=True)
-        _finite(self.momentum, "momentum", 0.0, 1.0, high_open=True)
-        _flag(self.nesterov, "nesterov")
+        self.epochs = check_int(self.epochs, "epochs", 1)
+        self.batch_size = check_int(self.batch_size, "batch_size", 1)
+        self.lr = check_real(self.lr, "lr", minimum=0.0, strict=True)
+        self.momentum = check_real(self.momentum, "momentum", minimum=0.0, maximum=1.0)
+        if self.momentum == 1.0:
+            raise ValueError("momentum must be < 1, got 1")
+        self.nesterov = check_flag(self.nesterov, "nesterov")
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
-        _finite(self.weight_decay, "weight_decay", 0.0)
-        if self.weight_decay_on not in WEIGHT_DECAY_TARGETS:
-            raise ValueError(
-                f"weight_decay_on must be one of {WEIGHT_DECAY_TARGETS}, "
-                f"got {self.weight_decay_on!r}"
-            )
-        _finite(self.label_smoothing, "label_smoothing", 0.0, 1.0, high_open=True)
-        if self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"
-            )
-        _finite(self.warmup, "warmup", 0.0, 1.0, high_open=True)
+        self.weight_decay = check_real(self.weight_decay, "weight_decay", minimum=0.0)
+        check_choice(self.weight_decay_on, "weight_decay_on", WEIGHT_DECAY_TARGETS)
+        self.label_smoothing = check_real(
+            self.label_smoothing, "label_smoothing", minimum=0.0, maximum=1.0
+        )
+        if self.label_smoothing == 1.0:
+            raise ValueError("label_smoothing must be < 1, got 1")
+        check_choice(self.schedule, "schedule", SCHEDULES)
+        self.warmup = check_real(self.warmup, "warmup", minimum=0.0, maximum=1.0)
+        if self.warmup == 1.0:
+            raise ValueError("warmup must be < 1, got 1")
         if isinstance(self.milestones, (str, bytes)) or not hasattr(
             self.milestones, "__iter__"
         ):
-            raise ValueError(
+            raise TypeError(
                 f"milestones must be a sequence of fractions, got {self.milestones!r}"
             )
         self.milestones = tuple(
-            _finite(m, "milestones entry", 0.0, 1.0, low_open=True, high_open=True)
+            check_real(m, "milestones entry", minimum=0.0, maximum=1.0, strict=True)
             for m in self.milestones
         )
         if list(self.milestones) != sorted(set(self.milestones)):
             raise ValueError(f"milestones must be increasing, got {self.milestones}")
-        _finite(self.gamma, "gamma", 0.0, low_open=True)
-        _integer(self.translate, "translate", 0)
-        _flag(self.flip, "flip")
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"precision must be one of {PRECISIONS}, got {self.precision!r}"
-            )
-        _flag(self.channels_last, "channels_last")
-        _flag(self.compile, "compile")
-        _integer(self.seed, "seed", 0)
-        _integer(self.check_every, "check_every", 1)
+        self.gamma = check_real(self.gamma, "gamma", minimum=0.0, strict=True)
+        self.translate = check_int(self.translate, "translate", 0)
+        for flag in ("flip", "channels_last", "compile", "train_eval"):
+            setattr(self, flag, check_flag(getattr(self, flag), flag))
+        check_choice(self.precision, "precision", PRECISIONS)
+        self.seed = check_int(self.seed, "seed", 0)
+        self.check_every = check_int(self.check_every, "check_every", 1)
         if self.record_layer is not None and not isinstance(self.record_layer, str):
-            raise ValueError(
+            raise TypeError(
                 f"record_layer must be a module name or None, got {self.record_layer!r}"
             )
-        _flag(self.train_eval, "train_eval")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -504,7 +463,6 @@ def save_checkpoint(path, state: TrainingState, fingerprint: dict) -> None:
     if any, is kept.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -513,10 +471,9 @@ def save_checkpoint(path, state: TrainingState, fingerprint: dict) -> None:
     }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(payload, tmp)
-        tmp.replace(path)
+        with files.atomic_writer(path, "checkpoint") as handle:
+            torch.save(payload, handle)
     except (OSError, RuntimeError) as exc:
-        tmp.unlink(missing_ok=True)
         raise OSError(
             f"could not write checkpoint {path} ({exc}); the previous checkpoint is kept"
         ) from exc
@@ -532,7 +489,7 @@ def load_checkpoint(path, device, fingerprint: dict) -> dict:
     path = Path(path)
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - unpickling, zip, I/O errors all mean "cannot resume"
+    except Exception as exc:  # unpickling, zip, I/O errors all mean "cannot resume"
         raise CheckpointError(
             f"checkpoint {path} is unreadable or not a checkpoint of this trainer "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
@@ -676,7 +633,7 @@ def train(
         else torch.contiguous_format,
     )
     state = TrainingState(model, config, len(loaders[0]), precision, device)
-    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    ckpt_path = None if checkpoint is None else _checkpoint_path(checkpoint)
     _start_or_resume(state, ckpt_path, device, fingerprint)
     resumed_from = state.epoch
     last_epoch = (
@@ -740,6 +697,21 @@ def _loaders(data, config: TrainConfig, device, precision: str):
         flip=config.flip,
         channels_last=config.channels_last,
     )
+
+
+def _checkpoint_path(checkpoint) -> Path:
+    """The checkpoint path, checked before any training: a regular file (or nothing) in a folder
+    this process can create and write, so that a run never trains an epoch it cannot save."""
+    path = files.check_target(checkpoint, "checkpoint")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(
+            f"checkpoint folder {path.parent} cannot be created ({exc.strerror})"
+        ) from exc
+    if not os.access(path.parent, os.W_OK):
+        raise OSError(f"checkpoint folder {path.parent} is not writable")
+    return path
 
 
 def _start_or_resume(state: TrainingState, ckpt_path, device, fingerprint) -> None:

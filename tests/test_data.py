@@ -369,3 +369,29 @@ def test_a_decompression_bomb_in_the_archive_is_a_clear_error(tmp_path, monkeypa
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 32x32 now counts as a bomb
     with pytest.raises(ValueError, match="claims a huge image"):
         data.decode_jpeg_archive(path, expected_sizes=None)
+
+
+def test_cache_write_does_not_follow_a_planted_link_and_refuses_a_fifo(tmp_path):
+    import os
+
+    path = tmp_path / "a.tar.xz"
+    make_archive(path)
+    sizes = {"train": 6, "test": 4}
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    checksum = hashlib.sha256(path.read_bytes()).hexdigest()
+    stem = f"cifar10-jpeg-{checksum[:16]}"
+    for pid in range(os.getpid() - 2, os.getpid() + 3):  # the old predictable names
+        (cache_dir / f".{stem}.{pid}.tmp.npz").symlink_to(victim)
+    data.load_cifar10_jpeg(
+        path, cache_dir=cache_dir, expected_sha256=None, expected_sizes=sizes
+    )
+    assert victim.read_text() == "keep me" and (cache_dir / f"{stem}.npz").is_file()
+    (cache_dir / f"{stem}.npz").unlink()
+    os.mkfifo(cache_dir / f"{stem}.npz")
+    with pytest.raises(OSError, match="named pipe"):
+        data.load_cifar10_jpeg(
+            path, cache_dir=cache_dir, expected_sha256=None, expected_sizes=sizes
+        )

@@ -37,18 +37,34 @@ def test_lr_schedules():
     assert train.lr_factor(3, 4, tiny_config(schedule="constant")) == 1.0
 
 
-def test_config_validation():
-    for bad in (
-        dict(epochs=0),
-        dict(lr=-1.0),
-        dict(schedule="poly"),
-        dict(precision="fp8"),
-        dict(warmup=1.0),
-        dict(label_smoothing=1.0),
-        dict(check_every=0),
-    ):
-        with pytest.raises(ValueError):
-            tiny_config(**bad)
+@pytest.mark.parametrize(
+    "bad, error, message",
+    [
+        (dict(epochs=0), ValueError, "epochs must be >= 1"),
+        (dict(epochs=2.5), TypeError, "epochs must be an integer"),
+        (dict(lr=-1.0), ValueError, "lr must be > 0"),
+        (dict(lr="0.1"), TypeError, "lr must be a real number"),
+        (dict(lr=float("nan")), ValueError, "lr must be finite"),
+        (dict(schedule="poly"), ValueError, "schedule must be one of"),
+        (dict(precision="fp8"), ValueError, "precision must be one of"),
+        (dict(warmup=1.0), ValueError, "warmup must be < 1"),
+        (dict(label_smoothing=1.0), ValueError, "label_smoothing must be < 1"),
+        (dict(check_every=0), ValueError, "check_every must be >= 1"),
+        (dict(flip=1), TypeError, "flip must be True or False"),
+        (dict(milestones="0.5"), TypeError, "milestones must be a sequence"),
+        (dict(milestones=(0.75, 0.5)), ValueError, "milestones must be increasing"),
+        (dict(weight_decay_on="all"), ValueError, "weight_decay_on must be one of"),
+    ],
+)
+def test_config_validation(bad, error, message):
+    with pytest.raises(error, match=message):
+        tiny_config(**bad)
+
+
+def test_config_accepts_numpy_scalars_as_plain_numbers():
+    config = tiny_config(lr=np.float32(0.05), epochs=np.int64(2), flip=np.bool_(True))
+    assert type(config.lr) is float and type(config.epochs) is int
+    assert config.flip is True and json.dumps(config.to_dict())
 
 
 def test_precision_by_device(monkeypatch):
@@ -151,9 +167,10 @@ def test_interrupted_then_resumed_run_is_bit_identical(tiny_data, tmp_path):
         straight.history, resumed.history
     )  # NaN train_acc entries compare equal
     np.testing.assert_array_equal(straight.spectra, resumed.spectra)
-    model = lambda depth=2: train.build_model(
-        "plain", 4, depth=depth, seed=3, model_kwargs=TINY
-    )  # noqa: E731
+
+    def model(depth=2):
+        return train.build_model("plain", 4, depth=depth, seed=3, model_kwargs=TINY)
+
     other_data = data.synthetic(96, 48, num_classes=4, seed=1)
     for part, args in (
         ("model", (model(1), tiny_data, cfg)),
@@ -341,3 +358,40 @@ def test_deployable_returns_a_model_with_a_module_attribute_whole():
     assert train.deployable(holder) is holder
     wrapped = torch.nn.DataParallel(holder)
     assert train.deployable(wrapped) is holder
+
+
+def test_a_checkpoint_that_cannot_be_written_stops_before_training(tiny_data, tmp_path):
+    calls = []
+    model = train.build_model("plain", 4, depth=2, model_kwargs=TINY)
+    config = tiny_config(epochs=1)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OSError, match="cannot be created"):
+        train.train(
+            model,
+            tiny_data,
+            config,
+            device="cpu",
+            checkpoint=blocker / "x.pt",
+            log=calls.append,
+        )
+    folder = tmp_path / "folder.pt"
+    folder.mkdir()
+    with pytest.raises(OSError, match="is a folder, not a regular file"):
+        train.train(
+            model, tiny_data, config, device="cpu", checkpoint=folder, log=calls.append
+        )
+    assert calls == []  # no epoch ran
+
+
+def test_checkpoint_write_does_not_follow_a_planted_link(tiny_data, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    target = tmp_path / "run.pt"
+    for pid in range(os.getpid() - 2, os.getpid() + 3):  # the old predictable names
+        (tmp_path / f".run.pt.{pid}.tmp").symlink_to(victim)
+    model = train.build_model("plain", 4, depth=2, model_kwargs=TINY)
+    train.train(
+        model, tiny_data, tiny_config(epochs=1), device="cpu", checkpoint=target
+    )
+    assert victim.read_text() == "keep me" and target.stat().st_size > 0
