@@ -250,13 +250,13 @@ def test_airbench_arrays_hold_exactly_our_images(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["study", "plain5k", "--threads", "0"], "expected a positive integer"),
+        (["study", "plain5k", "--threads", "0"], "must be at least 1"),
         (["train", "--model-kwargs", "{nope"], "not valid JSON"),
         (["train", "--model-kwargs", "[1]"], "expected a JSON object"),
         (["train", "--device", "gpu"], "argument --device"),
         (["train", "--save-state", "/nonexistent-folder/x.pt"], "not writable"),
-        (["train", "--synthetic", "0", "4"], "expected a positive integer"),
-        (["train", "--lr", "-1"], "lr must be in"),
+        (["train", "--synthetic", "0", "4"], "must be at least 1"),
+        (["train", "--lr", "-1"], "lr must be > 0"),
         (
             ["grid", "--scale", "gpu", "--only", "nosuch"],
             "no experiment \\['nosuch'\\]",

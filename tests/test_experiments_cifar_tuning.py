@@ -133,4 +133,4 @@ def test_tuned_study_refuses_an_incomplete_tuning():
 def test_cli_refuses_bad_jobs(capsys):
     with pytest.raises(SystemExit):
         ct.main(["tune", "plain5k", "--jobs", "0"])
-    assert "positive integer" in capsys.readouterr().err
+    assert "must be at least 1" in capsys.readouterr().err

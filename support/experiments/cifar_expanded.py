@@ -37,6 +37,7 @@ import torch
 from support import data as data_mod
 from support import models, paths, results
 from support.expand import count_parameters
+from support.experiments import command_line as cli
 from support.hardware import resolve_device
 from support.train import (
     TrainConfig,
@@ -681,16 +682,6 @@ def airbench_reference(data: data_mod.ImageArrays, *, runs: int, workdir) -> dic
 
 
 # ------------------------------------------------------------------------------------- the CLI
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _json_object(text: str) -> dict:
     try:
         value = json.loads(text)
@@ -701,14 +692,6 @@ def _json_object(text: str) -> dict:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {text[:80]!r}")
     return value
-
-
-def _device(text: str) -> str:
-    try:
-        resolve_device(text)
-    except (ValueError, RuntimeError) as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
 
 
 def _writable_file(text: str) -> str:
@@ -738,19 +721,22 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default="auto", choices=["auto", "jpeg", "torchvision"])
     p.add_argument(
         "--synthetic",
-        type=_positive_int,
+        type=cli.positive_int,
         nargs=2,
         metavar=("N_TRAIN", "N_TEST"),
         help="train on synthetic images instead of CIFAR (tests)",
     )
     p.add_argument(
-        "--subset", type=_positive_int, nargs=2, metavar=("N_TRAIN", "N_TEST")
+        "--subset", type=cli.positive_int, nargs=2, metavar=("N_TRAIN", "N_TEST")
     )
     p.add_argument(
-        "--depth", type=_positive_int, default=1, help="expansion depth (1 = baseline)"
+        "--depth",
+        type=cli.positive_int,
+        default=1,
+        help="expansion depth (1 = baseline)",
     )
     p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--device", type=_device, default="auto")
+    p.add_argument("--device", type=cli.device, default="auto")
     p.add_argument("--checkpoint", type=_writable_file, default=None)
     p.add_argument(
         "--save-state",
@@ -831,9 +817,9 @@ def _study_command(args) -> int:
         torch.set_num_threads(args.threads)
     for name in args.names:
         stored = run_study(
-            name, device=args.device, allow_dirty=args.allow_dirty, log=args.say
+            name, device=args.device, allow_dirty=args.allow_dirty, log=cli.say
         )
-        args.say(results.describe(stored))
+        cli.say(results.describe(stored))
     return 0
 
 
@@ -846,7 +832,7 @@ def _grid_command(args) -> int:
         )
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
-        args.say(
+        cli.say(
             f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, "
             f"CUDA {torch.version.cuda}"
         )
@@ -858,9 +844,9 @@ def _grid_command(args) -> int:
         only=args.only,
         results_dir=args.results_dir,
         allow_dirty=args.allow_dirty,
-        log=args.say,
+        log=cli.say,
     )
-    args.say(f"stored {names}")
+    cli.say(f"stored {names}")
     return 0
 
 
@@ -878,15 +864,11 @@ def _steptime_command(args) -> int:
         return {"config": out["config"], "scalars": scalars, "seeds": [0]}
 
     if args.save:
-        stored = results.cached(
-            STEP_TIME_RESULT, record, recompute=True, device=resolve_device(args.device)
-        )
-        scalars = stored.scalars
-        args.say(results.describe(stored))
+        scalars = cli.store(STEP_TIME_RESULT, record, args, device=args.device).scalars
     else:
         scalars = record()["scalars"]
     for name, ms in scalars["median_ms"].items():
-        args.say(
+        cli.say(
             f"{name}: {ms:.1f} ms per step, {scalars['ratio'][name]:.3f}x the plain step"
         )
     return 0
@@ -896,7 +878,7 @@ def _airbench_command(args) -> int:
     import tempfile
 
     if not torch.cuda.is_available():
-        args.say("airbench94 needs a CUDA GPU; none is available")
+        cli.say("airbench94 needs a CUDA GPU; none is available")
         return 1
     data = data_mod.load_cifar("cifar10")
 
@@ -919,9 +901,9 @@ def _airbench_command(args) -> int:
         allow_dirty=args.allow_dirty,
         directory=args.results_dir,
     )
-    args.say(results.describe(stored))
+    cli.say(results.describe(stored))
     s = stored.scalars
-    args.say(
+    cli.say(
         f"airbench94: {s['test_acc_mean']:.4f} test accuracy, "
         f"{s['train_seconds_median']:.2f} s per training run"
     )
@@ -929,32 +911,27 @@ def _airbench_command(args) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m support.experiments.cifar_expanded",
-        description="Recipes of the chapter 'Expanded CNNs on CIFAR'.",
+    top, sub = cli.parser(
+        "cifar_expanded", "Recipes of the chapter 'Expanded CNNs on CIFAR'."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name, func, text):
-        p = sub.add_parser(name, help=text)
-        p.set_defaults(func=func, parser=p)
+    def command(name, func, text, stores=True):
+        p = cli.command(sub, name, func, text, stores=stores)
+        p.set_defaults(parser=p)
         return p
 
     p = command("study", _study_command, "run (or resume) CPU studies, stored per seed")
     p.add_argument("names", nargs="+", choices=sorted(STUDIES))
-    p.add_argument("--device", type=_device, default="cpu")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads")
+    p.add_argument("--device", type=cli.device, default="cpu")
     p.add_argument(
-        "--allow-dirty",
-        action="store_true",
-        help="store even from a tree with uncommitted changes",
+        "--threads", type=cli.positive_int, default=None, help="torch threads"
     )
     p = command("grid", _grid_command, "run the paper-scale (GPU) grid")
     p.add_argument("--scale", choices=sorted(GRIDS), required=True)
     p.add_argument(
         "--dataset", default="cifar10", choices=sorted(data_mod.NORMALIZATION)
     )
-    p.add_argument("--device", type=_device, default="auto")
+    p.add_argument("--device", type=cli.device, default="auto")
     p.add_argument(
         "--budget-s",
         type=float,
@@ -963,24 +940,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--only", nargs="*", default=None, help="experiment stems to run")
     p.add_argument("--results-dir", default=None, help="store here, not book/results")
-    p.add_argument("--allow-dirty", action="store_true")
     p = command("steptime", _steptime_command, "training-step time by depth")
-    p.add_argument("--repeats", type=_positive_int, default=15)
-    p.add_argument("--threads", type=_positive_int, default=1)
-    p.add_argument("--device", type=_device, default="cpu")
+    p.add_argument("--repeats", type=cli.positive_int, default=15)
+    p.add_argument("--threads", type=cli.positive_int, default=1)
+    p.add_argument("--device", type=cli.device, default="cpu")
     p.add_argument("--save", action="store_true", help=f"store as {STEP_TIME_RESULT}")
     p = command("airbench", _airbench_command, "airbench94 on the same images and GPU")
-    p.add_argument("--runs", type=_positive_int, default=5)
+    p.add_argument("--runs", type=cli.positive_int, default=5)
     p.add_argument("--results-dir", default=None)
-    p.add_argument("--allow-dirty", action="store_true")
-    _train_arguments(command("train", train_command, "train one model (torchrun too)"))
-    return parser
+    _train_arguments(
+        command("train", train_command, "train one model (torchrun too)", stores=False)
+    )
+    return top
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
-    args.say = lambda line: print(line, flush=True)
-    return args.func(args)
+    return cli.run(_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as futures
 import dataclasses
 import math
@@ -51,6 +50,7 @@ from scipy import stats
 from support import data as data_mod
 from support import paths, results
 from support.experiments import cifar_expanded as ce
+from support.experiments import command_line as cli
 from support.train import NonFiniteLossError
 
 DECAY_MODES = {
@@ -595,11 +595,10 @@ def run_tuned_study(
 
 # ------------------------------------------------------------------------------------- the CLI
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m support.experiments.cifar_tuning",
-        description="Per-network hyper-parameters for the chapter 'Expanded CNNs on CIFAR'.",
+    top, sub = cli.parser(
+        "cifar_tuning",
+        "Per-network hyper-parameters for the chapter 'Expanded CNNs on CIFAR'.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
     for command, func, text in (
         ("tune", run_tuning, "run or resume the tuning grid on the validation split"),
         (
@@ -608,25 +607,25 @@ def main(argv=None) -> int:
             "run or resume the tuned comparison on the test set",
         ),
     ):
-        p = sub.add_parser(command, help=text)
+        p = cli.command(sub, command, _command(func), text)
         p.add_argument("name", choices=sorted(TUNINGS))
-        p.add_argument("--jobs", type=_positive_int, default=2, help="worker processes")
-        p.add_argument("--allow-dirty", action="store_true")
-        p.set_defaults(func=func)
-    args = parser.parse_args(argv)
-    say = lambda line: print(line, flush=True)
-    start = time.perf_counter()
-    stored = args.func(args.name, jobs=args.jobs, allow_dirty=args.allow_dirty, log=say)
-    say(results.describe(stored))
-    say(f"{time.perf_counter() - start:.0f} s this call")
-    return 0
+        p.add_argument(
+            "--jobs", type=cli.positive_int, default=2, help="worker processes"
+        )
+    return cli.run(top, argv)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def _command(func):
+    def run(args) -> int:
+        start = time.perf_counter()
+        stored = func(
+            args.name, jobs=args.jobs, allow_dirty=args.allow_dirty, log=cli.say
+        )
+        cli.say(results.describe(stored))
+        cli.say(f"{time.perf_counter() - start:.0f} s this call")
+        return 0
+
+    return run
 
 
 if __name__ == "__main__":
