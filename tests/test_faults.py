@@ -123,7 +123,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(
     before = ckpt.read_bytes()
 
     def disk_full(obj, f, *a, **k):
-        Path(f).write_bytes(b"partial")
+        f.write(b"partial")
         raise RuntimeError("basic_ios::clear: iostream error")
 
     monkeypatch.setattr(torch, "save", disk_full)
@@ -136,28 +136,29 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(
 
 
 @pytest.mark.parametrize(
-    "field, value",
+    "field, value, error",
     [
-        ("lr", float("inf")),
-        ("lr", float("nan")),
-        ("epochs", 2.5),
-        ("momentum", -1.0),
-        ("momentum", 1.0),
-        ("seed", "x"),
-        ("seed", -1),
-        ("batch_size", True),
-        ("weight_decay", float("nan")),
-        ("gamma", 0.0),
-        ("milestones", (0.75, 0.5)),
-        ("milestones", (1.5,)),
-        ("translate", -1),
-        ("flip", "yes"),
-        ("record_layer", 3),
+        ("lr", float("inf"), ValueError),
+        ("lr", float("nan"), ValueError),
+        ("epochs", 2.5, TypeError),
+        ("momentum", -1.0, ValueError),
+        ("momentum", 1.0, ValueError),
+        ("seed", "x", TypeError),
+        ("seed", -1, ValueError),
+        ("batch_size", True, TypeError),
+        ("weight_decay", float("nan"), ValueError),
+        ("gamma", 0.0, ValueError),
+        ("milestones", (0.75, 0.5), ValueError),
+        ("milestones", (1.5,), ValueError),
+        ("translate", -1, ValueError),
+        ("flip", "yes", TypeError),
+        ("record_layer", 3, TypeError),
     ],
 )
-def test_train_config_validates_every_field(field, value):
+def test_train_config_validates_every_field(field, value, error):
+    """A wrong kind of value is a TypeError, an impossible value a ValueError; both name the field."""
     with pytest.raises(
-        ValueError, match=field.rstrip("s") if field == "milestones" else field
+        error, match=field.rstrip("s") if field == "milestones" else field
     ):
         train.TrainConfig(**{field: value})
 
@@ -288,7 +289,7 @@ def test_a_failed_cache_write_only_warns_and_leaves_no_temp_file(tmp_path, monke
     cache_dir.mkdir()
 
     def no_space(file, **arrays):
-        Path(file).write_bytes(b"partial")
+        file.write(b"partial")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(np, "savez", no_space)
