@@ -522,26 +522,11 @@ def run_tuned_study(
     base = Path(
         checkpoint_dir or paths.cache_dir() / "checkpoints" / tuning.study_result_name
     )
-    runs, index = [], {}
-    for j, seed in enumerate(tuning.seeds):
-        for i, (_, depth, mode, lr) in enumerate(arms):
-            key = f"d{depth}-{mode}-lr{lr:g}-e{study.epochs}-s{seed}-test"
-            runs.append(
-                Run(
-                    key,
-                    depth,
-                    lr,
-                    mode,
-                    study.epochs,
-                    seed,
-                    "test",
-                    _checkpoint(base, key),
-                )
-            )
-            index[key] = (i, j)
+    runs, index = _study_runs(tuning, arms, base)
     out = ce.empty_table((len(arms), len(tuning.seeds)), study.epochs, len(arms))
     finished = np.zeros((len(arms), len(tuning.seeds)), dtype=bool)
     labels = [a[0] for a in arms]
+    config = _study_config(tuning, stored, arms, jobs)
 
     def on_done(run, outcome):
         if outcome["diverged"]:
@@ -553,32 +538,9 @@ def run_tuned_study(
         out["seeds_done"] = np.int64(np.argmin(np.append(finished.all(0), False)))
         results.save(
             tuning.study_result_name,
-            config={
-                "study": study.name,
-                "tuning": tuning.result_name,
-                "tuning_commit": stored.provenance["commit"],
-                "arms": [
-                    {"label": a[0], "depth": a[1], "mode": a[2], "lr": a[3]}
-                    for a in arms
-                ],
-                "decay_modes": DECAY_MODES,
-                "n_train": study.n_train,
-                "n_test": 10000,
-                "model": "plain",
-                "model_kwargs": study.model_kwargs,
-                "seeds_planned": list(tuning.seeds),
-                "train_config": tuning.config(
-                    lr=arms[0][3], mode=arms[0][2], epochs=study.epochs, seed=0
-                ).to_dict(),
-                "precision": out["precision"],
-                "torch_threads": 1,
-                "jobs": jobs,
-            },
+            config={**config, "precision": out["precision"]},
             scalars={"labels": labels, **ce.summarize_arms(out, labels)},
-            arrays={
-                **ce._arrays(out),
-                "finished": finished,
-            },
+            arrays={**ce._arrays(out), "finished": finished},
             provenance_record=results.provenance(
                 device="cpu",
                 seeds=list(tuning.seeds[: int(out["seeds_done"])]),
@@ -591,6 +553,47 @@ def run_tuned_study(
 
     _run_all(runs, tuning, jobs=jobs, on_done=on_done, log=log)
     return results.load(tuning.study_result_name, results_dir)
+
+
+def _study_runs(tuning: Tuning, arms, base: Path):
+    """The runs of the tuned comparison, seed by seed, and each run's ``(arm, seed)`` index."""
+    runs, index = [], {}
+    epochs = tuning.spec.epochs
+    for j, seed in enumerate(tuning.seeds):
+        for i, (_, depth, mode, lr) in enumerate(arms):
+            key = f"d{depth}-{mode}-lr{lr:g}-e{epochs}-s{seed}-test"
+            checkpoint = _checkpoint(base, key)
+            runs.append(Run(key, depth, lr, mode, epochs, seed, "test", checkpoint))
+            index[key] = (i, j)
+    return runs, index
+
+
+def _study_config(
+    tuning: Tuning, stored: results.StoredResult, arms, jobs: int
+) -> dict:
+    """What the tuned comparison stores as its config: the arms and where they came from."""
+    study = tuning.spec
+    data = tuning.split("test")
+    return {
+        "study": study.name,
+        "tuning": tuning.result_name,
+        "tuning_commit": stored.provenance["commit"],
+        "arms": [
+            {"label": a[0], "depth": a[1], "mode": a[2], "lr": a[3]} for a in arms
+        ],
+        "decay_modes": DECAY_MODES,
+        "data_source": data.source,
+        "n_train": int(len(data.train_labels)),
+        "n_test": int(len(data.test_labels)),
+        "model": "plain",
+        "model_kwargs": study.model_kwargs,
+        "seeds_planned": list(tuning.seeds),
+        "train_config": tuning.config(
+            lr=arms[0][3], mode=arms[0][2], epochs=study.epochs, seed=0
+        ).to_dict(),
+        "torch_threads": 1,
+        "jobs": jobs,
+    }
 
 
 # ------------------------------------------------------------------------------------- the CLI
