@@ -227,8 +227,7 @@ def build_model(
     ``whitening_images`` (normalised, (N, 3, H, W)). The random stream is
     ``support.seeding.torch_seed(seed, "model-init")``.
     """
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth must be an integer >= 1 (1 = baseline), got {depth!r}")
+    depth = check_int(depth, "depth (1 = baseline)", 1)
     torch.manual_seed(seeding.torch_seed(seed, "model-init"))
     model = models.build(name, num_classes=num_classes, **(model_kwargs or {}))
     if isinstance(model, models.FastCNN):
@@ -499,9 +498,15 @@ def load_checkpoint(path, device, fingerprint: dict) -> dict:
         raise CheckpointError(
             f"{path} is not a checkpoint of support.train; delete it or pass another path"
         )
-    if payload.get("version") != CHECKPOINT_VERSION:
+    version = payload.get("version")
+    if isinstance(version, int) and version > CHECKPOINT_VERSION:
         raise CheckpointError(
-            f"checkpoint {path} has version {payload.get('version')!r}, this trainer writes "
+            f"checkpoint {path} has version {version}, newer than this trainer's "
+            f"{CHECKPOINT_VERSION}: resume it with the newer code that wrote it"
+        )
+    if version != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has version {version!r}, this trainer writes "
             f"{CHECKPOINT_VERSION}; delete it to start the run over"
         )
     stored = payload.get("fingerprint", {})

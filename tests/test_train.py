@@ -395,3 +395,20 @@ def test_checkpoint_write_does_not_follow_a_planted_link(tiny_data, tmp_path):
         model, tiny_data, tiny_config(epochs=1), device="cpu", checkpoint=target
     )
     assert victim.read_text() == "keep me" and target.stat().st_size > 0
+
+
+def test_a_newer_checkpoint_is_not_answered_with_delete_it(tiny_data, tmp_path):
+    ckpt = tmp_path / "c.pt"
+    model = train.build_model("plain", 4, depth=np.int64(2), model_kwargs=TINY)
+    train.train(model, tiny_data, tiny_config(epochs=1), device="cpu", checkpoint=ckpt)
+    payload = torch.load(ckpt, weights_only=True)
+    payload["version"] = train.CHECKPOINT_VERSION + 1
+    torch.save(payload, ckpt)
+    with pytest.raises(train.CheckpointError, match="newer than this trainer"):
+        train.train(
+            train.build_model("plain", 4, depth=2, model_kwargs=TINY),
+            tiny_data,
+            tiny_config(epochs=2),
+            device="cpu",
+            checkpoint=ckpt,
+        )
