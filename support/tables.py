@@ -87,6 +87,12 @@ def column_decimals(values, most: int = 4) -> int:
     return decimals
 
 
+def _heading(column) -> str:
+    parts = column if isinstance(column, tuple) else (column,)
+    text = ", ".join(" ".join(str(p).split()) for p in parts if str(p).strip())
+    return text or " "
+
+
 def _missing(value) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
@@ -106,13 +112,14 @@ def _cell(value, decimals: int) -> str:
 
 def book_table(frame: pd.DataFrame, caption: str, name: str, formats=None) -> str:
     """``frame`` as a MyST ``list-table`` directive: numbered, with ``caption``, and labelled
-    ``name`` for ``{numref}``. The index (when named, or not a plain range) becomes the first
-    column(s). Numbers get one precision per column: ``formats[column]`` (a format spec such as
-    ``".2f"``, or a function of the value) where given, else :func:`column_decimals`. NaN shows
-    as a dash. Column names and cells are MyST, so headers may be typeset (``$\\rho$``).
+        ``name`` for ``{numref}``. The index (when named, or not a plain range) becomes the first
+        column(s), a repeated outer label shown once; the levels of a column MultiIndex are joined
+    with commas. Numbers get one precision per column: ``formats[column]`` (a format spec such as
+        ``".2f"``, or a function of the value) where given, else :func:`column_decimals`. NaN shows
+        as a dash. Column names and cells are MyST, so headers may be typeset (``$\\rho$``).
 
-    The chapter displays it with ``IPython.display.Markdown`` (the book renders Markdown outputs
-    as MyST, ``nb_render_markdown_format: myst`` in ``_config.yml``)."""
+        The chapter displays it with ``IPython.display.Markdown`` (the book renders Markdown outputs
+        as MyST, ``nb_render_markdown_format: myst`` in ``_config.yml``)."""
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(
             f"book_table needs a pandas DataFrame, got {type(frame).__name__}"
@@ -132,16 +139,10 @@ def book_table(frame: pd.DataFrame, caption: str, name: str, formats=None) -> st
         raise ValueError(
             f"book_table {name!r}: formats for unknown columns {sorted(unknown)}"
         )
-    shown = frame
-    plain_index = frame.index.names == [None] and isinstance(frame.index, pd.RangeIndex)
-    if not plain_index:
-        shown = frame.reset_index()
-    header = [
-        " ".join(str(c).split()) if str(c).strip() else " " for c in shown.columns
-    ]
+    header = [_heading(c) for c in frame.columns]
     columns = []
-    for column in shown.columns:
-        values = list(shown[column])
+    for column in frame.columns:
+        values = list(frame[column])
         spec = formats.get(column)
         if spec is not None:
             render = spec if callable(spec) else (lambda v, spec=spec: format(v, spec))
@@ -151,6 +152,23 @@ def book_table(frame: pd.DataFrame, caption: str, name: str, formats=None) -> st
         else:
             decimals = column_decimals(values)
             columns.append([_cell(v, decimals) for v in values])
+    plain_index = frame.index.names == [None] and isinstance(frame.index, pd.RangeIndex)
+    if not plain_index:
+        # the index as leading columns; a repeated outer label is shown once, as pandas does
+        keys = [k if isinstance(k, tuple) else (k,) for k in frame.index]
+        header = [str(n) if n is not None else " " for n in frame.index.names] + header
+        shown_keys, previous = [], None
+        for key in keys:
+            shown_keys.append(
+                [
+                    " "
+                    if previous and key[: i + 1] == previous[: i + 1]
+                    else _cell(k, 0)
+                    for i, k in enumerate(key)
+                ]
+            )
+            previous = key
+        columns = [list(level) for level in zip(*shown_keys)] + columns
     lines = [f":::{{list-table}} {caption}", f":name: {name}", ":header-rows: 1", ""]
     for row in [header, *zip(*columns)]:
         lines.append(f"* - {row[0]}")

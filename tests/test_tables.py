@@ -92,3 +92,22 @@ def test_book_table_refuses_bad_input(kwargs, message):
         tables.book_table(pd.DataFrame({"a": [1.0]}), **args)
     with pytest.raises(ValueError, match="no rows"):
         tables.book_table(pd.DataFrame(), "C.", "tab-x")
+
+
+def test_book_table_shows_a_multiindex_as_leading_columns_with_repeats_once():
+    frame = pd.DataFrame(
+        [[1.0], [3.25], [5.0]],
+        index=pd.MultiIndex.from_tuples(
+            [("paper", "linear"), ("ours", "linear"), ("ours", "ReLU")],
+            names=["source", None],
+        ),
+        columns=pd.MultiIndex.from_tuples([("same class", 2)]),
+    )
+    rows = [
+        r.split("\n  - ")
+        for r in tables.book_table(frame, "C.", "tab-m").split("* - ")[1:]
+    ]
+    assert [r[0].strip() for r in rows] == ["source", "paper", "ours", ""]
+    assert rows[0][2].strip() == "same class, 2"
+    assert [r[1].strip() for r in rows[1:]] == ["linear", "linear", "ReLU"]
+    assert [r[2].split()[0] for r in rows[1:]] == ["1.00", "3.25", "5.00"]
