@@ -153,9 +153,13 @@ def status_page(
         "",
         "## Chapters",
         "",
+        ":::{table} The last default run of each chapter.",
+        ":name: tbl-status-chapters",
+        "",
         "| chapter | executed | duration (s) | GPU | CPU | torch | numpy | commit |",
         "|---|---|---|---|---|---|---|---|",
         *_chapter_rows(root, log.records + ([pending] if pending else [])),
+        ":::",
     ]
     if log.unreadable:
         lines += ["", f"Unreadable lines of `{RUN_LOG}` (skipped):", ""]
@@ -173,6 +177,9 @@ def status_page(
         lines.append("No stored results yet.")
         return "\n".join(lines) + "\n"
     lines += [
+        ":::{table} Every stored result with its provenance.",
+        ":name: tbl-status-results",
+        "",
         "| result | computed | device | wall time (s) | seeds | commit |",
         "|---|---|---|---|---|---|",
     ]
@@ -185,6 +192,7 @@ def status_page(
             f"| `{e.name}` | {p['date']} | {p['device']} | {p['wall']} | {p['seeds']} "
             f"| `{p['commit']}` |"
         )
+    lines.append(":::")
     return "\n".join(lines) + "\n"
 
 
