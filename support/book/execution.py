@@ -44,7 +44,7 @@ LOCK_TIMEOUT_S = 600
 
 @dataclass
 class RunRecord:
-    """One line of the run log (``outputs_sha256``: see :func:`outputs_checksum`)."""
+    """One line of the run log (``outputs_sha256``: see :func:`support.book.execution.outputs_checksum`)."""
 
     chapter: str
     date: str
@@ -293,7 +293,7 @@ def execute_chapter(
     replace_book: bool = False,
 ) -> Path:
     """Execute one chapter; return where the executed notebook went (see the module docstring
-    and :func:`plan_run`).
+    and :func:`support.book.execution.plan_run`).
 
     ``parameters`` maps names to values (already of the defaults' types, see
     :func:`support.book.parameters.coerce_parameter`). ``commit`` is what the run log records

@@ -75,7 +75,7 @@ def say(line: str) -> None:
 
 
 def store(name: str, compute, args, *, device="cpu") -> results.StoredResult:
-    """Compute ``name`` afresh with ``compute()`` and store it (:func:`results.cached` with
+    """Compute ``name`` afresh with ``compute()`` and store it (:func:`support.results.cached` with
     ``recompute=True``; ``args.allow_dirty`` from the command line), then say where it came from."""
     stored = results.cached(
         name,
