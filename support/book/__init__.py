@@ -7,8 +7,8 @@ describes the workflow; the *Status* page is generated from the run log this mod
 
 Commands::
 
-    python -m support.book execute [CHAPTER ...] [-p NAME VALUE ...] [--timeout S] [--out-dir DIR]
-                                   [--replace-book] [--allow-dirty]
+    python -m support.book execute [CHAPTER ...] [-p NAME VALUE ...] [--timeout S]
+                                   [--out-dir DIR] [--replace-book] [--allow-dirty]
     python -m support.book check
     python -m support.book status
     python -m support.book repository URL      # '' while the book is unpublished

@@ -14,10 +14,11 @@
 
 Command line::
 
-    python -m support.experiments.cifar_expanded study plain5k           # the CPU study (hours)
-    python -m support.experiments.cifar_expanded steptime --save         # its step-time ratio
+    # the CPU study (hours), its step-time ratio, the GPU grid, one run (torchrun too)
+    python -m support.experiments.cifar_expanded study plain5k
+    python -m support.experiments.cifar_expanded steptime --save
     python -m support.experiments.cifar_expanded grid --scale gpu --budget-s 420
-    python -m support.experiments.cifar_expanded train --model plain --depth 4 ...   # one run; torchrun
+    python -m support.experiments.cifar_expanded train --model plain --depth 4 ...
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@
 
 Command line::
 
-    python -m support.experiments.nonlinear_networks train --scale paper   # stores the sweep (CPU, ~20 min)
-    python -m support.experiments.nonlinear_networks train --scale quick   # the live slice, printed
+    # stores the sweep (CPU, about 20 minutes); then the live slice, printed
+    python -m support.experiments.nonlinear_networks train --scale paper
+    python -m support.experiments.nonlinear_networks train --scale quick
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ the chapter loads them with ``results.cached(NAME, RECIPES[NAME], recompute=RECO
 
 Command line (stores every result named, or all; about 15 minutes on two CPU cores)::
 
-    python -m support.experiments.rank_volume_theorem store [NAME ...] [--device auto] [--allow-dirty]
+    python -m support.experiments.rank_volume_theorem store [NAME ...] \\
+        [--device auto] [--allow-dirty]
 """
 
 from __future__ import annotations
